@@ -1,0 +1,283 @@
+"""Activations: each one value holding its function, derivative and Gaussian moments."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from snn_lab import gaussian, special
+
+# The SELU constants of Klambauer et al. (2017), eq. (14): the (lambda, alpha) that make
+# mean 0, variance 1 the fixed point. Defined here and nowhere else.
+LAMBDA01 = 1.0507009873554804934193349852946
+ALPHA01 = 1.6732632423543772848170429916717
+
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_HALF = math.sqrt(0.5)
+
+
+class Moments(NamedTuple):
+    """E[phi(z)], E[phi(z)^2] and E[phi'(z)^2] for z ~ N(mean, std^2)."""
+
+    m1: float
+    m2: float
+    d2: float
+
+
+ClosedForm = Callable[[float, float], Moments]
+
+
+@dataclass(frozen=True, eq=False)
+class Activation:
+    """An elementwise nonlinearity: function, derivative and Gaussian moments in one place."""
+
+    name: str
+    params: Mapping[str, float]
+    fn: Callable[..., np.ndarray]  # fn(x, out=None): out may be x itself (in place)
+    deriv: Callable[[np.ndarray], np.ndarray]
+    kinks: tuple[float, ...] = ()  # where fn or deriv is not smooth: quadrature splits there
+    closed_form: ClosedForm | None = None  # (mean, std > 0) -> Moments
+    saturation: float | None = None  # lim phi(x) as x -> -inf (alpha dropout's alpha')
+
+    @property
+    def label(self) -> str:
+        """Name with its non-default parameters, e.g. 'selu(lambda=1.1)'."""
+        changed = {k: v for k, v in self.params.items() if v != ACTIVATIONS[self.name].defaults[k]}
+        if not changed:
+            return self.name
+        return f"{self.name}(" + ", ".join(f"{k}={v:g}" for k, v in changed.items()) + ")"
+
+    def moments(self, mean: float, std: float) -> Moments:
+        """Gaussian moments: closed form when there is one, quadrature split at kinks otherwise."""
+        if std == 0.0 or self.closed_form is None:
+            return self.quadrature_moments(mean, std)
+        return self.closed_form(float(mean), float(std))
+
+    def quadrature_moments(self, mean: float, std: float) -> Moments:
+        """Gaussian moments by numerical integration (the reference for closed forms)."""
+        x, w = (np.array([float(mean)]), np.ones(1)) if std == 0.0 else gaussian.nodes(mean, std, self.kinks)
+        y, dy = self.fn(x), self.deriv(x)
+        return Moments(float(w @ y), float(w @ (y * y)), float(w @ (dy * dy)))
+
+
+# ---- closed forms -------------------------------------------------------------------------
+
+def _pdf(t: float) -> float:
+    return _INV_SQRT_2PI * math.exp(-0.5 * t * t)
+
+
+def _ndtr(t: float) -> float:
+    return float(special.ndtr(t))
+
+
+def _exp_ndtr(a: float, b: float) -> float:
+    """exp(a) * Phi(b), finite where exp(a) alone would overflow (b very negative)."""
+    if b > -5.0:
+        return math.exp(a) * _ndtr(b)
+    return 0.5 * float(special.erfcx(-b * _SQRT_HALF)) * math.exp(a - 0.5 * b * b)
+
+
+def _relu_parts(m: float, s: float) -> tuple[float, float, float]:
+    """E[z+], E[z+^2] and P(z > 0) for z ~ N(m, s^2)."""
+    t = m / s
+    p, d = _ndtr(t), _pdf(t)
+    return m * p + s * d, (m * m + s * s) * p + m * s * d, p
+
+
+def _linear_moments(m: float, s: float) -> Moments:
+    return Moments(m, m * m + s * s, 1.0)
+
+
+def _relu_moments(m: float, s: float) -> Moments:
+    e1, e2, p = _relu_parts(m, s)
+    return Moments(e1, e2, p)
+
+
+def _leaky_moments(slope: float) -> ClosedForm:
+    def moments(m: float, s: float) -> Moments:
+        e1, e2, p = _relu_parts(m, s)
+        # z = z+ + z-, and z+ z- = 0, so the negative part follows from the positive one.
+        neg1, neg2 = m - e1, m * m + s * s - e2
+        return Moments(e1 + slope * neg1, e2 + slope * slope * neg2, p + slope * slope * (1.0 - p))
+    return moments
+
+
+def _elu_moments(alpha: float, scale: float = 1.0) -> ClosedForm:
+    def moments(m: float, s: float) -> Moments:
+        e1, e2, p = _relu_parts(m, s)
+        q = 1.0 - p if m <= 0 else _ndtr(-m / s)  # P(z < 0) without cancellation
+        ex1 = _exp_ndtr(m + 0.5 * s * s, -(m + s * s) / s)  # E[e^z ; z < 0]
+        ex2 = _exp_ndtr(2.0 * m + 2.0 * s * s, -(m + 2.0 * s * s) / s)  # E[e^2z ; z < 0]
+        mean = e1 + alpha * (ex1 - q)
+        second = e2 + alpha * alpha * (ex2 - 2.0 * ex1 + q)
+        dsq = p + alpha * alpha * ex2
+        return Moments(scale * mean, scale * scale * second, scale * scale * dsq)
+    return moments
+
+
+# ---- the functions (in place when out is given: the engine's hot loop reuses buffers) ----
+
+def _linear(x, out=None):
+    if out is None:
+        return x.copy()
+    if out is not x:
+        np.copyto(out, x)
+    return out
+
+
+def _relu(x, out=None):
+    return np.maximum(x, 0, out=out)
+
+
+def _leaky(slope):
+    def fn(x, out=None):
+        neg = np.minimum(x, 0)
+        neg *= slope
+        out = np.maximum(x, 0, out=out)
+        out += neg
+        return out
+    return fn
+
+
+def _elu(alpha, scale=1.0):
+    def fn(x, out=None):
+        neg = np.minimum(x, 0)
+        np.expm1(neg, out=neg)
+        neg *= scale * alpha
+        out = np.maximum(x, 0, out=out)
+        if scale != 1.0:
+            out *= scale
+        out += neg
+        return out
+    return fn
+
+
+def _elu_deriv(alpha, scale=1.0):
+    def deriv(x):
+        return np.where(x > 0, scale, scale * alpha * np.exp(np.minimum(x, 0)))
+    return deriv
+
+
+def _tanh(x, out=None):
+    return np.tanh(x, out=out)
+
+
+def _gelu(x, out=None):
+    # GELU, erf form: x * Phi(x).
+    phi = special.ndtr(x)
+    return np.multiply(x, phi, out=out)
+
+
+def _gelu_deriv(x):
+    return special.ndtr(x) + x * _INV_SQRT_2PI * np.exp(-0.5 * x * x)
+
+
+def _sigmoid(x):
+    # tanh form: no overflow in exp for large |x|.
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _silu(x, out=None):
+    return np.multiply(x, _sigmoid(x), out=out)
+
+
+def _silu_deriv(x):
+    s = _sigmoid(x)
+    return s * (1.0 + x * (1.0 - s))
+
+
+# ---- the registry ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ActivationKind:
+    """A registry entry: parameter defaults and a builder taking those parameters."""
+
+    defaults: Mapping[str, float]
+    build: Callable[..., Activation]
+    summary: str
+
+
+def _selu(name, params):
+    lam, alpha = params["lambda"], params["alpha"]
+    return Activation(name, params, _elu(alpha, lam), _elu_deriv(alpha, lam), (0.0,),
+                      _elu_moments(alpha, lam), -lam * alpha)
+
+
+def _elu_build(name, params):
+    alpha = params["alpha"]
+    return Activation(name, params, _elu(alpha), _elu_deriv(alpha), (0.0,),
+                      _elu_moments(alpha), -alpha)
+
+
+def _leaky_build(name, params):
+    slope = params["slope"]
+    return Activation(name, params, _leaky(slope), lambda x: np.where(x > 0, 1.0, slope),
+                      (0.0,), _leaky_moments(slope), 0.0 if slope == 0 else None)
+
+
+ACTIVATIONS: dict[str, ActivationKind] = {
+    "selu": ActivationKind({"lambda": LAMBDA01, "alpha": ALPHA01}, _selu,
+                           "lambda * (x if x > 0 else alpha * (exp(x) - 1))"),
+    "relu": ActivationKind({}, lambda n, p: Activation(
+        n, p, _relu, lambda x: (x > 0).astype(np.float64), (0.0,), _relu_moments, 0.0),
+        "max(x, 0)"),
+    "leaky_relu": ActivationKind({"slope": 0.01}, _leaky_build, "x if x > 0 else slope * x"),
+    "elu": ActivationKind({"alpha": 1.0}, _elu_build, "x if x > 0 else alpha * (exp(x) - 1)"),
+    "tanh": ActivationKind({}, lambda n, p: Activation(
+        n, p, _tanh, lambda x: 1.0 - np.tanh(x) ** 2, (), None, -1.0), "tanh(x)"),
+    "gelu": ActivationKind({}, lambda n, p: Activation(
+        n, p, _gelu, _gelu_deriv, (), None, 0.0), "x * Phi(x) (erf form)"),
+    "silu": ActivationKind({}, lambda n, p: Activation(
+        n, p, _silu, _silu_deriv, (), None, 0.0), "x * sigmoid(x)"),
+    "linear": ActivationKind({}, lambda n, p: Activation(
+        n, p, _linear, np.ones_like, (), _linear_moments, None), "x"),
+}
+
+
+def suggest(name: str, choices) -> str | None:
+    """The nearest valid name, for 'did you mean' messages (typos, swaps, prefixes)."""
+    name = str(name).strip().lower()
+    scored = [(_edits(name, c), -difflib.SequenceMatcher(None, name, c).ratio(), c) for c in choices]
+    if not scored:
+        return None
+    edits, ratio, best = min(scored)
+    return best if edits <= max(2, len(best) // 3) or -ratio >= 0.6 or best.startswith(name) else None
+
+
+def _edits(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions, swaps."""
+    d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[-1][-1]
+
+
+def make_activation(name: str, **params: float) -> Activation:
+    """Build a registered activation; unknown names or parameters raise KeyError."""
+    kind = ACTIVATIONS[name]
+    unknown = set(params) - set(kind.defaults)
+    if unknown:
+        raise KeyError(f"{name} has no parameter {sorted(unknown)[0]!r}")
+    full = {**kind.defaults, **{k: float(v) for k, v in params.items()}}
+    return kind.build(name, full)
+
+
+def alpha_dropout_affine(rate: float, saturation: float, mean: float = 0.0,
+                         var: float = 1.0) -> tuple[float, float]:
+    """(a, b) of alpha dropout: dropped units set to alpha', then a*x + b keeps (mean, var).
+
+    Klambauer et al. (2017), section "New Dropout Technique"; with mean 0, var 1 this is
+    a = (q + alpha'^2 q (1 - q))^(-1/2), b = -a (1 - q) alpha', q the keep probability.
+    """
+    q = 1.0 - rate
+    spread = q * var + q * (1.0 - q) * (mean - saturation) ** 2
+    a = math.sqrt(var / spread)
+    return a, mean - a * (q * mean + (1.0 - q) * saturation)

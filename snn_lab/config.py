@@ -1,0 +1,376 @@
+"""The experiment config: YAML (+ --set overrides) -> a frozen, validated Experiment."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from typing import Any
+
+from snn_lab.activations import ACTIVATIONS, Activation, make_activation, suggest
+from snn_lab.initializers import INITIALIZERS, Initializer
+from snn_lab.yamlio import ConfigError, Path, Problem, dotted, parse
+
+DTYPES = ("float32", "float64")
+DEFAULT_CONFIG = "default.yaml"  # packaged; identical to configs/selu_vs_relu.yaml
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Gaussian input: every entry i.i.d. N(mean, var)."""
+
+    mean: float = 0.0
+    var: float = 1.0
+
+
+@dataclass(frozen=True)
+class Series:
+    """One network family: activation, init and sizes; simulated for every trial."""
+
+    label: str
+    activation: str
+    activation_params: tuple[tuple[str, float], ...]
+    init: str
+    width: int
+    depth: int
+    batch: int
+    dtype: str
+    input: InputSpec
+    gain: float = 1.0
+    bias_var: float = 0.0
+    normalize_weights: bool = False
+    dropout: float = 0.0
+
+    def make_activation(self) -> Activation:
+        """The series' Activation value (function, derivative, moments)."""
+        return make_activation(self.activation, **dict(self.activation_params))
+
+    @property
+    def initializer(self) -> Initializer:
+        """The series' weight initializer."""
+        return INITIALIZERS[self.init]
+
+    @property
+    def weight_var(self) -> float:
+        """sigma_w^2: fan_in times one weight's variance, gain included."""
+        return self.gain ** 2 * self.width * self.initializer.variance(self.width, self.width)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A validated experiment: seed, trials and the series to simulate."""
+
+    name: str
+    seed: int
+    trials: int
+    series: tuple[Series, ...]
+    source: str = "<default>"
+    lines: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def where(self, path: Path) -> str:
+        """'file:line' of a key path (or of its nearest ancestor that has a line)."""
+        return locate(self.source, self.lines, path)
+
+    def to_dict(self) -> dict:
+        """The resolved config, every default filled in: loading it reproduces the run."""
+        return {"name": self.name, "seed": self.seed, "trials": self.trials,
+                "series": [_series_dict(s) for s in self.series]}
+
+
+def locate(source: str, lines: dict, path: Path) -> str:
+    """'file:line' of a key path, or of its nearest ancestor with a line ('--set ...' if set)."""
+    for n in range(len(path), -1, -1):
+        if path[:n] in lines:
+            line = lines[path[:n]]
+            return line if isinstance(line, str) else f"{source}:{line}"
+    return source
+
+
+def _series_dict(s: Series) -> dict:
+    d = asdict(s)
+    params = dict(d.pop("activation_params"))
+    if params != dict(ACTIVATIONS[s.activation].defaults):
+        d["activation"] = {"name": s.activation, **params}
+    return d
+
+
+# ---- loading -------------------------------------------------------------------------------
+
+def load(path: str | None = None, text: str | None = None, overrides: tuple[str, ...] = ()) -> Experiment:
+    """Load, override and validate an experiment; ConfigError lists every problem found."""
+    if text is None and path is None:
+        text = resources.files("snn_lab").joinpath(DEFAULT_CONFIG).read_text("utf-8")
+        source = f"<default: {DEFAULT_CONFIG}>"
+    elif text is None:
+        source = str(path)
+        try:
+            raw = open(path, "rb").read()
+        except OSError as exc:
+            raise ConfigError([Problem(source, "", f"cannot read config: {exc.strerror}")]) from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError([Problem(source, "", f"not UTF-8 text (byte {exc.start})")]) from None
+    else:
+        source = str(path or "<stdin>")
+    tree, lines = parse(text, source)
+    if tree is None:
+        raise ConfigError([Problem(source, "", "the config is empty; expected a mapping with at least "
+                                   "a 'series' list, e.g. series: [{activation: selu}]")])
+    problems: list[Problem] = []
+    if isinstance(tree, dict):
+        tree, lines = _apply_overrides(tree, dict(lines), overrides, problems)
+    if problems:
+        raise ConfigError(problems)
+    stem = None if source.startswith("<") else _stem(source)
+    return _Checker(source, lines).experiment(tree, stem)
+
+
+def _stem(source: str) -> str:
+    base = source.replace("\\", "/").rsplit("/", 1)[-1]
+    return base.rsplit(".", 1)[0] if "." in base else base
+
+
+def _apply_overrides(tree: dict, lines: dict, overrides, problems) -> tuple[dict, dict]:
+    """Apply --set KEY=VALUE overrides (VALUE read as YAML) to the raw tree."""
+    for text in overrides:
+        where = f"--set {text}"
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            problems.append(Problem(where, "", "expected KEY=VALUE, e.g. depth=200 or series.0.activation=tanh"))
+            continue
+        try:
+            parsed, _ = parse(value, where)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        path = tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
+        node, ok = tree, True
+        for i, part in enumerate(path[:-1]):
+            if isinstance(node, list) and isinstance(part, int):
+                if part >= len(node):
+                    problems.append(Problem(where, dotted(path[:i + 1]),
+                                            f"no such series: the config has {len(node)} (indices 0..{len(node) - 1})"))
+                    ok = False
+                    break
+                node = node[part]
+            elif isinstance(node, dict):
+                node = node.setdefault(part, {})
+            else:
+                problems.append(Problem(where, dotted(path[:i + 1]), "cannot set a key inside a plain value"))
+                ok = False
+                break
+        if not ok:
+            continue
+        last = path[-1]
+        if isinstance(node, list) and isinstance(last, int) and last < len(node):
+            node[last] = parsed
+        elif isinstance(node, dict):
+            node[last] = parsed
+        else:
+            problems.append(Problem(where, dotted(path), "cannot set this key"))
+            continue
+        for p in [p for p in lines if p[:len(path)] == path]:
+            del lines[p]
+        for n in range(1, len(path) + 1):
+            lines.setdefault(path[:n], where)
+        lines[path] = where
+    return tree, lines
+
+
+# ---- validation ----------------------------------------------------------------------------
+
+TOP_KEYS = ("name", "seed", "trials", "width", "depth", "batch", "dtype", "input", "series")
+SHARED_KEYS = ("width", "depth", "batch", "dtype", "input")
+SERIES_KEYS = ("label", "activation", "init", "gain", "bias_var", "normalize_weights", "dropout",
+               *SHARED_KEYS)
+INPUT_KEYS = ("mean", "var")
+DEFAULTS = {"seed": 0, "trials": 4, "width": 512, "depth": 64, "batch": 1024, "dtype": "float32",
+            "init": "lecun_normal", "gain": 1.0, "bias_var": 0.0, "normalize_weights": False,
+            "dropout": 0.0}
+
+
+class _Checker:
+    """Validates a raw tree, collecting every problem with its file and line."""
+
+    def __init__(self, source: str, lines: dict):
+        self.source, self.lines = source, lines
+        self.problems: list[Problem] = []
+
+    def fail(self, path: Path, message: str) -> None:
+        self.problems.append(Problem(locate(self.source, self.lines, path), dotted(path), message))
+
+    def keys(self, mapping: dict, allowed, path: Path) -> None:
+        for key in mapping:
+            if key not in allowed:
+                hint = suggest(key, allowed)
+                self.fail(path + (key,), f"unknown key (expected one of: {', '.join(allowed)})"
+                          + (f"; did you mean {hint!r}?" if hint else ""))
+
+    def mapping(self, value, path: Path, what: str) -> dict:
+        if isinstance(value, dict):
+            return value
+        self.fail(path, f"expected {what}, found {_show(value)}")
+        return {}
+
+    def integer(self, value, path: Path, low: int) -> int:
+        if type(value) is not int or value < low:
+            self.fail(path, f"expected an integer >= {low}, found {_show(value)}")
+            return low
+        return value
+
+    def number(self, value, path: Path, low: float | None = None, high: float | None = None,
+               high_open: bool = False, low_open: bool = False) -> float:
+        ok = type(value) in (int, float) and math.isfinite(value)
+        ok = ok and (low is None or value > low if low_open else low is None or value >= low)
+        ok = ok and (high is None or (value < high if high_open else value <= high))
+        if not ok:
+            rng = _range_text(low, high, low_open, high_open)
+            self.fail(path, f"expected a finite number{rng}, found {_show(value)}")
+            return float(low or 0.0)
+        return float(value)
+
+    def choice(self, value, path: Path, choices, what: str) -> str:
+        if isinstance(value, str) and value in choices:
+            return value
+        hint = suggest(value, choices) if isinstance(value, str) else None
+        self.fail(path, f"expected {what} (one of: {', '.join(choices)}), found {_show(value)}"
+                  + (f"; did you mean {hint!r}?" if hint else ""))
+        return next(iter(choices))
+
+    def experiment(self, tree: Any, stem: str | None) -> Experiment:
+        top = self.mapping(tree, (), "a mapping of experiment keys (name, seed, series, ...)")
+        if self.problems:  # nothing else can be checked in a list or a plain value
+            raise ConfigError(self.problems)
+        self.keys(top, TOP_KEYS, ())
+        name = top.get("name", stem or "experiment")
+        if not isinstance(name, str) or not _NAME.match(name):
+            self.fail(("name",), "expected a folder name of letters, digits, '.', '_' or '-' "
+                      f"(at most 100, not starting with '.' or '-'), found {_show(name)}")
+            name = "experiment"
+        seed = self.integer(top.get("seed", DEFAULTS["seed"]), ("seed",), 0)
+        trials = self.integer(top.get("trials", DEFAULTS["trials"]), ("trials",), 1)
+        shared = self.shared(top, (), {**{k: DEFAULTS[k] for k in SHARED_KEYS if k != "input"},
+                                       "input": InputSpec()})
+        raw_series = top.get("series")
+        if not isinstance(raw_series, list) or not raw_series:
+            self.fail(("series",), "expected a non-empty list of series, e.g. "
+                      "[{activation: selu, init: lecun_normal}], found " + _show(raw_series))
+            raw_series = []
+        series, seen = [], {}
+        for i, item in enumerate(raw_series):
+            before = len(self.problems)
+            s = self.series(item, ("series", i), shared)
+            series.append(s)
+            if len(self.problems) > before:
+                continue  # its label may be a stand-in: no duplicate check
+            if s.label in seen:
+                self.fail(("series", i, "label"), f"duplicate label {s.label!r} (also series {seen[s.label]}); "
+                          "labels name the rows of the results and must differ")
+            seen.setdefault(s.label, i)
+        if self.problems:
+            raise ConfigError(sorted(self.problems, key=_line_order))
+        return Experiment(name, seed, trials, tuple(series), self.source, self.lines)
+
+    def shared(self, raw: dict, path: Path, base: dict) -> dict:
+        """width, depth, batch, dtype, input: top-level defaults that a series may override."""
+        out = dict(base)
+        for key in ("width", "depth", "batch"):
+            if key in raw:
+                out[key] = self.integer(raw[key], path + (key,), 1)
+        if "dtype" in raw:
+            out["dtype"] = self.choice(raw["dtype"], path + ("dtype",), DTYPES, "a float type")
+        if "input" in raw:
+            spec = self.mapping(raw["input"], path + ("input",), "a mapping {mean: ..., var: ...}")
+            self.keys(spec, INPUT_KEYS, path + ("input",))
+            mean = self.number(spec.get("mean", base["input"].mean), path + ("input", "mean"))
+            var = self.number(spec.get("var", base["input"].var), path + ("input", "var"), low=0.0)
+            out["input"] = InputSpec(mean, var)
+        return out
+
+    def series(self, raw: Any, path: Path, shared: dict) -> Series | None:
+        raw = self.mapping(raw, path, "a mapping with at least 'activation'")
+        self.keys(raw, SERIES_KEYS, path)
+        sizes = self.shared(raw, path, shared)
+        if "activation" not in raw:
+            self.fail(path, f"missing key 'activation' (one of: {', '.join(ACTIVATIONS)})")
+            act, params = "linear", ()
+        else:
+            act, params = self.activation(raw["activation"], path + ("activation",))
+        init = self.choice(raw.get("init", DEFAULTS["init"]), path + ("init",), INITIALIZERS, "an initializer")
+        gain = self.number(raw.get("gain", DEFAULTS["gain"]), path + ("gain",), low=0.0, low_open=True)
+        bias_var = self.number(raw.get("bias_var", DEFAULTS["bias_var"]), path + ("bias_var",), low=0.0)
+        normalize = raw.get("normalize_weights", DEFAULTS["normalize_weights"])
+        if not isinstance(normalize, bool):
+            self.fail(path + ("normalize_weights",), f"expected true or false, found {_show(normalize)}")
+            normalize = False
+        dropout = self.number(raw.get("dropout", DEFAULTS["dropout"]), path + ("dropout",),
+                              low=0.0, high=1.0, high_open=True)
+        if dropout > 0 and act in ACTIVATIONS and make_activation(act, **dict(params)).saturation is None:
+            able = [n for n in ACTIVATIONS if make_activation(n).saturation is not None]
+            self.fail(path + ("dropout",), f"alpha dropout needs an activation with a finite limit at "
+                      f"-infinity (one of: {', '.join(able)}), found {act!r}")
+        label = raw.get("label", f"{act}-{init}")
+        if not isinstance(label, str) or not label.strip():
+            self.fail(path + ("label",), f"expected a non-empty text, found {_show(label)}")
+            label = f"{act}-{init}"
+        return Series(label=label, activation=act, activation_params=params, init=init,
+                      gain=gain, bias_var=bias_var, normalize_weights=normalize, dropout=dropout, **sizes)
+
+    def activation(self, raw: Any, path: Path) -> tuple[str, tuple]:
+        if isinstance(raw, str):
+            return self.choice(raw, path, ACTIVATIONS, "an activation"), ()
+        spec = self.mapping(raw, path, "an activation name or a mapping {name: ..., <parameter>: ...}")
+        if "name" not in spec:
+            if spec:
+                self.fail(path, "missing key 'name' (the activation's name)")
+            return "linear", ()
+        name = self.choice(spec["name"], path + ("name",), ACTIVATIONS, "an activation")
+        defaults = ACTIVATIONS[name].defaults
+        params = []
+        for key, value in spec.items():
+            if key == "name":
+                continue
+            if key not in defaults:
+                hint = suggest(key, defaults)
+                allowed = ", ".join(defaults) or "none"
+                self.fail(path + (key,), f"unknown parameter of {name} (its parameters: {allowed})"
+                          + (f"; did you mean {hint!r}?" if hint else ""))
+            else:
+                params.append((key, self.number(value, path + (key,))))
+        return name, tuple(params)
+
+
+def _line_order(p: Problem) -> tuple:
+    """File problems by line, then --set problems in the order given."""
+    line = p.where.rsplit(":", 1)[-1]
+    return (0, int(line)) if line.isdigit() else (1, 0)
+
+
+def _range_text(low, high, low_open, high_open) -> str:
+    if low is not None and high is not None:
+        return f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if low is not None:
+        return f" {'>' if low_open else '>='} {low:g}"
+    return ""
+
+
+def _show(value: Any) -> str:
+    """A found value for an error message: short, with its YAML type when that is the surprise."""
+    if value is None:
+        return "nothing (null)"
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    if isinstance(value, bool):
+        return f"{text.lower()} (a boolean)"
+    if isinstance(value, str):
+        return f"{text} (a text)"
+    if isinstance(value, (list, dict)):
+        return f"a {'list' if isinstance(value, list) else 'mapping'} {text}"
+    return text
+
+
+__all__ = ["ConfigError", "Experiment", "InputSpec", "Problem", "Series", "load"]

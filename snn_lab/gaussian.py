@@ -1,0 +1,41 @@
+"""Expectations under a Gaussian by piecewise Gauss-Legendre quadrature, split at kinks."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+# 32 nodes per panel and panels no wider than one standard deviation: for an integrand that
+# is analytic on each panel this is exact to rounding (~1e-15). Gauss-Hermite on the whole
+# line is not: a jump in phi' (SELU at 0) costs it ~1e-3 with 25 nodes, hence the panels.
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(32)
+_HALF_WIDTH = 15.0  # standard deviations; the tail beyond carries < 1e-50 of the mass
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+def nodes(mean: float, std: float, kinks: Sequence[float] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """Quadrature nodes and weights (weights include the N(mean, std^2) density)."""
+    lo, hi = mean - _HALF_WIDTH * std, mean + _HALF_WIDTH * std
+    cuts = sorted({lo, hi, *(k for k in kinks if lo < k < hi)})
+    xs, ws = [], []
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        panels = max(1, math.ceil((b - a) / std))
+        edges = np.linspace(a, b, panels + 1)
+        mid = 0.5 * (edges[1:] + edges[:-1])[:, None]
+        half = 0.5 * (edges[1:] - edges[:-1])[:, None]
+        xs.append((mid + half * _NODES).ravel())
+        ws.append((half * _WEIGHTS).ravel())
+    x = np.concatenate(xs)
+    w = np.concatenate(ws) * np.exp(-0.5 * ((x - mean) / std) ** 2) * (_INV_SQRT_2PI / std)
+    return x, w
+
+
+def expect(f: Callable[[np.ndarray], np.ndarray], mean: float, std: float,
+           kinks: Sequence[float] = ()) -> float:
+    """E[f(z)] for z ~ N(mean, std^2); f must be vectorized and smooth between kinks."""
+    if std == 0.0:
+        return float(f(np.array([mean], dtype=np.float64))[0])
+    x, w = nodes(mean, std, kinks)
+    return float(np.dot(w, f(x)))

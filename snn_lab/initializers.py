@@ -1,0 +1,78 @@
+"""Weight initializers: each a variance (what theory needs) and a sampler (what runs)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+# Keras/TensorFlow's correction for a normal truncated at two standard deviations: the
+# standard deviation of N(0, 1) restricted to [-2, 2], published as this literal.
+KERAS_TRUNCATION_STD = 0.87962566103423978
+TRUNCATION = 2.0
+
+
+def truncated_variance(c: float = TRUNCATION) -> float:
+    """Variance of N(0, 1) conditioned on |z| < c (0.7737 for c = 2)."""
+    pdf = math.exp(-0.5 * c * c) / math.sqrt(2.0 * math.pi)
+    return 1.0 - 2.0 * c * pdf / math.erf(c / math.sqrt(2.0))
+
+
+@dataclass(frozen=True)
+class Initializer:
+    """A weight ensemble: per-weight variance and a sampler of that ensemble."""
+
+    name: str
+    scale: Callable[[int, int], float]  # (fan_in, fan_out) -> the sampler's std parameter
+    kind: str  # "normal" | "uniform" | "truncated": the shape of the distribution
+    summary: str
+
+    def variance(self, fan_in: int, fan_out: int) -> float:
+        """Variance of one weight (gain 1): what mean-field theory uses."""
+        s = self.scale(fan_in, fan_out)
+        if self.kind == "uniform":
+            return s * s / 3.0  # U(-s, s)
+        if self.kind == "truncated":
+            return s * s * truncated_variance()
+        return s * s
+
+    def sample(self, rng: np.random.Generator, fan_in: int, fan_out: int,
+               dtype=np.float64, gain: float = 1.0) -> np.ndarray:
+        """Draw a (fan_in, fan_out) weight matrix."""
+        s = gain * self.scale(fan_in, fan_out)
+        shape = (fan_in, fan_out)
+        if self.kind == "uniform":
+            w = rng.random(shape, dtype=dtype)
+            w *= 2.0 * s
+            w -= s
+            return w
+        w = rng.standard_normal(shape, dtype=dtype)
+        if self.kind == "truncated":
+            _redraw_tails(rng, w)
+        w *= s
+        return w
+
+
+def _redraw_tails(rng: np.random.Generator, w: np.ndarray) -> None:
+    """Replace entries beyond TRUNCATION by fresh draws until none is left (rejection)."""
+    flat = w.reshape(-1)
+    bad = np.flatnonzero(np.abs(flat) >= TRUNCATION)
+    while bad.size:
+        flat[bad] = rng.standard_normal(bad.size, dtype=w.dtype)
+        bad = bad[np.abs(flat[bad]) >= TRUNCATION]
+
+
+INITIALIZERS: dict[str, Initializer] = {i.name: i for i in [
+    Initializer("lecun_normal", lambda fi, fo: math.sqrt(1.0 / fi), "normal", "N(0, 1/fan_in)"),
+    Initializer("he_normal", lambda fi, fo: math.sqrt(2.0 / fi), "normal", "N(0, 2/fan_in)"),
+    Initializer("glorot_normal", lambda fi, fo: math.sqrt(2.0 / (fi + fo)), "normal",
+                "N(0, 2/(fan_in + fan_out))"),
+    Initializer("lecun_uniform", lambda fi, fo: math.sqrt(3.0 / fi), "uniform",
+                "U(-sqrt(3/fan_in), sqrt(3/fan_in)): variance 1/fan_in"),
+    Initializer("lecun_truncated", lambda fi, fo: math.sqrt(1.0 / fi) / KERAS_TRUNCATION_STD,
+                "truncated", "Keras: normal truncated at 2 sd, corrected to variance 1/fan_in"),
+    Initializer("lecun_truncated_uncorrected", lambda fi, fo: math.sqrt(1.0 / fi), "truncated",
+                "normal truncated at 2 sd, uncorrected: variance 0.774/fan_in"),
+]}

@@ -1,0 +1,243 @@
+"""The results folder, a documented contract: build its tables, write them atomically, read them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from snn_lab import theory
+from snn_lab.config import Experiment
+from snn_lab.engine import STATS
+from snn_lab.statistics import SUMMARY_STATS, overflow, summarize
+
+RESULTS_VERSION = 1
+FILES = ("config.yaml", "layers.csv", "summary.csv", "meta.json")
+KEY_COLUMNS = ("series", "activation", "init")
+LAYER_COLUMNS = (*KEY_COLUMNS, "trial", "layer", *STATS, *theory.THEORY)
+SUMMARY_COLUMNS = (*KEY_COLUMNS, "layer", "trials", *SUMMARY_STATS, *theory.THEORY)
+TEXT_COLUMNS = set(KEY_COLUMNS)
+
+
+class ResultsError(Exception):
+    """A results folder that is missing, incomplete or not of this format."""
+
+
+@dataclass
+class Results:
+    """A run's tables: per-trial layers, across-trial summary, the resolved config and meta."""
+
+    config: dict
+    layers: dict[str, np.ndarray]
+    summary: dict[str, np.ndarray]
+    meta: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def labels(self) -> list[str]:
+        """Series labels in config order."""
+        return [s["label"] for s in self.config["series"]]
+
+    def series_summary(self, label: str) -> dict[str, np.ndarray]:
+        """summary.csv's rows of one series, as columns."""
+        keep = self.summary["series"] == label
+        return {k: v[keep] for k, v in self.summary.items()}
+
+
+def collect(exp: Experiment, stats: dict[str, np.ndarray], meta: dict | None = None) -> Results:
+    """Simulated statistics + theory -> the results tables (nothing written yet)."""
+    layers: dict[str, list] = {c: [] for c in LAYER_COLUMNS}
+    summary: dict[str, list] = {c: [] for c in SUMMARY_COLUMNS}
+    events = []
+    for s in exp.series:
+        trials = stats[s.label]
+        pred = theory.predict(s)
+        key = (s.label, s.make_activation().label, s.init)
+        depth1 = trials.shape[1]
+        for t in range(trials.shape[0]):
+            _extend(layers, KEY_COLUMNS, key, depth1)
+            layers["trial"].extend([t] * depth1)
+            layers["layer"].extend(range(depth1))
+            _columns(layers, STATS, trials[t])
+            _columns(layers, theory.THEORY, pred)
+        _extend(summary, KEY_COLUMNS, key, depth1)
+        summary["layer"].extend(range(depth1))
+        summary["trials"].extend([trials.shape[0]] * depth1)
+        _columns(summary, SUMMARY_STATS, summarize(trials))
+        _columns(summary, theory.THEORY, pred)
+        events += [{"series": s.label, "trial": t, "layer": layer} for t, layer in overflow(trials)]
+    meta = {**(meta or {}), "results_version": RESULTS_VERSION, "overflow": events}
+    return Results(exp.to_dict(), _arrays(layers), _arrays(summary), meta)
+
+
+def _extend(table, columns, values, n):
+    for c, v in zip(columns, values):
+        table[c].extend([v] * n)
+
+
+def _columns(table, names, block):
+    for i, c in enumerate(names):
+        table[c].extend(block[:, i].tolist())
+
+
+def _arrays(table: dict[str, list]) -> dict[str, np.ndarray]:
+    return {c: np.array(v, dtype=object if c in TEXT_COLUMNS else None) for c, v in table.items()}
+
+
+# ---- writing -------------------------------------------------------------------------------
+
+def check_target(out: Path, force: bool) -> None:
+    """Refuse an existing non-empty folder unless forced (checked before a run starts)."""
+    if out.exists() and not out.is_dir():
+        raise ResultsError(f"{out} exists and is not a folder; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ResultsError(f"{out} already exists and is not empty; use --force to replace it "
+                           "or --out DIR to write elsewhere")
+
+
+def write(results: Results, out: Path, force: bool = False) -> Path:
+    """Write the folder atomically: build it beside the target, then rename it into place.
+
+    An interrupted run leaves at most a hidden '.name.tmp-*' folder, never a partial 'name'.
+    """
+    out = Path(out)
+    check_target(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        (tmp / "config.yaml").write_text(yaml.safe_dump(results.config, sort_keys=False), "utf-8")
+        (tmp / "layers.csv").write_text(_csv(results.layers, LAYER_COLUMNS), "utf-8")
+        (tmp / "summary.csv").write_text(_csv(results.summary, SUMMARY_COLUMNS), "utf-8")
+        # meta.json last: its 'complete' flag is what readers require.
+        meta = {**results.meta, "complete": True}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, allow_nan=False, default=str) + "\n", "utf-8")
+        _swap_into_place(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    results.path = out
+    return out
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename tmp to out; an old folder (allowed by force) is moved aside first, then removed."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.rename(out, old / out.name)
+    try:
+        os.rename(tmp, out)  # atomic; fails if another run put a non-empty folder there first
+    except OSError:
+        if old is not None:
+            os.rename(old / out.name, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _csv(table: dict[str, np.ndarray], columns) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    cols = [table[c].tolist() for c in columns]
+    # repr of a Python float reads back to the same double: the tables round-trip exactly.
+    w.writerows(zip(*cols))
+    return buf.getvalue()
+
+
+# ---- reading -------------------------------------------------------------------------------
+
+def read(path: str | Path) -> Results:
+    """Read a complete results folder; ResultsError says what is missing or incomplete."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ResultsError(f"{path}: no such results folder")
+    missing = [f for f in FILES if not (path / f).is_file()]
+    if missing:
+        raise ResultsError(f"{path}: not a complete results folder (missing {', '.join(missing)}); "
+                           "was the run interrupted?")
+    try:
+        meta = json.loads((path / "meta.json").read_text("utf-8"))
+        config = yaml.safe_load((path / "config.yaml").read_text("utf-8"))
+    except (ValueError, yaml.YAMLError) as exc:
+        raise ResultsError(f"{path}: unreadable results file: {exc}") from None
+    if not meta.get("complete"):
+        raise ResultsError(f"{path}: meta.json does not mark the run complete")
+    if meta.get("results_version") != RESULTS_VERSION:
+        raise ResultsError(f"{path}: results format {meta.get('results_version')!r}, "
+                           f"this snn-lab reads {RESULTS_VERSION}")
+    layers = read_table(path / "layers.csv")
+    summary = read_table(path / "summary.csv")
+    return Results(config, layers, summary, meta, path)
+
+
+def read_table(path: Path) -> dict[str, np.ndarray]:
+    """A results CSV as columns: text columns as object arrays, the rest float64 (int for counts)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        raise ResultsError(f"{path}: empty table")
+    header, body = rows[0], rows[1:]
+    cols = list(zip(*body)) if body else [()] * len(header)
+    out = {}
+    for name, values in zip(header, cols):
+        if name in TEXT_COLUMNS:
+            out[name] = np.array(values, dtype=object)
+        elif name in ("trial", "layer", "trials"):
+            out[name] = np.array([int(v) for v in values], dtype=np.int64)
+        else:
+            out[name] = np.array([float(v) for v in values], dtype=np.float64)
+    return out
+
+
+def environment() -> dict:
+    """Versions, BLAS, host and git commit: what meta.json records about where a run ran."""
+    import platform
+    import socket
+    import subprocess
+    import sys
+
+    from snn_lab import __version__
+
+    try:
+        blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
+    except (TypeError, AttributeError):  # numpy < 1.26 has no mode="dicts"
+        blas = {}
+    commit = None
+    try:
+        here = Path(__file__).resolve().parent
+        done = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=5, check=False)
+        commit = done.stdout.strip() or None if done.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"snn_lab": __version__, "numpy": np.__version__, "python": sys.version.split()[0],
+            "platform": platform.platform(), "host": socket.gethostname(), "blas": blas,
+            "git_commit": commit}
+
+
+def to_json(results: Results) -> dict:
+    """The summary as JSON-ready data; non-finite values become null (listed under overflow)."""
+    series = []
+    for label in results.labels:
+        rows = results.series_summary(label)
+        cols = [c for c in SUMMARY_COLUMNS if c not in KEY_COLUMNS and c in rows]
+        layers = [{c: _finite(rows[c][i]) for c in cols} for i in range(len(rows["layer"]))]
+        series.append({"label": label, "activation": str(rows["activation"][0]),
+                       "init": str(rows["init"][0]), "layers": layers})
+    return {"name": results.config["name"], "path": str(results.path) if results.path else None,
+            "seed": results.config["seed"], "trials": results.config["trials"],
+            "series": series, "overflow": results.meta.get("overflow", [])}
+
+
+def _finite(v):
+    v = v.item() if hasattr(v, "item") else v
+    return v if not isinstance(v, float) or np.isfinite(v) else None

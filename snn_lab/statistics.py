@@ -1,0 +1,40 @@
+"""Across-trial summaries of the per-layer statistics, and where values left float range."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from snn_lab.engine import STATS
+
+# summary.csv's statistic columns: each statistic's mean across trials, then its spread.
+SUMMARY_STATS = tuple(c for s in STATS for c in (s, f"{s}_sd"))
+
+
+def summarize(trials: np.ndarray) -> np.ndarray:
+    """(trials, layers, STATS) -> (layers, SUMMARY_STATS): mean and sample sd across trials.
+
+    The sd is the spread across trials (ddof=1): the standard error of the mean is
+    sd / sqrt(trials). With a single trial the spread is unknown and written as NaN.
+    """
+    with np.errstate(all="ignore"):
+        mean = trials.mean(axis=0)
+        sd = trials.std(axis=0, ddof=1) if trials.shape[0] > 1 else np.full_like(mean, math.nan)
+    out = np.empty((trials.shape[1], 2 * len(STATS)))
+    out[:, 0::2], out[:, 1::2] = mean, sd
+    return out
+
+
+def overflow(trials: np.ndarray) -> list[tuple[int, int]]:
+    """(trial, first layer) for every trial whose statistics stopped being finite."""
+    bad = ~np.isfinite(trials).all(axis=2)
+    return [(t, int(np.argmax(bad[t]))) for t in range(trials.shape[0]) if bad[t].any()]
+
+
+def deviation(sim: float, sd: float, trials: int, theory: float) -> float:
+    """(simulation - theory) in standard errors of the trial mean (NaN if undefined)."""
+    se = sd / math.sqrt(trials)
+    if not (math.isfinite(se) and math.isfinite(sim) and math.isfinite(theory)) or se == 0:
+        return math.nan
+    return (sim - theory) / se
