@@ -8,7 +8,7 @@ Every tail is built from ``_erfcx_pos`` times an exactly split exp(+-x^2), so
 erfc, erfcx, ndtr and log_ndtr keep ~1e-15 relative accuracy deep into the tails.
 
 Inputs are Python scalars or arrays of any shape; float32 (and float16) input is
-computed in float32 and keeps its dtype (measured <= 1e-6 relative error, and ~30%
+computed in float32 and keeps its dtype (measured <= 7e-7 relative error, ~2x
 faster than a float64 round trip), everything else is computed in and returns float64.
 Arrays are processed in cache-sized blocks, which makes the chained Horner steps
 several times faster than whole-array passes on million-element inputs.
@@ -71,13 +71,14 @@ def _exp_sq(a, s):
     # a*a rounds with relative error 1e-16, which exp() turns into an absolute error
     # of up to 7e-14 at a*a ~ 700. Splitting a = hi + lo with hi on a 1/128 grid makes
     # hi*hi exact and (a - hi)(a + hi) tiny, so only exp()'s own rounding remains.
+    # (In float32 hi*hi is exact for a <= 32, beyond where float32 exp saturates.)
     a = np.minimum(a, 40.0)  # exp(+-1600) already saturates; avoids inf - inf below
     hi = np.floor(a * 128.0 + 0.5) * (1.0 / 128.0)
     return np.exp((s * hi) * hi) * np.exp(s * ((a - hi) * (a + hi)))
 
 
 def _patch(out, x, mask, f):
-    """Overwrite out[mask] with f(x[mask]); integer indices are ~3x faster than boolean ones."""
+    """Overwrite out[mask] with f(x[mask]); integer indices gather/scatter faster than boolean masks."""
     idx = np.flatnonzero(mask)
     if idx.size:
         out[idx] = f(x[idx])
@@ -129,11 +130,13 @@ def _elementwise(kernel):
 # are False, so NaN keeps the central formula's NaN and needs no special case.
 
 def _erf_k(x):
+    """erf on a block: odd, 1 - erfc(|x|) outside [-1, 1]."""
     return _patch(_erf_small(x), x, np.abs(x) > 1.0,
                   lambda v: np.copysign(1.0 - _erfc_tail(np.abs(v)), v))
 
 
 def _erfc_k(x):
+    """erfc on a block: 1 - erf inside [-1, 1], the scaled tail outside."""
     def tail(v):  # erfc(-a) = 2 - erfc(a)
         e = _erfc_tail(np.abs(v))
         return np.where(v < 0, 2.0 - e, e)
@@ -141,6 +144,7 @@ def _erfc_k(x):
 
 
 def _erfcx_k(x):
+    """erfcx on a block: rational/asymptotic for x >= 1, exp(x^2) erfc(x) below."""
     def left(v):  # v < 1: exp(v^2) erfc(v); for v <= -1 use erfcx(-a) = 2 exp(a^2) - erfcx(a)
         a = np.abs(v)
         e2 = _exp_sq(a, 1.0)
@@ -150,6 +154,7 @@ def _erfcx_k(x):
 
 
 def _ndtr_k(x):
+    """Phi on a block: from erf for |x| < sqrt(2), from the erfcx tail outside."""
     def tail(v):  # |v| >= sqrt(2): Phi(-a) = exp(-a^2/2) erfcx(a/sqrt(2)) / 2
         a = np.abs(v)
         q = _exp_sq(a, -0.5) * (0.5 * _erfcx_pos(a * _SQRTH))
@@ -158,6 +163,7 @@ def _ndtr_k(x):
 
 
 def _log_ndtr_k(x):
+    """log Phi on a block, patched where log(Phi) would underflow or lose digits."""
     out = np.log(_ndtr_k(x))  # right for -sqrt(2) <= x <= 0
     # x > 0: log1p keeps relative accuracy of log Phi = log(1 - Phi(-x)) ~ -Phi(-x)
     _patch(out, x, x > 0.0, lambda v: np.log1p(-_ndtr_k(-v)))
