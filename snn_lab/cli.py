@@ -85,11 +85,11 @@ def run(config, out, overrides, force, as_json, quiet):
     started, t0 = time.time(), time.perf_counter()
     try:
         with _progress(err, enabled=not (quiet or as_json), total=_work(exp)) as advance:
-            stats = engine.run_experiment(exp, advance)
+            runs = engine.run_experiment(exp, advance)
         meta = {**results.environment(), "seed": exp.seed, "seed_entropy": str(exp.seed),
                 "argv": sys.argv, "started_utc": _utc(started), "finished_utc": _utc(time.time()),
                 "wall_seconds": round(time.perf_counter() - t0, 3)}
-        res = results.collect(exp, stats, meta)
+        res = results.collect(exp, runs, meta)
         results.write(res, out, force)
     except KeyboardInterrupt:
         err.print("interrupted: no results were written")
@@ -139,3 +139,37 @@ class _progress:
         if self.enabled:
             self.bar.stop()
         return False
+
+
+# ---- snn-lab plot (owned by the plot work; see snn_lab/plot.py) ------------------------------
+
+@main.command()
+@click.argument("results_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--format", "formats", multiple=True, type=click.Choice(["png", "svg", "pdf"]),
+              help="Figure format; repeat for several (default: png).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the figures (default: RESULTS_DIR/plots).")
+def plot(results_dir, formats, out):
+    """Draw convergence figures from a results folder.
+
+    \b
+    Example:
+      snn-lab plot results/selu-vs-relu --format png --format svg
+    """
+    raise UsageProblem("snn-lab plot is not built yet")
+
+
+# ---- snn-lab check (owned by the check work; see snn_lab/compare.py) -------------------------
+
+@main.command()
+@click.argument("results_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--baseline", required=True, type=click.Path(path_type=Path),
+              help="A results folder, or a baseline file written by --update.")
+def check(results_dir, baseline):
+    """Compare a run's statistics with a baseline (for CI).
+
+    \b
+    Example:
+      snn-lab check results/ci --baseline configs/ci.baseline.json
+    """
+    raise UsageProblem("snn-lab check is not built yet")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -16,6 +17,27 @@ from snn_lab.config import Experiment, Series
 STATS = ("mean", "var", "preact_mean", "preact_var")
 
 Progress = Callable[[int], None]  # called with the number of layers just finished
+SAMPLE_SIZE = 1000  # post-activation values kept per sampled layer (trial 0), for histograms
+
+
+def sample_layers(depth: int) -> tuple[int, ...]:
+    """Layers whose values are sampled: the input, 1, depth/4, depth/2 and depth."""
+    return tuple(sorted({0, 1, depth // 4, depth // 2, depth} - {-1}))
+
+
+def _sample(x: np.ndarray) -> np.ndarray:
+    """A strided subset of the entries (across samples and units), as float64."""
+    flat = x.reshape(-1)
+    step = max(1, flat.size // SAMPLE_SIZE)
+    return flat[::step][:SAMPLE_SIZE].astype(np.float64)
+
+
+@dataclass
+class SeriesRun:
+    """One series' simulation: (trials, depth + 1, STATS) statistics and trial 0's samples."""
+
+    stats: np.ndarray
+    samples: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 def seed_sequence(seed: int, label: str, trial: int, layer: int) -> np.random.SeedSequence:
@@ -52,8 +74,14 @@ def draw_weights(series: Series, rng: np.random.Generator) -> np.ndarray:
     return w
 
 
-def run_trial(series: Series, seed: int, trial: int, progress: Progress | None = None) -> np.ndarray:
-    """Propagate one trial of a series; returns (depth + 1, len(STATS)) float64 statistics."""
+def run_trial(series: Series, seed: int, trial: int, progress: Progress | None = None,
+              samples: dict[int, np.ndarray] | None = None) -> np.ndarray:
+    """Propagate one trial of a series; returns (depth + 1, len(STATS)) float64 statistics.
+
+    When a `samples` dict is given, it receives a sample of the post-activation values of
+    every layer in sample_layers(depth).
+    """
+    keep = set(sample_layers(series.depth)) if samples is not None else set()
     dtype = np.dtype(series.dtype)
     act = series.make_activation()
     out = np.empty((series.depth + 1, len(STATS)))
@@ -62,6 +90,8 @@ def run_trial(series: Series, seed: int, trial: int, progress: Progress | None =
     x *= dtype.type(math.sqrt(series.input.var))
     x += dtype.type(series.input.mean)
     out[0] = (*mean_var(x), *mean_var(x))
+    if 0 in keep:
+        samples[0] = _sample(x)
     h = np.empty_like(x)
     if series.dropout:
         a, b = alpha_dropout_affine(series.dropout, act.saturation)
@@ -81,15 +111,23 @@ def run_trial(series: Series, seed: int, trial: int, progress: Progress | None =
                 x *= dtype.type(a)
                 x += dtype.type(b)
             out[layer] = (*mean_var(x), *pre)
+            if layer in keep:
+                samples[layer] = _sample(x)
             if progress:
                 progress(1)
     return out
 
 
-def run_experiment(exp: Experiment, progress: Progress | None = None) -> dict[str, np.ndarray]:
-    """Every series and trial: label -> (trials, depth + 1, len(STATS)) statistics."""
-    return {s.label: np.stack([run_trial(s, exp.seed, t, progress) for t in range(exp.trials)])
-            for s in exp.series}
+def run_series(series: Series, seed: int, trials: int, progress: Progress | None = None) -> SeriesRun:
+    """Every trial of one series, with trial 0's samples."""
+    samples: dict[int, np.ndarray] = {}
+    stats = [run_trial(series, seed, t, progress, samples if t == 0 else None) for t in range(trials)]
+    return SeriesRun(np.stack(stats), samples)
+
+
+def run_experiment(exp: Experiment, progress: Progress | None = None) -> dict[str, SeriesRun]:
+    """Every series of an experiment, by label."""
+    return {s.label: run_series(s, exp.seed, exp.trials, progress) for s in exp.series}
 
 
 def memory_needed(series: Series) -> int:

@@ -23,7 +23,8 @@ def display_layers(depth: int) -> list[int]:
 def _num(v: float, digits: int = 4) -> str:
     if not math.isfinite(v):
         return f"[bold red]{v}[/]"
-    return f"{v:.{digits}f}" if abs(v) < 1e4 else f"{v:.3e}"
+    # Fixed point where it reads well; scientific where ReLU's variance has fallen to 1e-19.
+    return f"{v:.{digits}f}" if v == 0 or 1e-3 <= abs(v) < 1e4 else f"{v:.3e}"
 
 
 def _z(v: float) -> str:

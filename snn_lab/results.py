@@ -16,14 +16,15 @@ import yaml
 
 from snn_lab import theory
 from snn_lab.config import Experiment
-from snn_lab.engine import STATS
+from snn_lab.engine import STATS, SeriesRun
 from snn_lab.statistics import SUMMARY_STATS, overflow, summarize
 
 RESULTS_VERSION = 1
-FILES = ("config.yaml", "layers.csv", "summary.csv", "meta.json")
+FILES = ("config.yaml", "layers.csv", "summary.csv", "samples.csv", "meta.json")
 KEY_COLUMNS = ("series", "activation", "init")
 LAYER_COLUMNS = (*KEY_COLUMNS, "trial", "layer", *STATS, *theory.THEORY)
 SUMMARY_COLUMNS = (*KEY_COLUMNS, "layer", "trials", *SUMMARY_STATS, *theory.THEORY)
+SAMPLE_COLUMNS = ("series", "layer", "value")
 TEXT_COLUMNS = set(KEY_COLUMNS)
 
 
@@ -40,6 +41,7 @@ class Results:
     summary: dict[str, np.ndarray]
     meta: dict = field(default_factory=dict)
     path: Path | None = None
+    samples: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def labels(self) -> list[str]:
@@ -52,13 +54,18 @@ class Results:
         return {k: v[keep] for k, v in self.summary.items()}
 
 
-def collect(exp: Experiment, stats: dict[str, np.ndarray], meta: dict | None = None) -> Results:
+def collect(exp: Experiment, runs: dict[str, SeriesRun], meta: dict | None = None) -> Results:
     """Simulated statistics + theory -> the results tables (nothing written yet)."""
     layers: dict[str, list] = {c: [] for c in LAYER_COLUMNS}
     summary: dict[str, list] = {c: [] for c in SUMMARY_COLUMNS}
+    samples: dict[str, list] = {c: [] for c in SAMPLE_COLUMNS}
     events = []
     for s in exp.series:
-        trials = stats[s.label]
+        trials = runs[s.label].stats
+        for layer, values in sorted(runs[s.label].samples.items()):
+            samples["series"].extend([s.label] * len(values))
+            samples["layer"].extend([layer] * len(values))
+            samples["value"].extend(values.tolist())
         pred = theory.predict(s)
         key = (s.label, s.make_activation().label, s.init)
         depth1 = trials.shape[1]
@@ -75,7 +82,7 @@ def collect(exp: Experiment, stats: dict[str, np.ndarray], meta: dict | None = N
         _columns(summary, theory.THEORY, pred)
         events += [{"series": s.label, "trial": t, "layer": layer} for t, layer in overflow(trials)]
     meta = {**(meta or {}), "results_version": RESULTS_VERSION, "overflow": events}
-    return Results(exp.to_dict(), _arrays(layers), _arrays(summary), meta)
+    return Results(exp.to_dict(), _arrays(layers), _arrays(summary), meta, samples=_arrays(samples))
 
 
 def _extend(table, columns, values, n):
@@ -116,6 +123,7 @@ def write(results: Results, out: Path, force: bool = False) -> Path:
         (tmp / "config.yaml").write_text(yaml.safe_dump(results.config, sort_keys=False), "utf-8")
         (tmp / "layers.csv").write_text(_csv(results.layers, LAYER_COLUMNS), "utf-8")
         (tmp / "summary.csv").write_text(_csv(results.summary, SUMMARY_COLUMNS), "utf-8")
+        (tmp / "samples.csv").write_text(_csv(results.samples, SAMPLE_COLUMNS), "utf-8")
         # meta.json last: its 'complete' flag is what readers require.
         meta = {**results.meta, "complete": True}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, allow_nan=False, default=str) + "\n", "utf-8")
@@ -174,9 +182,8 @@ def read(path: str | Path) -> Results:
     if meta.get("results_version") != RESULTS_VERSION:
         raise ResultsError(f"{path}: results format {meta.get('results_version')!r}, "
                            f"this snn-lab reads {RESULTS_VERSION}")
-    layers = read_table(path / "layers.csv")
-    summary = read_table(path / "summary.csv")
-    return Results(config, layers, summary, meta, path)
+    tables = {name: read_table(path / f"{name}.csv") for name in ("layers", "summary", "samples")}
+    return Results(config, tables["layers"], tables["summary"], meta, path, tables["samples"])
 
 
 def read_table(path: Path) -> dict[str, np.ndarray]:

@@ -15,7 +15,7 @@ from snn_lab.initializers import INITIALIZERS, KERAS_TRUNCATION_STD
 
 def trials_of(yaml_text: str, *overrides: str) -> np.ndarray:
     exp = experiment(yaml_text, *overrides)
-    return engine.run_experiment(exp)[exp.series[0].label]
+    return engine.run_experiment(exp)[exp.series[0].label].stats
 
 
 def second_moment(stats: np.ndarray) -> np.ndarray:
@@ -91,7 +91,7 @@ def test_series_are_independent_of_each_other_and_of_the_trial_count():
     one = experiment("trials: 2\nwidth: 32\ndepth: 4\nbatch: 16\nseries: [{label: A, activation: selu}]")
     two = experiment("trials: 3\nwidth: 32\ndepth: 4\nbatch: 16\n"
                      "series: [{label: B, activation: relu}, {label: A, activation: selu}]")
-    a1, a2 = engine.run_experiment(one)["A"], engine.run_experiment(two)["A"]
+    a1, a2 = engine.run_experiment(one)["A"].stats, engine.run_experiment(two)["A"].stats
     assert np.array_equal(a1, a2[:2])
 
 

@@ -1,0 +1,131 @@
+"""The command line through click's CliRunner: exit codes, files written, exact messages."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from snn_lab import __version__, config, engine, results
+from snn_lab.cli import main
+
+SMALL = ["--set", "width=32", "--set", "batch=32", "--set", "depth=6", "--set", "trials=3"]
+
+
+def invoke(*args, input=None):
+    return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+
+
+def test_version():
+    out = invoke("--version")
+    assert out.exit_code == 0 and out.output.strip() == f"snn-lab, version {__version__}"
+
+
+def test_every_command_has_help_with_an_example():
+    for name, command in main.commands.items():
+        out = invoke(name, "--help")
+        assert out.exit_code == 0, name
+        assert "Example" in out.output, f"{name} --help has no example"
+
+
+def test_run_default_writes_the_results_folder(tmp_path):
+    out = invoke("run", "--out", tmp_path / "r", *SMALL)
+    assert out.exit_code == 0, out.output
+    assert f"wrote {tmp_path / 'r'}/" in out.output
+    assert "SELU" in out.output and "ReLU (He)" in out.output
+    folder = tmp_path / "r"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(results.FILES)
+    with open(folder / "layers.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 * 3 * 7  # series x trials x (depth + 1)
+    assert list(rows[0])[:9] == ["series", "activation", "init", "trial", "layer",
+                                 "mean", "var", "preact_mean", "preact_var"]
+    meta = json.loads((folder / "meta.json").read_text())
+    for key in ("snn_lab", "numpy", "python", "blas", "seed_entropy", "argv", "started_utc",
+                "finished_utc", "wall_seconds", "host", "git_commit", "complete"):
+        assert key in meta, key
+
+
+def test_layers_csv_reads_back_bit_for_bit(tmp_path):
+    """The file holds exactly the doubles the engine computed (repr round-trips)."""
+    invoke("run", "--out", tmp_path / "r", *SMALL)
+    exp = config.load(str(tmp_path / "r" / "config.yaml"))
+    stats = engine.run_experiment(exp)
+    table = results.read(tmp_path / "r").layers
+    for s in exp.series:
+        keep = table["series"] == s.label
+        written = np.stack([table[c][keep] for c in engine.STATS], axis=1)
+        assert np.array_equal(written, stats[s.label].stats.reshape(-1, len(engine.STATS)))
+
+
+def test_resolved_config_reproduces_the_numbers(tmp_path):
+    invoke("run", "--out", tmp_path / "a", *SMALL, "--set", "seed=7")
+    invoke("run", tmp_path / "a" / "config.yaml", "--out", tmp_path / "b")
+    a = (tmp_path / "a" / "layers.csv").read_text()
+    assert a == (tmp_path / "b" / "layers.csv").read_text()
+
+
+def test_json_prints_only_json(tmp_path):
+    out = CliRunner().invoke(main, ["run", "--out", str(tmp_path / "r"), "--json", *SMALL])
+    data = json.loads(out.stdout)
+    assert [s["label"] for s in data["series"]] == ["SELU", "ReLU", "ReLU (He)"]
+    layer1 = data["series"][0]["layers"][1]
+    assert {"layer", "mean", "mean_sd", "var", "var_sd", "theory_mean", "theory_var"} <= set(layer1)
+
+
+def test_existing_folder_is_refused_without_force(tmp_path):
+    target = tmp_path / "r"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    out = invoke("run", "--out", target, *SMALL)
+    assert out.exit_code == 2
+    assert out.output == (f"error: {target} already exists and is not empty; use --force to replace it "
+                          "or --out DIR to write elsewhere\n")
+    assert (target / "keep.txt").read_text() == "mine"
+    out = invoke("run", "--out", target, "--force", *SMALL)
+    assert out.exit_code == 0 and not (target / "keep.txt").exists()
+
+
+def test_config_from_stdin(tmp_path):
+    text = "name: piped\nwidth: 16\nbatch: 8\ndepth: 3\ntrials: 2\nseries: [{activation: tanh}]\n"
+    out = invoke("run", "-", "--out", tmp_path / "p", input=text)
+    assert out.exit_code == 0, out.output
+    assert results.read(tmp_path / "p").config["name"] == "piped"
+
+
+def test_bad_config_exits_2_with_located_messages_and_no_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("depth: 0\nseries:\n  - {activation: sleu}\n")
+    out = invoke("run", bad, "--out", tmp_path / "r")
+    assert out.exit_code == 2
+    lines = out.output.splitlines()
+    assert lines[0] == f"error: {bad}:1: depth: expected an integer >= 1, found 0"
+    assert lines[1].startswith(f"{bad}:3: series.0.activation: expected an activation")
+    assert "Traceback" not in out.output and not (tmp_path / "r").exists()
+
+
+def test_bad_override_exits_2():
+    out = invoke("run", "--set", "series.0.init=he")
+    assert out.exit_code == 2
+    assert out.output.startswith("error: --set series.0.init=he: series.0.init: expected an initializer")
+    assert out.output.rstrip().endswith("did you mean 'he_normal'?")
+
+
+def test_oversize_request_is_refused_before_anything_is_allocated():
+    out = invoke("run", "--set", "width=10000000")
+    assert out.exit_code == 2
+    assert "GiB for one trial" in out.output and "lower 'width' or 'batch'" in out.output
+
+
+def test_overflow_is_reported_not_crashed(tmp_path):
+    text = "width: 16\nbatch: 8\ndepth: 50\ntrials: 1\nseries: [{label: L, activation: linear, gain: 10.0}]\n"
+    out = CliRunner().invoke(main, ["run", "-", "--out", str(tmp_path / "o")], input=text)
+    assert out.exit_code == 0
+    assert "warning: L: trial 0 left the float range at layer" in " ".join(out.stderr.split())
+    summary = results.read(tmp_path / "o").summary
+    assert not math.isfinite(summary["var"][-1])
