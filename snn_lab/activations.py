@@ -75,11 +75,14 @@ def _ndtr(t: float) -> float:
     return float(special.ndtr(t))
 
 
-def _exp_ndtr(a: float, b: float) -> float:
-    """exp(a) * Phi(b), finite where exp(a) alone would overflow (b very negative)."""
+def _exp_ndtr(a: float, b: float, rest: float) -> float:
+    """exp(a) * Phi(b), given rest = a - b^2/2 exactly; finite where exp(a) alone would overflow."""
     if b > -5.0:
         return math.exp(a) * _ndtr(b)
-    return 0.5 * float(special.erfcx(-b * _SQRT_HALF)) * math.exp(a - 0.5 * b * b)
+    # Phi(b) = erfcx(-b/sqrt2) exp(-b^2/2) / 2. The caller passes a - b^2/2 in closed form:
+    # formed here from a ~ s^2/2 it would lose s^2 * 1e-16 to cancellation (OverflowError
+    # in math.exp once s ~ 1e12).
+    return 0.5 * float(special.erfcx(-b * _SQRT_HALF)) * math.exp(rest)
 
 
 def _relu_parts(m: float, s: float) -> tuple[float, float, float]:
@@ -107,14 +110,27 @@ def _leaky_moments(slope: float) -> ClosedForm:
     return moments
 
 
+def _neg_expm1(x: np.ndarray) -> np.ndarray:
+    """e^x - 1 where x < 0, else 0."""
+    return np.expm1(np.minimum(x, 0.0))
+
+
 def _elu_moments(alpha: float, scale: float = 1.0) -> ClosedForm:
     def moments(m: float, s: float) -> Moments:
         e1, e2, p = _relu_parts(m, s)
         q = 1.0 - p if m <= 0 else _ndtr(-m / s)  # P(z < 0) without cancellation
-        ex1 = _exp_ndtr(m + 0.5 * s * s, -(m + s * s) / s)  # E[e^z ; z < 0]
-        ex2 = _exp_ndtr(2.0 * m + 2.0 * s * s, -(m + 2.0 * s * s) / s)  # E[e^2z ; z < 0]
-        mean = e1 + alpha * (ex1 - q)
-        second = e2 + alpha * alpha * (ex2 - 2.0 * ex1 + q)
+        t = m / s
+        rest = -0.5 * t * t  # a - b^2/2 of both calls below, exactly
+        ex1 = _exp_ndtr(m + 0.5 * s * s, -(m + s * s) / s, rest)  # E[e^z ; z < 0]
+        ex2 = _exp_ndtr(2.0 * m + 2.0 * s * s, -(m + 2.0 * s * s) / s, rest)  # E[e^2z ; z < 0]
+        neg1, neg2 = ex1 - q, ex2 - 2.0 * ex1 + q  # E[e^z - 1 ; z < 0], E[(e^z - 1)^2 ; z < 0]
+        if neg2 < 1e-4 * q:
+            # z < 0 stays near 0 (s << 1, or m > 0): the differences cancel O(q) terms down to
+            # O(s^2), losing 1e-16 / s^2 relatively (1e-4 at s = 1e-6). Integrate expm1 instead.
+            neg1 = gaussian.expect(_neg_expm1, m, s, (0.0,))
+            neg2 = gaussian.expect(lambda x: _neg_expm1(x) ** 2, m, s, (0.0,))
+        mean = e1 + alpha * neg1
+        second = e2 + alpha * alpha * neg2
         dsq = p + alpha * alpha * ex2
         return Moments(scale * mean, scale * scale * second, scale * scale * dsq)
     return moments

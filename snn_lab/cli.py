@@ -22,7 +22,19 @@ class UsageProblem(click.ClickException):
         click.echo(f"error: {self.format_message()}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Group(click.Group):
+    """Ctrl-C or SIGTERM in any command: one line, exit code 130, no traceback."""
+
+    def invoke(self, ctx):
+        try:
+            with _interruptible():
+                return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("interrupted: nothing was written", err=True)
+            raise click.exceptions.Exit(130) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "--version", prog_name="snn-lab")
 def main() -> None:
     """snn-lab: what depth does to the signal in random deep networks.
@@ -37,14 +49,17 @@ def main() -> None:
 def _load(config: str | None, overrides: tuple[str, ...]):
     """Load an experiment, turning config problems into exit-2 messages."""
     from snn_lab import config as cfg
-    from snn_lab.engine import check_memory
+    from snn_lab.engine import check_memory, memory_available
+    from snn_lab.results import check_size
 
     try:
         if config == "-":
             exp = cfg.load("<stdin>", text=click.get_text_stream("stdin").read(), overrides=overrides)
         else:
             exp = cfg.load(config, overrides=overrides)
-        check_memory(exp)
+        available = memory_available()
+        check_memory(exp, available)
+        check_size(exp, available)
     except cfg.ConfigError as exc:
         raise UsageProblem("\n".join(map(str, exc.problems))) from None
     return exp
@@ -91,9 +106,6 @@ def run(config, out, overrides, force, as_json, quiet):
                 "wall_seconds": round(time.perf_counter() - t0, 3)}
         res = results.collect(exp, runs, meta)
         results.write(res, out, force)
-    except KeyboardInterrupt:
-        err.print("interrupted: no results were written")
-        sys.exit(130)
     except (results.ResultsError, OSError) as exc:
         raise UsageProblem(str(exc)) from None
     if as_json:
@@ -107,6 +119,29 @@ def run(config, out, overrides, force, as_json, quiet):
         err.print(f"[yellow]warning:[/] {event['series']}: trial {event['trial']} left the float "
                   f"range at layer {event['layer']}; later layers are inf/NaN", highlight=False)
     console.print(f"wrote {out}/ ({res.meta['wall_seconds']:.2f} s)", highlight=False)
+
+
+class _interruptible:
+    """Treat SIGTERM like Ctrl-C while a run computes, so that it cleans up the same way."""
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            import signal
+            signal.signal(signal.SIGTERM, self.previous)
+        return False
 
 
 def _work(exp) -> int:
@@ -150,26 +185,145 @@ class _progress:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the figures (default: RESULTS_DIR/plots).")
 def plot(results_dir, formats, out):
-    """Draw convergence figures from a results folder.
+    """Draw figures from a results folder: convergence, map, activations, histograms.
+
+    RESULTS_DIR is a folder written by `snn-lab run`; omitted: the most recent complete run
+    under ./results/. Figures go to RESULTS_DIR/plots/ unless --out is given. Only the
+    folder is read: nothing is simulated again.
 
     \b
     Example:
       snn-lab plot results/selu-vs-relu --format png --format svg
     """
-    raise UsageProblem("snn-lab plot is not built yet")
+    from rich.console import Console
+
+    from snn_lab import plot as plots
+    from snn_lab import results
+
+    console = Console()
+    if results_dir is None:
+        results_dir = plots.find_latest(Path("results"))
+        if results_dir is None:
+            raise UsageProblem("no complete results folder under results/; run `snn-lab run` "
+                               "first or name one: snn-lab plot RESULTS_DIR")
+        console.print(f"plotting {results_dir} (the most recent complete run under results/)",
+                      highlight=False)
+    try:
+        res = results.read(results_dir)
+        t0 = time.perf_counter()
+        written = plots.save_figures(res, out or results_dir / "plots", formats or ("png",))
+    except results.ResultsError as exc:
+        raise UsageProblem(str(exc)) from None
+    except OSError as exc:
+        raise UsageProblem(f"cannot write the figures: {exc}") from None
+    for path in written:
+        console.print(f"wrote {path}", highlight=False)
+    console.print(f"{len(written)} files in {time.perf_counter() - t0:.2f} s", highlight=False)
 
 
 # ---- snn-lab check (owned by the check work; see snn_lab/compare.py) -------------------------
 
+class BaselineProblem(UsageProblem):
+    """A baseline that is missing, unreadable or not comparable with the results: exit 3."""
+
+    exit_code = 3
+
+
 @main.command()
 @click.argument("results_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--baseline", required=True, type=click.Path(path_type=Path),
-              help="A results folder, or a baseline file written by --update.")
-def check(results_dir, baseline):
+@click.option("--baseline", type=click.Path(path_type=Path),
+              help="A results folder, or a baseline file written by --update (not with --mode theory).")
+@click.option("--mode", type=click.Choice(["statistical", "exact", "theory"]), default="statistical",
+              show_default=True,
+              help="statistical: within the sampling error of both runs (another seed passes); "
+                   "exact: same machine and seed, within --rtol/--atol; theory: the simulation "
+                   "against its own mean-field columns.")
+@click.option("--sigmas", type=click.FloatRange(min=0, min_open=True), metavar="K",
+              help="Threshold in standard errors (default: from Student's t, for a 0.1% chance "
+                   "of any false alarm).")
+@click.option("--rtol", type=click.FloatRange(min=0), default=1e-9, show_default=True,
+              help="Relative tolerance (exact mode, and values with no spread across trials).")
+@click.option("--atol", type=click.FloatRange(min=0), default=1e-12, show_default=True,
+              help="Absolute tolerance (exact mode, and values with no spread across trials).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (and nothing else) on stdout.")
+@click.option("--md", "as_md", is_flag=True, help="Print the report as Markdown (a PR comment, a CI step summary).")
+@click.option("--update", is_flag=True, help="Write RESULTS_DIR's baseline file to BASELINE instead of checking.")
+def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, update):
     """Compare a run's statistics with a baseline (for CI).
+
+    Exit codes: 0 within tolerance; 1 drift; 2 usage or config error; 3 baseline missing or
+    not comparable (series or layers differ).
 
     \b
     Example:
+      snn-lab run configs/ci.yaml --out results/ci --force --quiet
       snn-lab check results/ci --baseline configs/ci.baseline.json
+      snn-lab check results/ci --baseline configs/ci.baseline.json --md >> "$GITHUB_STEP_SUMMARY"
+      snn-lab check results/ci --mode theory
     """
-    raise UsageProblem("snn-lab check is not built yet")
+    import json
+    import os
+
+    from rich.console import Console
+
+    from snn_lab import compare, report, results
+
+    if as_json and as_md:
+        raise UsageProblem("--json and --md exclude each other; choose one")
+    if mode == "theory" and (baseline or update):
+        raise UsageProblem("--mode theory compares the results with their own theory columns; "
+                           "drop --baseline/--update")
+    if mode != "theory" and baseline is None:
+        raise UsageProblem(f"--baseline is required with --mode {mode} (a results folder or a "
+                           "baseline file; write one with --update)")
+    if sigmas is not None and mode == "exact":
+        raise UsageProblem("--sigmas applies to --mode statistical or theory, not exact (use --rtol/--atol)")
+    try:
+        res = results.read(results_dir)
+    except results.ResultsError as exc:
+        raise UsageProblem(str(exc)) from None
+    if update:
+        if baseline.is_dir():
+            raise UsageProblem(f"{baseline} is a folder; --update writes a baseline file "
+                               "(e.g. configs/ci.baseline.json)")
+        tmp = baseline.with_name(f".{baseline.name}.tmp")
+        try:
+            baseline.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(compare.baseline_text(res), "utf-8")
+            os.replace(tmp, baseline)  # never a half-written baseline
+        except OSError as exc:
+            raise UsageProblem(f"cannot write {baseline}: {exc.strerror}") from None
+        if as_json:
+            click.echo(json.dumps({"updated": str(baseline)}))
+        else:
+            click.echo(f"wrote {baseline} ({len(res.labels)} series, {res.config['trials']} trials, "
+                       f"seed {res.config['seed']})")
+        return
+    try:
+        current = compare.snapshot(res, str(results_dir))
+        if mode == "theory":
+            rep = compare.compare_theory(current, sigmas, rtol, atol)
+        else:
+            rep = compare.compare(compare.load_baseline(baseline), current, mode, sigmas, rtol, atol)
+    except compare.NotComparable as exc:
+        where = f"baseline {baseline} and " if baseline else ""
+        raise BaselineProblem(f"{where}results {results_dir} are not comparable:\n  "
+                              + "\n  ".join(exc.differences)) from None
+    except compare.BaselineError as exc:
+        raise BaselineProblem(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(rep.to_json(), indent=2))
+    elif as_md:
+        click.echo(report.check_markdown(rep), nl=False)
+    else:
+        console = Console(highlight=False)
+        if rep.changes:
+            console.print("config differences (not errors): " + "; ".join(map(str, rep.changes)),
+                          markup=False)
+        if rep.drifted:
+            console.print(report.check_table(rep))
+        for line in (*rep.notes, report.check_threshold(rep)):
+            console.print(line, markup=False)
+        console.print(report.check_verdict(rep), style="green" if rep.passed else "bold red")
+    if not rep.passed:
+        raise click.exceptions.Exit(1)

@@ -55,7 +55,7 @@ class Series:
     @property
     def weight_var(self) -> float:
         """sigma_w^2: fan_in times one weight's variance, gain included."""
-        return self.gain ** 2 * self.width * self.initializer.variance(self.width, self.width)
+        return self.gain * self.gain * self.width * self.initializer.variance(self.width, self.width)
 
 
 @dataclass(frozen=True)
@@ -129,8 +129,11 @@ def load(path: str | None = None, text: str | None = None, overrides: tuple[str,
 
 
 def _stem(source: str) -> str:
+    """The file's name without extension, made a safe folder name ('my exp.yaml' -> 'my-exp')."""
     base = source.replace("\\", "/").rsplit("/", 1)[-1]
-    return base.rsplit(".", 1)[0] if "." in base else base
+    base = base.rsplit(".", 1)[0] if "." in base else base
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip(".-")[:100]
+    return safe or "experiment"
 
 
 def _apply_overrides(tree: dict, lines: dict, overrides, problems) -> tuple[dict, dict]:
@@ -187,6 +190,11 @@ SHARED_KEYS = ("width", "depth", "batch", "dtype", "input")
 SERIES_KEYS = ("label", "activation", "init", "gain", "bias_var", "normalize_weights", "dropout",
                *SHARED_KEYS)
 INPUT_KEYS = ("mean", "var")
+# Sanity bounds: beyond them a run is a typo, not an experiment (the memory guard covers width
+# and batch, which set the size of one layer).
+MAX_DEPTH = 100_000
+MAX_TRIALS = 10_000
+MAX_SEED = 2**128 - 1
 DEFAULTS = {"seed": 0, "trials": 4, "width": 512, "depth": 64, "batch": 1024, "dtype": "float32",
             "init": "lecun_normal", "gain": 1.0, "bias_var": 0.0, "normalize_weights": False,
             "dropout": 0.0}
@@ -215,15 +223,16 @@ class _Checker:
         self.fail(path, f"expected {what}, found {_show(value)}")
         return {}
 
-    def integer(self, value, path: Path, low: int) -> int:
-        if type(value) is not int or value < low:
-            self.fail(path, f"expected an integer >= {low}, found {_show(value)}")
+    def integer(self, value, path: Path, low: int, high: int | None = None) -> int:
+        if type(value) is not int or value < low or (high is not None and value > high):
+            bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+            self.fail(path, f"expected an integer {bound}, found {_show(value)}")
             return low
         return value
 
     def number(self, value, path: Path, low: float | None = None, high: float | None = None,
                high_open: bool = False, low_open: bool = False) -> float:
-        ok = type(value) in (int, float) and math.isfinite(value)
+        ok = type(value) in (int, float) and _finite(value)
         ok = ok and (low is None or value > low if low_open else low is None or value >= low)
         ok = ok and (high is None or (value < high if high_open else value <= high))
         if not ok:
@@ -250,8 +259,8 @@ class _Checker:
             self.fail(("name",), "expected a folder name of letters, digits, '.', '_' or '-' "
                       f"(at most 100, not starting with '.' or '-'), found {_show(name)}")
             name = "experiment"
-        seed = self.integer(top.get("seed", DEFAULTS["seed"]), ("seed",), 0)
-        trials = self.integer(top.get("trials", DEFAULTS["trials"]), ("trials",), 1)
+        seed = self.integer(top.get("seed", DEFAULTS["seed"]), ("seed",), 0, MAX_SEED)
+        trials = self.integer(top.get("trials", DEFAULTS["trials"]), ("trials",), 1, MAX_TRIALS)
         shared = self.shared(top, (), {**{k: DEFAULTS[k] for k in SHARED_KEYS if k != "input"},
                                        "input": InputSpec()})
         raw_series = top.get("series")
@@ -279,7 +288,7 @@ class _Checker:
         out = dict(base)
         for key in ("width", "depth", "batch"):
             if key in raw:
-                out[key] = self.integer(raw[key], path + (key,), 1)
+                out[key] = self.integer(raw[key], path + (key,), 1, MAX_DEPTH if key == "depth" else None)
         if "dtype" in raw:
             out["dtype"] = self.choice(raw["dtype"], path + ("dtype",), DTYPES, "a float type")
         if "input" in raw:
@@ -341,6 +350,14 @@ class _Checker:
             else:
                 params.append((key, self.number(value, path + (key,))))
         return name, tuple(params)
+
+
+def _finite(value: int | float) -> bool:
+    """Finite as a double (an integer beyond 1e308 is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _line_order(p: Problem) -> tuple:

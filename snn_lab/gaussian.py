@@ -7,9 +7,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-# 32 nodes per panel and panels no wider than one standard deviation: for an integrand that
-# is analytic on each panel this is exact to rounding (~1e-15). Gauss-Hermite on the whole
-# line is not: a jump in phi' (SELU at 0) costs it ~1e-3 with 25 nodes, hence the panels.
+# 32 nodes per panel and panels no wider than one standard deviation (and graded toward 0
+# when the sd exceeds 1, see _graded): for an integrand that is analytic on each panel this
+# is exact to rounding (~1e-15). Gauss-Hermite on the whole line is not: a jump in phi'
+# (SELU at 0) costs it ~1e-3 with 25 nodes, hence the panels.
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(32)
 _HALF_WIDTH = 15.0  # standard deviations; the tail beyond carries < 1e-50 of the mass
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -18,7 +19,7 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 def nodes(mean: float, std: float, kinks: Sequence[float] = ()) -> tuple[np.ndarray, np.ndarray]:
     """Quadrature nodes and weights (weights include the N(mean, std^2) density)."""
     lo, hi = mean - _HALF_WIDTH * std, mean + _HALF_WIDTH * std
-    cuts = sorted({lo, hi, *(k for k in kinks if lo < k < hi)})
+    cuts = sorted({lo, hi, *(k for k in (*kinks, *_graded(std)) if lo < k < hi)})
     xs, ws = [], []
     for a, b in zip(cuts[:-1], cuts[1:]):
         panels = max(1, math.ceil((b - a) / std))
@@ -30,6 +31,25 @@ def nodes(mean: float, std: float, kinks: Sequence[float] = ()) -> tuple[np.ndar
     x = np.concatenate(xs)
     w = np.concatenate(ws) * np.exp(-0.5 * ((x - mean) / std) ** 2) * (_INV_SQRT_2PI / std)
     return x, w
+
+
+def _graded(std: float) -> tuple[float, ...]:
+    """Cuts at 0, +-std, +-std/2, +-std/4, ... down to a unit (or to 1e-17 sd), when std > 1.
+
+    Every registry nonlinearity bends within about a unit of 0 (tanh has poles at +-i pi/2).
+    A panel one sd wide straddles that bend once sd >> 1, and Gauss-Legendre then loses
+    digits (tanh at sd 30: 1e-4). Panels graded geometrically toward 0 keep the bend at least
+    a panel's width from the panel's centre. Below 1e-17 sd a panel's mass is at rounding
+    level, so at most ~60 levels are cut whatever the sd.
+    """
+    if not (std > 1.0 and math.isfinite(std)):
+        return ()
+    floor = max(0.5, 1e-17 * std)
+    cuts, x = [0.0], std
+    while x > floor:
+        cuts += [-x, x]
+        x *= 0.5
+    return tuple(cuts)
 
 
 def expect(f: Callable[[np.ndarray], np.ndarray], mean: float, std: float,

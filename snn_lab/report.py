@@ -66,3 +66,88 @@ def summary_table(res) -> Table:
     if has_theory:
         table.caption = "z: (simulation - theory) in standard errors of the trial mean"
     return table
+
+
+# ---- snn-lab check ------------------------------------------------------------------------
+
+CHECK_ROWS = 50  # drifted values shown in a table; --json lists them all
+CHECK_COLUMNS = ("series", "layer", "statistic", "baseline", "current", "difference", "threshold",
+                 "in standard errors")
+
+
+def _g(v: float, sign: bool = False) -> str:
+    if not math.isfinite(v):
+        return str(v)
+    return f"{v:+.6g}" if sign else f"{v:.6g}"
+
+
+def check_cells(v) -> list[str]:
+    """One drifted value as plain text cells, in CHECK_COLUMNS order."""
+    if v.kind == "nan":
+        finite = math.isfinite(v.baseline) and math.isfinite(v.current)
+        return [v.series, str(v.layer), v.stat, _g(v.baseline), _g(v.current), "-", "-",
+                "no standard error" if finite else "non-finite"]
+    z = f"{v.z:.1f} > {v.k:.2f}" if v.kind == "stat" else "- (exact)"
+    return [v.series, str(v.layer), v.stat, _g(v.baseline), _g(v.current), _g(v.difference, True),
+            _g(v.threshold), z]
+
+
+def check_threshold(report) -> str:
+    """One sentence: how the tolerance was chosen."""
+    n = len(report.values)
+    if report.mode == "exact":
+        return (f"tolerance: |current - baseline| <= atol + rtol max(|baseline|, |current|) "
+                f"(rtol {report.rtol:g}, atol {report.atol:g})")
+    other = "theory" if report.mode == "theory" else "baseline"
+    se = "of the trial mean" if report.mode == "theory" else "of the difference"
+    ks, dfs = report.k_range(), report.df_range()
+    if ks is None:
+        return f"tolerance: every value compared exactly (rtol {report.rtol:g}, atol {report.atol:g})"
+    if report.sigmas is not None:
+        how = f"k = {report.sigmas:g} (--sigmas)"
+    else:
+        k = f"{ks[0]:.2f}" if ks[1] - ks[0] < 0.005 else f"{ks[0]:.2f}-{ks[1]:.2f}"
+        df = f"{dfs[0]:.1f}" if dfs[1] - dfs[0] < 0.05 else f"{dfs[0]:.1f}-{dfs[1]:.1f}"
+        how = (f"k = {k} from Student's t ({df} degrees of freedom), for a "
+               f"{report.false_alarm:.1%} chance of any false alarm over {n} values")
+    return f"threshold: |current - {other}| <= k standard errors {se}; {how}"
+
+
+def check_verdict(report) -> str:
+    """'N of M values within tolerance'."""
+    return f"{report.within} of {len(report.values)} values within tolerance"
+
+
+def check_table(report, limit: int = CHECK_ROWS) -> Table:
+    """The drifted values, worst first (at most `limit` rows)."""
+    drifted = report.drifted
+    table = Table(title=f"drifted values ({report.mode}), worst first", title_justify="left")
+    for name in CHECK_COLUMNS:
+        table.add_column(name, justify="left" if name in ("series", "statistic") else "right")
+    for v in drifted[:limit]:
+        table.add_row(*check_cells(v))
+    if len(drifted) > limit:
+        table.caption = f"{limit} worst of {len(drifted)} shown; --json lists all"
+    return table
+
+
+def check_markdown(report, limit: int = CHECK_ROWS) -> str:
+    """The report as GitHub-flavoured Markdown: a pull-request comment or a CI step summary."""
+    state = "passed" if report.passed else "drift"
+    lines = [f"### snn-lab check ({report.mode}): {state}", "",
+             f"`{report.results}` against `{report.baseline}`", ""]
+    if report.changes:
+        lines += ["Config differences (not errors): " + "; ".join(f"`{c}`" for c in report.changes), ""]
+    drifted = report.drifted
+    if drifted:
+        lines += ["| " + " | ".join(CHECK_COLUMNS) + " |",
+                  "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in check_cells(v)) + " |"
+                  for v in drifted[:limit]]
+        if len(drifted) > limit:
+            lines.append(f"\n{limit} worst of {len(drifted)} shown; `--json` lists all.")
+        lines.append("")
+    lines += [f"**{check_verdict(report)}**", "", check_threshold(report)]
+    if report.notes:
+        lines += ["", *(f"- {n}" for n in report.notes)]
+    return "\n".join(lines) + "\n"

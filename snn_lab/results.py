@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,6 +100,21 @@ def _arrays(table: dict[str, list]) -> dict[str, np.ndarray]:
     return {c: np.array(v, dtype=object if c in TEXT_COLUMNS else None) for c, v in table.items()}
 
 
+ROW_BYTES = 1024  # memory per layers.csv row while the tables are built and written (generous)
+
+
+def check_size(exp: Experiment, available: int) -> None:
+    """Refuse, before the run, results tables that would not fit in memory (depth x trials)."""
+    from snn_lab.yamlio import ConfigError, Problem
+
+    rows = sum(exp.trials * (s.depth + 1) for s in exp.series)
+    if rows * ROW_BYTES > available // 2:
+        raise ConfigError([Problem(exp.where(("trials",)), "trials",
+                                   f"the results would hold {rows:,} rows (about {rows * ROW_BYTES / 2**30:.3g} "
+                                   f"GiB in memory), more than half the {available / 2**30:.3g} GiB available; "
+                                   "lower 'trials' or 'depth'")])
+
+
 # ---- writing -------------------------------------------------------------------------------
 
 def check_target(out: Path, force: bool) -> None:
@@ -118,6 +134,7 @@ def write(results: Results, out: Path, force: bool = False) -> Path:
     out = Path(out)
     check_target(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # Never write through a symlink named like the target: build a fresh folder, then rename.
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         (tmp / "config.yaml").write_text(yaml.safe_dump(results.config, sort_keys=False), "utf-8")
@@ -127,12 +144,33 @@ def write(results: Results, out: Path, force: bool = False) -> Path:
         # meta.json last: its 'complete' flag is what readers require.
         meta = {**results.meta, "complete": True}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, allow_nan=False, default=str) + "\n", "utf-8")
-        _swap_into_place(tmp, out)
+        with _locked(out.parent):
+            # Another run may have finished the same target while this one computed.
+            if out.is_dir() and any(out.iterdir()) and not force:
+                raise ResultsError(f"{out} was written by another run while this one computed; "
+                                   "not overwritten (use --force to replace it or --out DIR)")
+            _swap_into_place(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     results.path = out
     return out
+
+
+@contextmanager
+def _locked(folder: Path):
+    """An exclusive lock on a folder, so that two runs never swap the same target at once."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: the rename below is still atomic, only unserialized
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:

@@ -104,7 +104,7 @@ def test_bad_config_exits_2_with_located_messages_and_no_traceback(tmp_path):
     out = invoke("run", bad, "--out", tmp_path / "r")
     assert out.exit_code == 2
     lines = out.output.splitlines()
-    assert lines[0] == f"error: {bad}:1: depth: expected an integer >= 1, found 0"
+    assert lines[0] == f"error: {bad}:1: depth: expected an integer in [1, 100000], found 0"
     assert lines[1].startswith(f"{bad}:3: series.0.activation: expected an activation")
     assert "Traceback" not in out.output and not (tmp_path / "r").exists()
 

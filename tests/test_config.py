@@ -68,7 +68,7 @@ def test_unknown_key_names_file_line_and_the_nearest_key():
 
 def test_wrong_type_names_what_was_expected_and_found():
     assert problems("depth: ten\nseries: [{activation: selu}]") == [
-        "exp.yaml:1: depth: expected an integer >= 1, found 'ten' (a text)"]
+        "exp.yaml:1: depth: expected an integer in [1, 100000], found 'ten' (a text)"]
     assert problems("series: [{activation: selu, normalize_weights: 1}]") == [
         "exp.yaml:1: series.0.normalize_weights: expected true or false, found 1"]
 
@@ -80,7 +80,7 @@ def test_duplicate_key_is_an_error_not_a_silent_overwrite():
 
 def test_out_of_range_values():
     assert problems("depth: 0\nseries: [{activation: selu}]") == [
-        "exp.yaml:1: depth: expected an integer >= 1, found 0"]
+        "exp.yaml:1: depth: expected an integer in [1, 100000], found 0"]
     assert problems("input: {var: -1}\nseries: [{activation: selu, dropout: 1.0}]") == [
         "exp.yaml:1: input.var: expected a finite number >= 0, found -1",
         "exp.yaml:2: series.0.dropout: expected a finite number in [0, 1), found 1.0"]
@@ -129,7 +129,7 @@ def test_overrides_are_read_as_yaml_and_checked_like_the_file():
     s = exp.series[0]
     assert (s.depth, s.input.var, s.activation, s.dtype) == (200, 4.0, "tanh", "float64")
     assert problems("series: [{activation: selu}]", "depth=0") == [
-        "--set depth=0: depth: expected an integer >= 1, found 0"]
+        "--set depth=0: depth: expected an integer in [1, 100000], found 0"]
     assert problems("series: [{activation: selu}]", "series.3.init=he_normal") == [
         "--set series.3.init=he_normal: series.3: no such series: the config has 1 (indices 0..0)"]
     assert problems("series: [{activation: selu}]", "depth") == [

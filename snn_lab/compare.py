@@ -1,0 +1,506 @@
+"""Baseline comparison for `snn-lab check`: statistical, exact, or simulation against theory."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+
+from snn_lab.engine import STATS
+from snn_lab.results import Results, ResultsError, read
+from snn_lab.statistics import SUMMARY_STATS
+
+MODES = ("statistical", "exact", "theory")
+FALSE_ALARM = 1e-3  # family-wise chance that a run differing only by its seed is flagged
+RTOL, ATOL = 1e-9, 1e-12
+BASELINE_FORMAT, BASELINE_VERSION = "snn-lab baseline", 1
+BASELINE_COLUMNS = ("layer", "trials", *SUMMARY_STATS)
+PROVENANCE = ("snn_lab", "numpy", "python", "platform", "git_commit", "finished_utc")
+
+
+class BaselineError(Exception):
+    """A baseline that is missing, unreadable, or not comparable with the results (exit 3)."""
+
+
+class NotComparable(BaselineError):
+    """Baseline and results do not describe the same values; `differences` says which."""
+
+    def __init__(self, differences: list[str]):
+        super().__init__("; ".join(differences))
+        self.differences = list(differences)
+
+
+# ---- Student's t, without scipy ----------------------------------------------------------
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 100_000):
+        for aa in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                   -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + aa * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + aa / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            return h
+    raise ArithmeticError(f"incomplete beta did not converge (a={a}, b={b}, x={x})")
+
+
+def betainc(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                 + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1.0) / (a + b + 2.0):  # the fraction converges fast here; small results stay exact
+        return math.exp(log_front) * _betacf(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
+
+
+def t_sf(t: float, df: float) -> float:
+    """P(T > t) for Student's t with df (> 0, possibly fractional) degrees of freedom."""
+    if math.isinf(df):
+        return 0.5 * math.erfc(t / math.sqrt(2.0))
+    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
+    return tail if t >= 0 else 1.0 - tail
+
+
+@functools.lru_cache(maxsize=4096)
+def t_isf(q: float, df: float) -> float:
+    """The t with P(T > t) = q (0 < q <= 1/2): Student's upper quantile, by bisection on I_x.
+
+    P(T > t) = I_x(df/2, 1/2) / 2 with x = df / (df + t^2); bisecting on log x keeps the
+    relative precision for tails as small as 1e-300. Beyond 1e5 degrees of freedom the
+    Cornish-Fisher expansion around the normal quantile is used (error below 1e-12).
+    """
+    if not 0.0 < q <= 0.5 or not df > 0:
+        raise ValueError(f"t_isf needs 0 < q <= 0.5 and df > 0, got q={q}, df={df}")
+    if q == 0.5:
+        return 0.0
+    z = -NormalDist().inv_cdf(q) if q > 1e-300 else math.inf  # inv_cdf(q): exact for tiny q
+    if df > 1e5 or math.isinf(z):
+        return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+    a, target = df / 2.0, 2.0 * q
+    lo, hi = -700.0, 0.0  # log x; I_x(a, 1/2) increases with x
+    if betainc(a, 0.5, math.exp(lo)) > target:
+        return math.inf
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if betainc(a, 0.5, math.exp(mid)) < target:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-14:
+            break
+    x = math.exp(0.5 * (lo + hi))
+    return math.sqrt(df * -math.expm1(math.log(x)) / x)
+
+
+def family_level(false_alarm: float, size: int) -> float:
+    """Per-value two-sided level so that `size` independent tests false-alarm with prob <= false_alarm (Sidak)."""
+    return -math.expm1(math.log1p(-false_alarm) / max(size, 1))
+
+
+def welch_df(var_a: float, n_a: float, var_b: float, n_b: float) -> float:
+    """Welch-Satterthwaite degrees of freedom of sd_a^2/n_a + sd_b^2/n_b (inf n: a known value)."""
+    terms = [(v / n) ** 2 / (n - 1) for v, n in ((var_a, n_a), (var_b, n_b))
+             if v > 0 and math.isfinite(n)]
+    total = sum(v / n for v, n in ((var_a, n_a), (var_b, n_b)) if math.isfinite(n))
+    return total**2 / sum(terms) if terms else math.inf
+
+
+# ---- what a comparison sees of a run ------------------------------------------------------
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A run as the comparison sees it: resolved config and, per series, summary columns."""
+
+    config: dict
+    series: dict[str, dict[str, np.ndarray]]
+    source: str
+    meta: dict = field(default_factory=dict)
+
+
+def snapshot(res: Results, source: str | None = None) -> Snapshot:
+    """A results folder's summary, per series."""
+    return Snapshot(res.config, {label: res.series_summary(label) for label in res.labels},
+                    source or str(res.path), res.meta)
+
+
+def load_baseline(path: str | Path) -> Snapshot:
+    """A baseline: a results folder, or a file written by baseline_text; BaselineError if not."""
+    path = Path(path)
+    if path.is_dir():
+        try:
+            return snapshot(read(path), str(path))
+        except ResultsError as exc:
+            raise BaselineError(f"baseline {exc}") from None
+    if not path.exists():
+        raise BaselineError(f"{path}: no such baseline (a results folder or a baseline file); "
+                            f"write it with: snn-lab check RESULTS_DIR --baseline {path} --update")
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BaselineError(f"{path}: unreadable baseline: {exc}") from None
+    return _parse_baseline(data, str(path))
+
+
+def _parse_baseline(data, source: str) -> Snapshot:
+    def bad(why: str):
+        return BaselineError(f"{source}: not an snn-lab baseline file: {why}")
+
+    if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT:
+        raise bad(f"expected \"format\": \"{BASELINE_FORMAT}\"")
+    if data.get("version") != BASELINE_VERSION:
+        raise BaselineError(f"{source}: baseline version {data.get('version')!r}, this snn-lab "
+                            f"reads {BASELINE_VERSION}; rewrite it with --update")
+    columns, config, table = data.get("columns"), data.get("config"), data.get("series")
+    if not isinstance(columns, list) or not {"layer", "trials", *SUMMARY_STATS} <= set(columns):
+        raise bad(f"'columns' must list {', '.join(BASELINE_COLUMNS)}")
+    if not isinstance(config, dict) or not isinstance(config.get("series"), list):
+        raise bad("'config' must hold the resolved config with its 'series'")
+    if not isinstance(table, dict) or not table:
+        raise bad("'series' must map each series' label to its rows")
+    series = {}
+    for label, rows in table.items():
+        if not isinstance(rows, list) or not rows or any(
+                not isinstance(r, list) or len(r) != len(columns) for r in rows):
+            raise bad(f"series {label!r}: every row must hold {len(columns)} values")
+        try:
+            cols = {c: np.array([_number(r[i]) for r in rows]) for i, c in enumerate(columns)}
+        except (TypeError, ValueError):
+            raise bad(f"series {label!r}: values must be numbers or \"nan\", \"inf\", \"-inf\"") from None
+        cols["layer"], cols["trials"] = cols["layer"].astype(np.int64), cols["trials"].astype(np.int64)
+        series[label] = cols
+    return Snapshot(config, series, source, data.get("written_by", {}))
+
+
+def _number(v) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise TypeError(v)
+    if isinstance(v, str) and v not in ("nan", "inf", "-inf"):
+        raise ValueError(v)
+    return float(v)
+
+
+def baseline_text(res: Results) -> str:
+    """The baseline file of a run: JSON, one line per (series, layer), floats that round-trip.
+
+    Non-finite values are written as the strings "nan", "inf", "-inf" (JSON has no NaN).
+    """
+    head = {"format": BASELINE_FORMAT, "version": BASELINE_VERSION,
+            "written_by": {k: res.meta[k] for k in PROVENANCE if k in res.meta},
+            "config": res.config, "columns": list(BASELINE_COLUMNS)}
+    parts = [f"  {json.dumps(k)}: " + json.dumps(v, indent=2).replace("\n", "\n  ")
+             for k, v in head.items()]
+    blocks = []
+    for label in res.labels:
+        rows = res.series_summary(label)
+        lines = [json.dumps([_jsonable(rows[c][i]) for c in BASELINE_COLUMNS])
+                 for i in range(len(rows["layer"]))]
+        blocks.append(f"    {json.dumps(label)}: [\n      " + ",\n      ".join(lines) + "\n    ]")
+    parts.append('  "series": {\n' + ",\n".join(blocks) + "\n  }")
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
+def _jsonable(v):
+    v = v.item() if hasattr(v, "item") else v
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)  # 'nan', 'inf', '-inf'
+    return v  # a float's JSON text is its repr: it reads back to the same double
+
+
+# ---- config differences and comparability -------------------------------------------------
+
+@dataclass(frozen=True)
+class Change:
+    """A config setting that differs between baseline and results (not an error)."""
+
+    key: str
+    baseline: object
+    current: object
+
+    def __str__(self) -> str:
+        return f"{self.key} {_show(self.baseline)} -> {_show(self.current)}"
+
+
+def _show(v) -> str:
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_show(x)}" for k, x in v.items()) + "}"
+    return "(none)" if v is None else str(v)
+
+
+def config_changes(base: dict, cur: dict) -> list[Change]:
+    """Settings that differ, top level first, then per series (by label): 'SELU gain 1.0 -> 1.05'."""
+    changes = _diff(base, cur, "", skip={"series"})
+    cur_series = {s.get("label"): s for s in cur.get("series", [])}
+    for s in base.get("series", []):
+        if s.get("label") in cur_series:
+            changes += _diff(s, cur_series[s["label"]], f"{s['label']} ", skip={"label"})
+    return changes
+
+
+def _diff(a: dict, b: dict, prefix: str, skip=()) -> list[Change]:
+    out = []
+    for k in [*a, *(k for k in b if k not in a)]:
+        if k in skip or a.get(k) == b.get(k):
+            continue
+        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+            out += _diff(a[k], b[k], f"{prefix}{k}.")
+        else:
+            out.append(Change(f"{prefix}{k}", a.get(k), b.get(k)))
+    return out
+
+
+def differences(base: Snapshot, cur: Snapshot) -> list[str]:
+    """Why baseline and results cannot be compared value by value (empty if they can)."""
+    out = []
+    only_base = [s for s in base.series if s not in cur.series]
+    only_cur = [s for s in cur.series if s not in base.series]
+    if only_base:
+        out.append("series only in the baseline: " + ", ".join(map(repr, only_base)))
+    if only_cur:
+        out.append("series only in the results: " + ", ".join(map(repr, only_cur)))
+    for label in (s for s in base.series if s in cur.series):
+        a, b = base.series[label]["layer"], cur.series[label]["layer"]
+        if not np.array_equal(a, b):
+            out.append(f"{label!r}: layers {_span(a)} in the baseline, {_span(b)} in the results "
+                       f"(depth {_depth(a)} -> {_depth(b)})")
+    return out
+
+
+def _span(layers) -> str:
+    return f"{layers.min()}..{layers.max()}" if len(layers) else "none"
+
+
+def _depth(layers) -> int:
+    return int(layers.max()) if len(layers) else 0
+
+
+def too_few_trials(snap: Snapshot, where: str) -> list[str]:
+    """Series whose spread across trials is unknown (one trial): no standard error."""
+    return [f"{label!r} has {int(cols['trials'][0])} trial in the {where}; statistical "
+            "comparisons need at least 2 (use --mode exact, or more trials)"
+            for label, cols in snap.series.items() if len(cols["trials"]) and cols["trials"].min() < 2]
+
+
+# ---- judging values -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Value:
+    """One compared value: baseline (or theory) vs current, and the tolerance it had."""
+
+    series: str
+    layer: int
+    stat: str
+    baseline: float
+    current: float
+    threshold: float  # the largest |current - baseline| accepted
+    se: float = math.nan  # standard error of the difference (NaN when not statistical)
+    k: float = math.nan  # threshold in standard errors (NaN when not statistical)
+    df: float = math.nan  # degrees of freedom behind k (Welch)
+    ok: bool = True
+    kind: str = "stat"  # 'stat' | 'exact' (tolerance rtol/atol) | 'nan' (non-finite on a side)
+
+    @property
+    def difference(self) -> float:
+        return self.current - self.baseline
+
+    @property
+    def z(self) -> float:
+        """|difference| in standard errors (NaN if there is no standard error)."""
+        return abs(self.difference) / self.se if self.se > 0 else math.nan
+
+    @property
+    def severity(self) -> float:
+        """|difference| / threshold: > 1 is drift; a non-finite mismatch ranks first."""
+        if self.kind == "nan":
+            return 0.0 if self.ok else math.inf
+        d = abs(self.difference)
+        return d / self.threshold if self.threshold > 0 else (math.inf if d > 0 else 0.0)
+
+
+@dataclass(frozen=True)
+class Report:
+    """The outcome of a check: every compared value, config changes and notes."""
+
+    mode: str
+    values: tuple[Value, ...]
+    changes: tuple[Change, ...] = ()
+    notes: tuple[str, ...] = ()
+    baseline: str = ""
+    results: str = ""
+    false_alarm: float = FALSE_ALARM
+    sigmas: float | None = None
+    rtol: float = RTOL
+    atol: float = ATOL
+
+    @property
+    def drifted(self) -> list[Value]:
+        """Values beyond tolerance, worst first."""
+        return sorted((v for v in self.values if not v.ok), key=lambda v: -v.severity)
+
+    @property
+    def within(self) -> int:
+        return sum(v.ok for v in self.values)
+
+    @property
+    def passed(self) -> bool:
+        return self.within == len(self.values)
+
+    def k_range(self) -> tuple[float, float] | None:
+        """Smallest and largest threshold in standard errors among statistical values."""
+        ks = [v.k for v in self.values if v.kind == "stat"]
+        return (min(ks), max(ks)) if ks else None
+
+    def df_range(self) -> tuple[float, float] | None:
+        dfs = [v.df for v in self.values if v.kind == "stat"]
+        return (min(dfs), max(dfs)) if dfs else None
+
+    def to_json(self) -> dict:
+        """Machine-readable report; non-finite numbers become null (see each value's 'kind')."""
+        return {"mode": self.mode, "passed": self.passed, "within": self.within,
+                "compared": len(self.values), "baseline": self.baseline, "results": self.results,
+                "false_alarm": self.false_alarm, "sigmas": self.sigmas, "rtol": self.rtol,
+                "atol": self.atol,
+                "k_range": _nullable(self.k_range()), "df_range": _nullable(self.df_range()),
+                "config_changes": [{"key": c.key, "baseline": c.baseline, "current": c.current}
+                                   for c in self.changes],
+                "notes": list(self.notes),
+                "drifted": [{"series": v.series, "layer": v.layer, "stat": v.stat,
+                             "baseline": _finite(v.baseline), "current": _finite(v.current),
+                             "difference": _finite(v.difference), "threshold": _finite(v.threshold),
+                             "z": _finite(v.z), "k": _finite(v.k), "df": _finite(v.df),
+                             "kind": v.kind} for v in self.drifted]}
+
+
+def _finite(v: float):
+    return v if math.isfinite(v) else None
+
+
+def _nullable(pair):
+    return None if pair is None else [_finite(x) for x in pair]
+
+
+def _judge(pairs, *, statistical: bool, sigmas, rtol, atol, false_alarm) -> list[Value]:
+    """pairs: (series, layer, stat, a, var_a, n_a, b, var_b, n_b); var is the across-trial sd^2."""
+    level = family_level(false_alarm, len(pairs))
+    out = []
+    for series, layer, stat, a, var_a, n_a, b, var_b, n_b in pairs:
+        key = (series, int(layer), stat, float(a), float(b))
+        if not (math.isfinite(a) and math.isfinite(b)):
+            same = a == b or (math.isnan(a) and math.isnan(b))  # NaN vs NaN, inf vs inf: equal
+            out.append(Value(*key, math.nan, ok=same, kind="nan"))
+            continue
+        tol = atol + rtol * max(abs(a), abs(b))
+        var = (var_a / n_a if math.isfinite(n_a) else 0.0) + var_b / n_b
+        if not statistical or var == 0:
+            out.append(Value(*key, tol, ok=abs(b - a) <= tol, kind="exact"))
+            continue
+        if math.isnan(var):
+            out.append(Value(*key, math.nan, ok=False, kind="nan"))
+            continue
+        df = welch_df(var_a, n_a, var_b, n_b)
+        k = sigmas if sigmas is not None else t_isf(level / 2.0, round(df, 6))
+        se = math.sqrt(var)
+        # The rtol/atol floor keeps a near-deterministic value from failing on rounding alone.
+        threshold = max(k * se, tol)
+        out.append(Value(*key, threshold, se, k, df, ok=abs(b - a) <= threshold, kind="stat"))
+    return out
+
+
+def _compared_stats(layer: int, stats) -> list[str]:
+    # Layer 0's pre-activation columns repeat the input's: compare them once.
+    return [s for s in stats if not (layer == 0 and s.startswith("preact_"))]
+
+
+def compare(base: Snapshot, cur: Snapshot, mode: str = "statistical", sigmas: float | None = None,
+            rtol: float = RTOL, atol: float = ATOL, false_alarm: float = FALSE_ALARM) -> Report:
+    """Compare the results with a baseline, value by value; NotComparable if they do not match.
+
+    statistical: each per-layer statistic (mean across trials) against the baseline's, within
+    k standard errors of the difference, k from Welch's t so that all values together
+    false-alarm with probability <= false_alarm; exact: every summary column within rtol/atol.
+    """
+    if mode not in ("statistical", "exact"):
+        raise ValueError(f"mode must be 'statistical' or 'exact', not {mode!r}")
+    problems = differences(base, cur)
+    if not problems and mode == "statistical":
+        problems = too_few_trials(base, "baseline") + too_few_trials(cur, "results")
+    if problems:
+        raise NotComparable(problems)
+    stats = STATS if mode == "statistical" else SUMMARY_STATS
+    pairs = []
+    for label in cur.series:
+        a, b = base.series[label], cur.series[label]
+        for i, layer in enumerate(b["layer"]):
+            for stat in _compared_stats(int(layer), stats):
+                var_a = a[f"{stat}_sd"][i] ** 2 if mode == "statistical" else 0.0
+                var_b = b[f"{stat}_sd"][i] ** 2 if mode == "statistical" else 0.0
+                pairs.append((label, layer, stat, a[stat][i], var_a, a["trials"][i],
+                              b[stat][i], var_b, b["trials"][i]))
+    values = _judge(pairs, statistical=mode == "statistical", sigmas=sigmas, rtol=rtol, atol=atol,
+                    false_alarm=false_alarm)
+    changes = config_changes(base.config, cur.config)
+    notes = _notes(values, mode, changes)
+    return Report(mode, tuple(values), tuple(changes), tuple(notes), base.source, cur.source,
+                  false_alarm, sigmas, rtol, atol)
+
+
+def compare_theory(cur: Snapshot, sigmas: float | None = None, rtol: float = RTOL,
+                   atol: float = ATOL, false_alarm: float = FALSE_ALARM) -> Report:
+    """The simulation against its own mean-field columns, where the theory gives a finite value.
+
+    The theory value is taken as exact: the threshold is k standard errors of the trial mean,
+    k from Student's t with trials - 1 degrees of freedom over the family of compared values.
+    """
+    problems = too_few_trials(cur, "results")
+    if problems:
+        raise NotComparable(problems)
+    pairs = []
+    for label, b in cur.series.items():
+        for i, layer in enumerate(b["layer"]):
+            for stat in _compared_stats(int(layer), STATS):
+                theory = b.get(f"theory_{stat}")
+                if theory is None or not math.isfinite(theory[i]):
+                    continue  # the theory does not apply here (or has no column for this statistic)
+                pairs.append((label, layer, stat, theory[i], 0.0, math.inf,
+                              b[stat][i], b[f"{stat}_sd"][i] ** 2, b["trials"][i]))
+    if not pairs:
+        raise NotComparable([f"{cur.source}: no finite theory_* values to compare with"])
+    values = _judge(pairs, statistical=True, sigmas=sigmas, rtol=rtol, atol=atol,
+                    false_alarm=false_alarm)
+    return Report("theory", tuple(values), (), tuple(_notes(values, "theory", ())), "theory",
+                  cur.source, false_alarm, sigmas, rtol, atol)
+
+
+def _notes(values: list[Value], mode: str, changes) -> list[str]:
+    notes = []
+    both = sum(v.kind == "nan" and v.ok for v in values)
+    if both:
+        notes.append(f"{both} value{'s are' if both > 1 else ' is'} non-finite (NaN or inf) on both "
+                     "sides: counted as within tolerance")
+    one = sum(v.kind == "nan" and not v.ok for v in values)
+    if one:
+        notes.append(f"{one} value{'s are' if one > 1 else ' is'} non-finite on one side only, or "
+                     "without a standard error: counted as drift")
+    dfs = [v.df for v in values if v.kind == "stat"]
+    if dfs and min(dfs) < 5:
+        notes.append(f"few trials: as few as {min(dfs):.1f} degrees of freedom, so thresholds are "
+                     "wide; more trials make the check sharper")
+    if mode == "exact" and any(c.key == "seed" for c in changes):
+        notes.append("exact mode with a different seed: every random value differs; "
+                     "use --mode statistical")
+    return notes

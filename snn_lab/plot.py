@@ -1,0 +1,539 @@
+"""Figures from a results folder: convergence, the SELU map, activations, histograms.
+
+The only module that imports matplotlib. Figures are matplotlib.figure.Figure objects on the
+Agg canvas (no pyplot, no global state, no display needed); save_figures writes them with
+their metadata stripped, so plotting the same results twice gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colors as mcolors
+from matplotlib import rc_context
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+from matplotlib.patches import Patch, Rectangle
+
+from snn_lab import theory
+from snn_lab.activations import Activation, make_activation
+from snn_lab.config import InputSpec, Series
+from snn_lab.results import FILES, Results
+
+FORMATS = ("png", "svg", "pdf")
+
+# Okabe & Ito's colour-blind-safe palette (yellow last: it is faint on white).
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
+LINESTYLES = ("-", (0, (6, 1.5, 1.5, 1.5)), (0, (1.2, 1.2)), (0, (6, 1.5, 1.5, 1.5, 1.5, 1.5)))
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+# Metadata that would change from one save to the next (dates, versions) is left out.
+METADATA = {"png": {"Software": None},
+            "svg": {"Date": None, "Creator": None},
+            "pdf": {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None}}
+STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
+         "xtick.labelsize": 9, "ytick.labelsize": 9, "figure.titlesize": 12, "savefig.dpi": 120,
+         "axes.grid": True, "grid.alpha": 0.25, "grid.linewidth": 0.6,
+         "axes.spines.top": False, "axes.spines.right": False,
+         "svg.hashsalt": "snn-lab", "svg.fonttype": "path"}
+GREY = "0.45"
+# The map shows at most this (mean, variance) box; paths leaving it are marked where they leave.
+MAP_LIMITS = ((-3.0, 5.0), (0.0, 25.0))
+
+
+# ---- shared pieces ---------------------------------------------------------------------------
+
+def series_style(i: int) -> dict:
+    """Colour, line style and marker of the i-th series (the same in every figure)."""
+    return {"color": PALETTE[i % len(PALETTE)], "linestyle": LINESTYLES[i % len(LINESTYLES)],
+            "marker": MARKERS[i % len(MARKERS)]}
+
+
+def _dark(color: str) -> tuple:
+    """A darker shade of a colour: theory lines stay visible on top of their simulation."""
+    return tuple(0.55 * c for c in mcolors.to_rgb(color))
+
+
+def _figure(size: tuple[float, float]) -> Figure:
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _finite(values) -> np.ndarray:
+    """float64 copy with inf and NaN as NaN (matplotlib leaves gaps there)."""
+    x = np.asarray(values, dtype=np.float64)
+    return np.where(np.isfinite(x), x, np.nan)
+
+
+def last_finite(values) -> int | None:
+    """Index of the last finite value before the values left the float range, or None."""
+    bad = ~np.isfinite(np.asarray(values, dtype=np.float64))
+    if not bad.any():
+        return None
+    first = int(np.argmax(bad))
+    return first - 1 if first > 0 else None
+
+
+def _activation(series: dict) -> Activation:
+    """The Activation of a series in the resolved config (a name or a mapping with parameters)."""
+    spec = series["activation"]
+    if isinstance(spec, str):
+        return make_activation(spec)
+    params = {k: v for k, v in spec.items() if k != "name"}
+    return make_activation(spec["name"], **params)
+
+
+def _title(results: Results, what: str, trials: bool = True) -> str:
+    trials = results.config.get("trials") if trials else None
+    return f"{results.config.get('name', 'results')}: {what}" + (f" ({trials} trials)" if trials else "")
+
+
+def _mark_overflow(ax, x, y, color) -> bool:
+    """An X at the last finite point of a curve that left the float range, labelled."""
+    k = last_finite(y)
+    if k is None:
+        return False
+    ax.plot(x[k], y[k], marker="X", markersize=10, color=color, markeredgecolor="black",
+            linestyle="none", zorder=6)
+    ax.annotate(f"inf/NaN after layer {x[k]}", (x[k], y[k]), xytext=(-6, 8),
+                textcoords="offset points", ha="right", fontsize=8, color=_dark(color), zorder=6)
+    return True
+
+
+# ---- convergence -----------------------------------------------------------------------------
+
+def convergence(results: Results) -> Figure:
+    """Mean and variance of the post-activations against layer, simulation beside theory."""
+    has_theory = "theory_mean" in results.summary and "theory_var" in results.summary
+    log_var, symlog_mean = _scales(results.summary, has_theory)
+    with rc_context(STYLE):
+        fig = _figure((9.5, 6.8))
+        ax_mean, ax_var = fig.subplots(2, 1, sharex=True)
+        if log_var:
+            ax_var.set_yscale("log")
+        if symlog_mean:
+            ax_mean.set_yscale("symlog", linthresh=1.0)
+            ax_mean.set_yticks(_symlog_ticks(results.summary, has_theory))
+        overflowed = False
+        for i, label in enumerate(results.labels):
+            rows = results.series_summary(label)
+            if len(rows["layer"]) == 0:
+                continue
+            style = series_style(i)
+            overflowed |= _curve(ax_mean, rows, "mean", style, has_theory, geometric=False)
+            overflowed |= _curve(ax_var, rows, "var", style, has_theory, geometric=log_var)
+        ax_mean.axhline(0.0, color=GREY, linewidth=0.8, zorder=1)
+        ax_var.axhline(1.0, color=GREY, linewidth=0.8, zorder=1)
+        ax_mean.set_ylabel(r"mean $\mu$")
+        ax_var.set_ylabel(r"variance $\nu$" + (" (log scale)" if log_var else ""))
+        ax_var.set_xlabel(r"layer $l$ (0: the input)")
+        ax_mean.set_title(r"post-activation mean $\mu$ (target 0)", loc="left")
+        ax_var.set_title(r"post-activation variance $\nu$ (target 1)", loc="left")
+        depth = int(results.summary["layer"].max()) if len(results.summary["layer"]) else 1
+        ax_var.set_xlim(0, max(depth, 1))
+        handles = [Line2D([], [], label=label, markersize=5, linewidth=1.8, **series_style(i))
+                   for i, label in enumerate(results.labels)]
+        band = "±1 sd across trials"
+        if log_var:
+            band += "\n(variance: $\\nu\\,e^{\\pm \\mathrm{sd}/\\nu}$)"
+        handles.append(Patch(color=GREY, alpha=0.3, label=band))
+        if has_theory:
+            handles.append(Line2D([], [], color="0.2", linestyle="--", linewidth=1.3,
+                                  label="mean-field theory"))
+        handles.append(Line2D([], [], color=GREY, linewidth=0.8, label="target (0, 1)"))
+        if overflowed:
+            handles.append(_overflow_handle())
+        ax_mean.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        fig.suptitle(_title(results, "what depth does to the signal"))
+    return fig
+
+
+def _overflow_handle(label: str = "last finite layer\n(then inf/NaN)") -> Line2D:
+    return Line2D([], [], marker="X", markersize=9, color="white", markeredgecolor="black",
+                  linestyle="none", label=label)
+
+
+def _curve(ax, rows: dict, stat: str, style: dict, has_theory: bool, geometric: bool) -> bool:
+    """One series' simulated statistic with its across-trial band, and its theory line.
+
+    On a log axis the band is y e^(+-sd/y): the same as y +- sd while sd << y, and it never
+    reaches zero (y - sd can, and a log axis cannot show it).
+    """
+    x = rows["layer"]
+    y = _finite(rows[stat])
+    sd = _finite(rows.get(f"{stat}_sd", np.full(len(x), np.nan)))
+    color = style["color"]
+    with np.errstate(all="ignore"):
+        lo, hi = (y * np.exp(-sd / y), y * np.exp(sd / y)) if geometric else (y - sd, y + sd)
+    ax.fill_between(x, lo, hi, color=color, alpha=0.2, linewidth=0, zorder=2)
+    ax.plot(x, y, color=color, linestyle=style["linestyle"], marker=style["marker"],
+            markersize=4, markevery=max(1, len(x) // 12), linewidth=1.8, zorder=3)
+    if has_theory:
+        ax.plot(x, _finite(rows[f"theory_{stat}"]), color=_dark(color), linestyle="--",
+                linewidth=1.3, zorder=4)
+    return _mark_overflow(ax, x, rows[stat], color)
+
+
+def _symlog_ticks(summary: dict, has_theory: bool) -> list[float]:
+    """0 and about six decades either side, for a symlog mean axis (the default crowds them)."""
+    cols = [summary["mean"]] + ([summary["theory_mean"]] if has_theory else [])
+    v = np.concatenate([_finite(c) for c in cols])
+    v = v[np.isfinite(v)]
+    top = max(1, int(np.ceil(np.log10(max(np.abs(v).max(), 1.0)))))
+    step = max(1, -(-top // 6))
+    ticks = [0.0]
+    for sign in (1.0, -1.0):
+        if (sign * v).max() >= 1.0:
+            ticks += [sign * 10.0 ** k for k in range(step - 1 if step == 1 else step, top + 1, step)]
+    return sorted(ticks)
+
+
+def _scales(summary: dict, has_theory: bool) -> tuple[bool, bool]:
+    """(variance axis logarithmic: positive values span more than two decades,
+    mean axis symlog: |mean| grew past 1e3)."""
+    def values(stat):
+        cols = [summary[stat]] + ([summary[f"theory_{stat}"]] if has_theory else [])
+        v = np.concatenate([_finite(c) for c in cols])
+        return v[np.isfinite(v)]
+
+    var, mean = values("var"), values("mean")
+    positive = var[var > 0]
+    log_var = bool(positive.size) and positive.max() > 100 * positive.min()
+    return log_var, bool(mean.size) and np.abs(mean).max() > 1e3
+
+
+# ---- the SELU map ----------------------------------------------------------------------------
+
+def selu_map(results: Results, grid: int = 17) -> Figure:
+    """The (mean, variance) plane: SELU's map g as arrows, its fixed point, each SELU series' path.
+
+    The arrows are g for omega = 0, tau = 1 (Klambauer et al. 2017, Figure 2). Left: every
+    layer; right: a zoom on the fixed point and the paths' second half. With no SELU series in
+    the run, the field of the default SELU is drawn alone, with a note saying so.
+    """
+    selu = [(i, s) for i, s in enumerate(results.config.get("series", []))
+            if _activation(s).name == "selu"]
+    act = _activation(selu[0][1]) if selu else make_activation("selu")
+    has_theory = "theory_mean" in results.summary and "theory_var" in results.summary
+    fixed = g_fixed_point(act)
+    paths = [(i, s["label"], results.series_summary(s["label"])) for i, s in selu]
+    with rc_context(STYLE):
+        fig = _figure((12.5, 6.0))
+        ax_all, ax_zoom = fig.subplots(1, 2)
+        full, zoom = _map_bounds(paths, fixed, tail=False), _map_bounds(paths, fixed, tail=True)
+        overflowed = False
+        for ax, ((mu0, mu1), (nu0, nu1)) in ((ax_all, full), (ax_zoom, zoom)):
+            ax.set_xlim(mu0, mu1)
+            ax.set_ylim(nu0, nu1)
+            _field(ax, act, np.linspace(mu0, mu1, grid), np.linspace(nu0, nu1, grid))
+            for i, _, rows in paths:
+                overflowed |= _path(ax, rows, series_style(i), has_theory, mark=ax is ax_all)
+            if fixed is not None:
+                ax.plot(*fixed, marker="*", markersize=16, color="black", markeredgecolor="white",
+                        linestyle="none", zorder=7)
+            ax.set_xlabel(r"mean $\mu$")
+            ax.set_ylabel(r"variance $\nu$")
+        (mu0, mu1), (nu0, nu1) = zoom
+        ax_all.add_patch(Rectangle((mu0, nu0), mu1 - mu0, nu1 - nu0, fill=False, edgecolor="0.2",
+                                   linestyle=":", linewidth=1.0, zorder=8))
+        ax_all.set_title("every layer", loc="left")
+        ax_zoom.set_title("zoom on the dotted box: the fixed point and layers from depth/2 on",
+                          loc="left")
+        handles = [Line2D([], [], markersize=4, linewidth=1.6, label=label, **series_style(i))
+                   for i, label, _ in paths]
+        if fixed is not None:
+            handles.append(Line2D([], [], marker="*", markersize=12, color="black", linestyle="none",
+                                  label=f"fixed point of $g$:\n$(\\mu^*, \\nu^*) = ({fixed[0]:.3f}, {fixed[1]:.3f})$"))
+        if paths:
+            handles.append(Line2D([], [], marker="o", markersize=8, markerfacecolor="white",
+                                  markeredgecolor=GREY, linestyle="none", label="input (layer 0)"))
+        if paths and has_theory:
+            handles.append(Line2D([], [], color="0.2", linestyle="--", linewidth=1.1,
+                                  label="mean-field theory\n(each series' own weights)"))
+        if overflowed:
+            handles.append(_overflow_handle("last layer shown\n(then inf/NaN or off the chart)"))
+        ax_zoom.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+        note = (r"arrows: $g: (\mu, \nu) \mapsto (\tilde\mu, \tilde\nu)$ of "
+                f"{act.label} with $\\omega = 0$, $\\tau = 1$ (Klambauer et al. 2017, Fig. 2), "
+                "length $\\propto \\sqrt{\\mathrm{step}}$; random weights feed the mean "
+                "into the next variance too, so paths far from $\\mu = 0$ cross the arrows")
+        if not paths:
+            note += "\nno SELU series in this run: the field of the default SELU alone"
+        fig.supxlabel(note, x=0.01, ha="left", fontsize=8, color="0.3")
+        fig.suptitle(_title(results, "the SELU map g and each SELU series' path, layer by layer"
+                            if paths else "the SELU map g (no SELU series in this run)", trials=bool(paths)))
+    return fig
+
+
+def _path(ax, rows: dict, style: dict, has_theory: bool, mark: bool) -> bool:
+    """One series' (mean, var) layer by layer: input ringed, theory dashed; with mark, an X
+    at the last layer shown when later layers are inf/NaN or off the chart (returns True)."""
+    color = style["color"]
+    mean, var = _finite(rows["mean"]), _finite(rows["var"])
+    ax.plot(mean, var, color=color, linestyle=style["linestyle"], linewidth=1.5,
+            marker=style["marker"], markersize=3.5, zorder=4)
+    ax.plot(mean[:1], var[:1], marker="o", markersize=9, markerfacecolor="white",
+            markeredgecolor=color, markeredgewidth=1.8, linestyle="none", zorder=5)
+    if has_theory:
+        ax.plot(_finite(rows["theory_mean"]), _finite(rows["theory_var"]), color=_dark(color),
+                linestyle="--", linewidth=1.1, zorder=4)
+    (mu0, mu1), (nu0, nu1) = ax.get_xlim(), ax.get_ylim()
+    shown = (mean >= mu0) & (mean <= mu1) & (var >= nu0) & (var <= nu1)  # NaN: not shown
+    if not mark or shown.all() or not shown[0]:
+        return False
+    gone = int(np.argmin(shown))
+    k = gone - 1
+    why = "inf/NaN" if np.isnan(mean[gone]) or np.isnan(var[gone]) else "off the chart"
+    ax.plot(mean[k], var[k], marker="X", markersize=10, color=color, markeredgecolor="black",
+            linestyle="none", zorder=6)
+    ax.annotate(f"{why} after layer {rows['layer'][k]}", (mean[k], var[k]), xytext=(6, 6),
+                textcoords="offset points", fontsize=8, color=_dark(color), zorder=6)
+    return True
+
+
+def g_fixed_point(act: Activation) -> tuple[float, float] | None:
+    """(mu*, nu*) of g with omega = 0, tau = 1, or None when g has no fixed point with nu* > 0.
+
+    That g is the layer map of normalized weights with gain 1 (pre-activation variance = nu),
+    so theory.fixed_point of such a series is the fixed point of g.
+    """
+    series = Series(label="g", activation=act.name, activation_params=tuple(act.params.items()),
+                    init="lecun_normal", width=1, depth=1, batch=1, dtype="float64",
+                    input=InputSpec(0.0, 1.0), normalize_weights=True)
+    fp = theory.fixed_point(series)
+    return (fp.mean, fp.var) if fp.status == "fixed" else None
+
+
+def _map_bounds(paths, fixed, tail: bool) -> tuple[tuple[float, float], tuple[float, float]]:
+    """A box around the fixed point and the paths' finite points (all, or from depth/2 on)."""
+    mu_c, nu_c = fixed if fixed is not None else (0.0, 1.0)
+    half = (0.01, 0.02) if tail else (0.3, 0.4)
+    mus, nus = [mu_c - half[0], mu_c + half[0]], [nu_c - half[1], nu_c + half[1]]
+    (lo_mu, hi_mu), (lo_nu, hi_nu) = MAP_LIMITS
+    for _, _, rows in paths:
+        start = len(rows["layer"]) // 2 if tail else 0
+        for m, v in (("mean", "var"), ("theory_mean", "theory_var")):
+            if m not in rows:
+                continue
+            mm, vv = rows[m][start:], rows[v][start:]
+            ok = (mm >= lo_mu) & (mm <= hi_mu) & (vv >= lo_nu) & (vv <= hi_nu)  # finite, not far
+            mus += mm[ok].tolist()
+            nus += vv[ok].tolist()
+    mu0, mu1, nu0, nu1 = min(mus), max(mus), min(nus), max(nus)
+    pad_mu, pad_nu = 0.08 * (mu1 - mu0), 0.08 * (nu1 - nu0)
+    return (mu0 - pad_mu, mu1 + pad_mu), (max(nu0 - pad_nu, 0.0), nu1 + pad_nu)
+
+
+def _field(ax, act: Activation, mus: np.ndarray, nus: np.ndarray) -> None:
+    """Arrows from (mu, nu) toward g(mu, nu); length grows as the square root of the step."""
+    mu, nu = np.meshgrid(mus, nus)
+    nu = np.maximum(nu, 1e-6)  # g needs nu > 0; the grid may touch the axis
+    step = np.array([theory.g_map(act, m, v) for m, v in zip(mu.ravel(), nu.ravel())]).reshape(*mu.shape, 2)
+    du, dv = step[..., 0] - mu, step[..., 1] - nu
+    cell_u, cell_v = mus[1] - mus[0], nus[1] - nus[0]
+    size = np.hypot(du / cell_u, dv / cell_v)  # step length in grid cells
+    big = np.nanmax(size) if np.isfinite(size).any() else 0.0
+    scale = np.zeros_like(size)
+    np.divide(0.9 * np.sqrt(size / big) if big > 0 else size, size, out=scale, where=size > 0)
+    ax.quiver(mu, nu, du * scale, dv * scale, angles="xy", scale_units="xy", scale=1,
+              color="0.55", width=0.0022, headwidth=4, headlength=4.5, zorder=2)
+
+
+# ---- activations -----------------------------------------------------------------------------
+
+def activations(results: Results) -> Figure:
+    """Every activation in the run and its derivative on [-5, 5]."""
+    seen: dict[str, tuple[int, Activation]] = {}
+    users: dict[str, list[str]] = {}
+    for i, s in enumerate(results.config.get("series", [])):
+        act = _activation(s)
+        seen.setdefault(act.label, (i, act))
+        users.setdefault(act.label, []).append(s["label"])
+    with rc_context(STYLE):
+        fig = _figure((10, 4.6))
+        ax_f, ax_d = fig.subplots(1, 2)
+        x = np.linspace(-5.0, 5.0, 2001)
+        for label, (i, act) in seen.items():
+            style = series_style(i)
+            kw = {"color": style["color"], "linestyle": style["linestyle"], "linewidth": 1.8}
+            ax_f.plot(x, act.fn(x.copy()), label=f"{label}\n(series: {', '.join(users[label])})", **kw)
+            xd, yd = _split_at_kinks(x, act)
+            ax_d.plot(xd, yd, **kw)
+            if act.name == "selu":
+                _selu_notes(ax_f, ax_d, act, style["color"])
+        for ax in (ax_f, ax_d):
+            ax.axhline(0.0, color=GREY, linewidth=0.7, zorder=1)
+            ax.axvline(0.0, color=GREY, linewidth=0.7, zorder=1)
+            ax.set_xlim(-5, 5)
+            ax.set_xlabel(r"$x$")
+        ax_f.set_title(r"activation $f(x)$", loc="left")
+        ax_d.set_title(r"derivative $f'(x)$", loc="left")
+        ax_f.set_ylabel(r"$f(x)$")
+        ax_d.set_ylabel(r"$f'(x)$")
+        ax_d.legend(*ax_f.get_legend_handles_labels(), loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                    frameon=False)
+        fig.suptitle(_title(results, "the activations in this run", trials=False))
+    return fig
+
+
+def _split_at_kinks(x: np.ndarray, act: Activation) -> tuple[np.ndarray, np.ndarray]:
+    """The derivative with a gap at each kink, so a jump is not drawn as a vertical line."""
+    xs, ys = [], []
+    edges = [x[0], *[k for k in act.kinks if x[0] < k < x[-1]], x[-1]]
+    for a, b in zip(edges[:-1], edges[1:]):
+        seg = x[(x >= a) & (x <= b)]
+        seg = seg[(seg != a) | (a == x[0])]
+        seg = seg[(seg != b) | (b == x[-1])]
+        xs += [seg, [np.nan]]
+        ys += [act.deriv(seg), [np.nan]]
+    return np.concatenate(xs[:-1]), np.concatenate(ys[:-1]).astype(np.float64)
+
+
+def _selu_notes(ax_f, ax_d, act: Activation, color) -> None:
+    """SELU's two regimes: saturation at -lambda alpha on the left, slope lambda on the right."""
+    lam, alpha = act.params["lambda"], act.params["alpha"]
+    ax_f.axhline(-lam * alpha, color=color, linewidth=0.8, linestyle=":", zorder=1)
+    ax_f.annotate(rf"saturation $-\lambda\alpha = {-lam * alpha:.3f}$", (4.9, -lam * alpha),
+                  xytext=(0, 4), textcoords="offset points", fontsize=8, color=_dark(color),
+                  ha="right", va="bottom")
+    ax_d.annotate(rf"$x > 0$: $\lambda = {lam:.3f}$", (2.5, lam), xytext=(0, 5),
+                  textcoords="offset points", fontsize=8, color=_dark(color), ha="center")
+    ax_d.annotate(rf"$x < 0$: $\lambda\alpha\,e^x$" "\n" rf"(up to $\lambda\alpha = {lam * alpha:.3f}$)",
+                  (-4.8, lam * alpha), fontsize=8, color=_dark(color), ha="left", va="top")
+
+
+# ---- histograms ------------------------------------------------------------------------------
+
+def histograms(results: Results, bins: int = 30) -> Figure:
+    """Per series, the distribution of trial 0's activations at layers 1, depth/4, depth/2, depth."""
+    samples = results.samples or {"series": np.array([], dtype=object), "layer": np.array([]),
+                                  "value": np.array([])}
+    labels = results.labels
+    layers = {lab: sorted({int(v) for v in samples["layer"][samples["series"] == lab]} - {0})
+              for lab in labels}
+    ncols = max([len(v) for v in layers.values()] + [1])
+    with rc_context(STYLE):
+        fig = _figure((2.7 * ncols + 1.0, 1.9 * len(labels) + 0.9))
+        axes = np.atleast_2d(fig.subplots(len(labels), ncols, squeeze=False))
+        for r, label in enumerate(labels):
+            color = series_style(r)["color"]
+            mine = samples["series"] == label
+            rows = [samples["value"][mine & (samples["layer"] == layer)] for layer in layers[label]]
+            span = _row_span(rows)
+            for c in range(ncols):
+                ax = axes[r, c]
+                if c >= len(rows):
+                    ax.set_axis_off()
+                    if c == 0:
+                        ax.text(0.02, 0.5, f"{label}: no samples stored", transform=ax.transAxes)
+                    continue
+                _histogram(ax, rows[c], layers[label][c], color, bins, span)
+                if c == 0:
+                    ax.set_ylabel(f"{label}\ndensity")
+        for ax in axes[-1]:
+            ax.set_xlabel("activation value")
+        fig.suptitle(_title(results, "distribution of the activations (trial 0, 1000 sampled "
+                                     "entries per layer)", trials=False))
+    return fig
+
+
+def _row_span(rows: list[np.ndarray]) -> tuple[float, float] | None:
+    """A shared x range for a series' layers when their spreads are comparable, else None."""
+    finite = [v[np.isfinite(v)] for v in rows]
+    if not finite or any(v.size < 2 for v in finite):
+        return None
+    sds = [float(v.std()) for v in finite]
+    if min(sds) <= 0 or max(sds) > 10 * min(sds):
+        return None
+    lo = min(float(v.min()) for v in finite)
+    hi = max(float(v.max()) for v in finite)
+    pad = 0.03 * (hi - lo)
+    return lo - pad, hi + pad
+
+
+def _histogram(ax, values: np.ndarray, layer: int, color, bins: int, span) -> None:
+    """One panel: a density histogram; a point mass (ReLU's zeros) is reported, not drawn."""
+    ok = np.isfinite(values)
+    v = values[ok]
+    notes = []
+    if (~ok).any():
+        notes.append(f"{(~ok).sum()} of {values.size} inf/NaN")
+    if v.size:
+        atoms, counts = np.unique(v, return_counts=True)
+        top = int(np.argmax(counts))
+        if counts[top] > 0.05 * v.size and counts[top] > 1:
+            notes.append(f"point mass P(x = {atoms[top]:g}) = {counts[top] / v.size:.2f}\n(not drawn)")
+            rest = v[v != atoms[top]]
+        else:
+            rest = v
+        if rest.size:
+            weights = np.full(rest.size, 1.0 / v.size)  # the drawn area is the continuous part's mass
+            edges = np.linspace(*span, bins + 1) if span else np.histogram_bin_edges(rest, bins)
+            ax.hist(rest, bins=edges, weights=weights / (edges[1] - edges[0]),
+                    histtype="stepfilled", color=color, alpha=0.35, edgecolor=color, linewidth=1.0)
+        if span:
+            ax.set_xlim(*span)
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.ticklabel_format(style="sci", scilimits=(-2, 4), useMathText=True)
+        mu, nu = float(v.mean()), float(v.var())
+        ax.set_title(rf"layer {layer}: $\mu$ = {mu:.3g}, $\nu$ = {nu:.3g}", fontsize=9, loc="left")
+    else:
+        ax.set_title(f"layer {layer}", fontsize=9, loc="left")
+        notes.append("no finite values: left the float range")
+    if notes:
+        ax.text(0.98, 0.95, "\n".join(notes), transform=ax.transAxes, ha="right", va="top",
+                fontsize=7.5, color="0.25")
+
+
+# ---- saving ----------------------------------------------------------------------------------
+
+FIGURES: dict[str, Callable[[Results], Figure]] = {
+    "convergence": convergence, "map": selu_map, "activations": activations, "histograms": histograms}
+
+
+def save_figures(results: Results, out_dir: str | Path, formats: Iterable[str] = ("png",)) -> list[Path]:
+    """Draw every figure and write it in each format into out_dir; returns the files written."""
+    formats = list(dict.fromkeys(formats))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise ValueError(f"unknown figure format {unknown[0]!r} (expected one of: {', '.join(FORMATS)})")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, build in FIGURES.items():
+        fig = build(results)
+        for fmt in formats:
+            path = out_dir / f"{name}.{fmt}"
+            with rc_context(STYLE):
+                fig.savefig(path, format=fmt, metadata=METADATA[fmt])
+            written.append(path)
+    return written
+
+
+def find_latest(root: str | Path = "results") -> Path | None:
+    """The most recent complete results folder directly under root (meta.json's finished_utc,
+    then its modification time), or None."""
+    root = Path(root)
+    best, best_key = None, None
+    for folder in sorted(root.iterdir()) if root.is_dir() else ():
+        if folder.name.startswith(".") or not folder.is_dir():
+            continue  # hidden: a run still being built, or an old one being replaced
+        if not all((folder / f).is_file() for f in FILES):
+            continue
+        try:
+            meta = json.loads((folder / "meta.json").read_text("utf-8"))
+            mtime = (folder / "meta.json").stat().st_mtime_ns
+        except (OSError, ValueError):
+            continue
+        if not isinstance(meta, dict) or not meta.get("complete"):
+            continue
+        key = (str(meta.get("finished_utc") or ""), mtime)
+        if best_key is None or key > best_key:
+            best, best_key = folder, key
+    return best

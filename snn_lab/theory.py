@@ -1,0 +1,497 @@
+"""Mean-field theory folded over a series: the per-layer prediction and its fixed-point analysis.
+
+Two maps carry a signal through a random layer of infinite width:
+- random i.i.d. weights (Poole et al. 2016, Schoenholz et al. 2017): pooled over units, the
+  pre-activation is N(0, q) with q = sigma_w^2 E[Y^2] + sigma_b^2 of the previous output Y;
+- normalized weights (each unit's weights sum to omega = 0, squares to tau = gain^2): the map
+  g(mu, nu) of Klambauer et al. (2017), pre-activation N(mu omega, nu tau + sigma_b^2).
+Both then need only the activation's Gaussian moments (Activation.moments) and, with alpha
+dropout, its affine correction (alpha_dropout_affine). Everything here returns data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from snn_lab import gaussian
+from snn_lab.activations import ALPHA01, Activation, alpha_dropout_affine, make_activation
+from snn_lab.config import Series
+
+# Columns of predict(), in order: what engine.run_trial records as mean, var, preact_var.
+THEORY = ("theory_mean", "theory_var", "theory_preact_var")
+
+_CRITICAL = 1e-9  # |slope - 1| below this is "critical": a depth scale would exceed 1e9 layers
+_Q_LIMITS = (1e-300, 1e300)  # q beyond these: collapsed to 0 / grown without bound
+_TINY_Q = 1e-200  # where the q -> 0+ limits are evaluated (sd 1e-100: still a normal float)
+# q_map is exact to ~1e-15 relative (tests/test_moments.py: closed forms and quadrature vs
+# mpmath); a sign of q_map(q) - q smaller than 100 times that is rounding, not signal.
+_NOISE = 1e-13
+
+
+# ---- one layer: an activation, alpha dropout, Gaussian pre-activations -------------------------
+
+def _dropout_affine(act: Activation, rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """(A, c) with [E Y, E Y^2] = A @ [E phi, E phi^2] + c, Y the output after alpha dropout."""
+    if not rate:
+        return np.eye(2), np.zeros(2)
+    keep, sat = 1.0 - rate, act.saturation
+    a, b = alpha_dropout_affine(rate, sat)
+    # Y = a X + b, X = phi with probability keep and sat otherwise: E X = keep E phi + (1 - keep) sat.
+    base = np.array([(1.0 - keep) * sat, (1.0 - keep) * sat * sat])
+    lin = np.array([[a, 0.0], [2.0 * a * b, a * a]])
+    return lin @ np.diag([keep, keep]), lin @ base + np.array([b, b * b])
+
+
+def output_moments(act: Activation, mean: float, var: float, dropout: float = 0.0) -> tuple[float, float]:
+    """E[Y] and E[Y^2] of a layer's output for pre-activation N(mean, var), after alpha dropout."""
+    mo = act.moments(mean, math.sqrt(var))
+    A, c = _dropout_affine(act, dropout)
+    e1, e2 = A @ (mo.m1, mo.m2) + c
+    return float(e1), float(e2)
+
+
+def _moment_gradient(act: Activation, mean: float, var: float) -> np.ndarray:
+    """d[E phi, E phi^2] / d(mean, var) for z ~ N(mean, var), var > 0: a 2x2 array.
+
+    Gaussian identities dE f/dm = E[f (z-m)] / s^2 and dE f/d(s^2) = E[f ((z-m)^2 - s^2)] / (2 s^4),
+    integrated by the kink-split quadrature (f is phi or phi^2, not differentiated).
+    """
+    x, w = gaussian.nodes(mean, math.sqrt(var), act.kinks)
+    y = act.fn(x)
+    y0 = act.fn(np.array([float(mean)]))[0]
+    d = x - mean
+    # Subtracting f(mean) leaves both identities unchanged (E[z-m] = E[(z-m)^2 - s^2] = 0) but
+    # removes the constant part of f, which would otherwise cancel at rounding level.
+    f = np.stack([y - y0, y * y - y0 * y0])
+    return np.column_stack([f @ (w * d) / var, f @ (w * (d * d - var)) / (2.0 * var * var)])
+
+
+def g_map(act: Activation, mu: float, nu: float, omega: float = 0.0, tau: float = 1.0,
+          bias_var: float = 0.0, dropout: float = 0.0) -> tuple[float, float]:
+    """Klambauer et al.'s g: input (mean mu, variance nu) -> output (mean, variance)."""
+    e1, e2 = output_moments(act, mu * omega, nu * tau + bias_var, dropout)
+    return e1, e2 - e1 * e1
+
+
+def g_jacobian(act: Activation, mu: float, nu: float, omega: float = 0.0, tau: float = 1.0,
+               bias_var: float = 0.0, dropout: float = 0.0) -> np.ndarray:
+    """The 2x2 Jacobian d(mu~, nu~) / d(mu, nu) of g_map, analytic (needs nu tau + bias_var > 0)."""
+    m, v = mu * omega, nu * tau + bias_var
+    A, _ = _dropout_affine(act, dropout)
+    grad = A @ _moment_gradient(act, m, v)  # d[E Y, E Y^2] / d(m, v)
+    e1, _ = output_moments(act, m, v, dropout)
+    rows = np.array([grad[0], grad[1] - 2.0 * e1 * grad[0]])  # nu~ = E Y^2 - (E Y)^2
+    return rows * np.array([omega, tau])  # chain rule: m = mu omega, v = nu tau + bias_var
+
+
+# ---- the series' layer map in q, and the prediction ---------------------------------------
+
+def weight_scale(series: Series) -> float:
+    """tau of the series' weights: gain^2 when normalized, sigma_w^2 = E[sum of w^2] otherwise."""
+    return series.gain ** 2 if series.normalize_weights else series.weight_var
+
+
+def preact_var(series: Series, mean: float, var: float) -> float:
+    """Pooled pre-activation variance q of a layer whose input has this (mean, var)."""
+    if series.normalize_weights:
+        return series.gain ** 2 * var + series.bias_var  # sum w = 0 removes the mean
+    # A unit's weights sum to N(0, sigma_w^2), not 0: pooled over units the input mean adds mean^2.
+    return series.weight_var * (var + mean * mean) + series.bias_var
+
+
+def layer_stats(series: Series, act: Activation, q: float) -> tuple[float, float]:
+    """(mean, var) of a layer's output when its pre-activations are N(0, q)."""
+    return g_map(act, 0.0, q, tau=1.0, dropout=series.dropout)
+
+
+def predict(series: Series) -> np.ndarray:
+    """(depth + 1, len(THEORY)) float64: per layer the predicted mean, var and preact var.
+
+    Layer 0 is the input. A q that overflows is recorded as inf, and from there on the
+    variance as inf and the mean as NaN (its sign is not determined); nothing is raised.
+    """
+    act = series.make_activation()
+    out = np.empty((series.depth + 1, len(THEORY)))
+    mean, var = series.input.mean, series.input.var
+    out[0] = (mean, var, var)
+    with np.errstate(all="ignore"):  # overflow is data here, as in the engine
+        for layer in range(1, series.depth + 1):
+            q = preact_var(series, mean, var)
+            if not math.isfinite(q):
+                out[layer:] = (math.nan, math.inf, math.inf)
+                break
+            mean, var = layer_stats(series, act, q)
+            out[layer] = (mean, var, q)
+    return out
+
+
+def q_map(series: Series, q: float, act: Activation | None = None) -> float:
+    """The next layer's pre-activation variance when this layer's is q."""
+    act = act or series.make_activation()
+    return preact_var(series, *layer_stats(series, act, q))
+
+
+def q_slope(series: Series, q: float, act: Activation | None = None) -> float:
+    """d q_map / d q at q > 0 (analytic)."""
+    act = act or series.make_activation()
+    A, _ = _dropout_affine(act, series.dropout)
+    (d1, d2) = (A @ _moment_gradient(act, 0.0, q))[:, 1]
+    if series.normalize_weights:
+        e1, _ = output_moments(act, 0.0, q, series.dropout)
+        return series.gain ** 2 * (d2 - 2.0 * e1 * d1)
+    return series.weight_var * d2
+
+
+def chi1(series: Series, q: float, act: Activation | None = None) -> float:
+    """chi_1 = tau E[(dY/dh)^2] at pre-activation N(0, q): mean squared gain of a perturbation.
+
+    Without dropout this is Poole et al.'s sigma_w^2 E[phi'(z)^2]; alpha dropout multiplies
+    the derivative by a on kept units and by 0 on dropped ones, hence a^2 (1 - rate).
+    """
+    act = act or series.make_activation()
+    A, _ = _dropout_affine(act, series.dropout)
+    return weight_scale(series) * A[1, 1] * act.moments(0.0, math.sqrt(q)).d2
+
+
+# ---- the fixed point of the q-map ------------------------------------------------------
+
+@dataclass(frozen=True)
+class FixedPoint:
+    """Where the series' q settles: q*, the output's mean and var there, or why there is none.
+
+    status: "fixed" (q* > 0 reached from the input), "marginal" (every q is fixed: the series
+    keeps its input's q), "collapses" (q -> 0) or "grows" (q -> infinity).
+    """
+
+    status: str
+    q: float | None = None
+    mean: float | None = None
+    var: float | None = None
+    note: str | None = None
+
+
+def _bracketed_root(f: Callable[[float], float], df: Callable[[float], float],
+                    lo: float, hi: float, f_lo: float) -> float:
+    """The root of f in [lo, hi] (f changes sign there): Newton, falling back to bisection."""
+    x = 0.5 * (lo + hi)
+    for _ in range(200):
+        fx = f(x)
+        if fx == 0.0:
+            return x
+        if (fx > 0) == (f_lo > 0):
+            lo, f_lo = x, fx
+        else:
+            hi = x
+        slope = df(x)
+        step = x - fx / slope if slope else math.nan
+        x_new = step if lo < step < hi else 0.5 * (lo + hi)
+        if abs(x_new - x) <= 4e-16 * abs(x) or hi - lo <= 4e-16 * abs(x):
+            return x_new
+        x = x_new
+    return x
+
+
+def fixed_point(series: Series) -> FixedPoint:
+    """The fixed point q* that the q-map reaches from the series' input, or why there is none."""
+    act = series.make_activation()
+    q0 = preact_var(series, series.input.mean, series.input.var)
+
+    def excess(q: float) -> float:
+        return q_map(series, q, act) - q
+
+    probe = q0 if 0.0 < q0 < _Q_LIMITS[1] else 1.0
+    if all(_unresolved(p, excess(p)) for p in (probe * 4.0 ** k for k in range(-3, 4))):
+        return FixedPoint("marginal", note=f"every q is a fixed point (marginal): q stays at the "
+                                           f"input's q = {q0:.6g} at every depth")
+    if q0 == 0.0:
+        return FixedPoint("collapses", note="q = 0 from the first layer on: the input carries no signal")
+    with np.errstate(all="ignore"):  # near the bounds the moments may overflow: that is an answer
+        bracket = _bracket(excess, q0)
+    if bracket == "grows":
+        return FixedPoint("grows", note="no fixed point: q grows without bound with depth")
+    if bracket == "collapses":
+        return FixedPoint("collapses", note="no fixed point q* > 0: q -> 0 with depth "
+                                            "(the signal collapses)")
+    lo, hi, f_lo = bracket
+    root = lo if lo == hi else _bracketed_root(excess, lambda x: q_slope(series, x, act) - 1.0,
+                                               lo, hi, f_lo)
+    mean, var = layer_stats(series, act, root)
+    return FixedPoint("fixed", root, mean, var)
+
+
+def _unresolved(q: float, excess: float) -> bool:
+    """Whether q_map(q) - q is within rounding of 0."""
+    return abs(excess) <= _NOISE * q
+
+
+def _bracket(excess: Callable[[float], float], q0: float) -> tuple[float, float, float] | str:
+    """(lo, hi, excess(lo)) around the root the q-map walks to from q0, or "grows"/"collapses".
+
+    Walks the way the map moves, by factors of 2, to the first resolved change of sign. Where
+    the excess is within rounding of 0 it keeps walking: a critical decay looks like that.
+    """
+    f0 = excess(q0)
+    if _unresolved(q0, f0):
+        return q0, q0, f0
+    factor = 2.0 if f0 > 0 else 0.5
+    q, f, q_next = q0, f0, q0
+    while True:
+        q_next *= factor
+        if not _Q_LIMITS[0] <= q_next <= _Q_LIMITS[1]:
+            return "grows" if factor > 1 else "collapses"
+        f_next = excess(q_next)
+        if not math.isfinite(f_next):
+            return "grows"
+        if _unresolved(q_next, f_next):
+            continue
+        if (f_next > 0) != (f0 > 0):
+            return (q, q_next, f) if q < q_next else (q_next, q, f_next)
+        q, f = q_next, f_next
+
+
+# ---- two inputs: the correlation map -------------------------------------------------------
+
+def _pair_expect(f: Callable[[np.ndarray], np.ndarray], kinks: tuple[float, ...], q: float,
+                 c: float) -> float:
+    """E[f(u1) f(u2)], (u1, u2) centred Gaussian, variances q, correlation c: nested quadrature.
+
+    Outer over u1 (split at the kinks); inner over u2 | u1 ~ N(c u1, q (1 - c^2)), split at
+    the kinks per outer node. The inner average is a kink smoothed over sd s_c = sqrt(q (1 - c^2)):
+    near c = 1 it is sharp on the outer scale, so the outer panels are also cut at k / c and
+    graded geometrically (s_c/|c| * 2^j) around it.
+    """
+    s = math.sqrt(q)
+    if c == 0.0:
+        return gaussian.expect(f, 0.0, s, kinks) ** 2
+    sc = s * math.sqrt(max(0.0, (1.0 - c) * (1.0 + c)))
+    if sc == 0.0:
+        return gaussian.expect(lambda x: f(x) * f(c * x), 0.0, s, (*kinks, *(k / c for k in kinks)))
+    cuts = list(kinks)
+    h = sc / abs(c)
+    for k in kinks:
+        cuts.append(k / c)
+        j = 0
+        while h * 2.0 ** j < s:
+            cuts += [k / c - h * 2.0 ** j, k / c + h * 2.0 ** j]
+            j += 1
+    x, w = gaussian.nodes(0.0, s, cuts)
+    inner = np.array([gaussian.expect(f, c * xi, sc, kinks) for xi in x])
+    return float(w @ (f(x) * inner))
+
+
+def c_map(series: Series, c: float, q: float, act: Activation | None = None) -> float:
+    """Correlation of two inputs' next pre-activations when theirs is c and both variances are q.
+
+    q_ab = tau E[Y(u1) Y(u2)] + sigma_b^2 (Poole et al. 2016), centred for normalized weights;
+    divided by q_map(q), which is q itself at the fixed point. Distinct inputs draw independent
+    dropout masks, so with dropout c -> 1 maps below 1.
+    """
+    act = act or series.make_activation()
+    A, const = _dropout_affine(act, series.dropout)
+    gain, shift = A[0, 0], const[0]  # E over the mask: Y = gain * phi + shift
+    m1 = act.moments(0.0, math.sqrt(q)).m1
+    both = gain * gain * _pair_expect(act.fn, act.kinks, q, c) + 2.0 * gain * shift * m1 + shift * shift
+    if series.normalize_weights:
+        both -= (gain * m1 + shift) ** 2
+    return (weight_scale(series) * both + series.bias_var) / q_map(series, q, act)
+
+
+def chi_c(series: Series, c: float, q: float, act: Activation | None = None) -> float:
+    """d c_map / d c: tau (a keep)^2 E[phi'(u1) phi'(u2)] q / q_map(q) (Price's theorem)."""
+    act = act or series.make_activation()
+    A, _ = _dropout_affine(act, series.dropout)
+    pair = _pair_expect(act.deriv, act.kinks, q, c)
+    return weight_scale(series) * A[0, 0] ** 2 * pair * q / q_map(series, q, act)
+
+
+def correlation_fixed_point(series: Series, q: float) -> tuple[float, float]:
+    """(c*, chi_c at c*): the stable fixed point of c_map in [0, 1] at variance q.
+
+    c_map has a power series in c with non-negative coefficients, so on [0, 1] it is increasing
+    and convex and c_map(0) >= 0: Newton from c = 0 climbs monotonically to the smallest root.
+    Without dropout c = 1 is a root, and it is the stable one when chi_c(1) = chi_1 <= 1.
+    """
+    act = series.make_activation()
+    if not series.dropout:
+        at_one = chi_c(series, 1.0, q, act)
+        if at_one <= 1.0 + _CRITICAL:
+            return 1.0, at_one
+    c = 0.0
+    for _ in range(100):
+        excess = c_map(series, c, q, act) - c
+        slope = chi_c(series, c, q, act)
+        if excess <= 0.0 or slope >= 1.0:  # at (or, by rounding, past) the root
+            break
+        step = excess / (1.0 - slope)
+        c = min(c + step, 1.0)
+        if step <= 1e-15:
+            break
+    return c, chi_c(series, c, q, act)
+
+
+# ---- the analysis in one dictionary ---------------------------------------------------------
+
+def _depth_scale(slope: float, what: str) -> tuple[float | None, str | None]:
+    """-1 / log|slope| with the reason when it is not defined."""
+    if not math.isfinite(slope):
+        return None, f"{what} is not finite"
+    if abs(slope) >= 1.0 - _CRITICAL:
+        kind = "critical" if abs(abs(slope) - 1.0) <= _CRITICAL else "unstable"
+        return None, f"{what} = {slope:.12g}: {kind}, no exponential depth scale"
+    return (0.0 if slope == 0.0 else -1.0 / math.log(abs(slope))), None
+
+
+def _phase(chi: float) -> str:
+    """Order-to-chaos phase from chi_1 (Poole et al. 2016)."""
+    if abs(chi - 1.0) <= _CRITICAL:
+        return "critical"
+    return "ordered" if chi < 1.0 else "chaotic"
+
+
+def _finite(x) -> float | None:
+    """A float for JSON: None for inf/NaN (JSON has neither)."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def report(series: Series, depth: int | None = None) -> dict:
+    """The mean-field analysis of a series, JSON-ready (non-finite numbers become null).
+
+    jacobian: of g_map at (mean*, var*) with omega = 0 and tau = weight_scale(series), the
+    series' bias variance and dropout. For normalized weights these are the weights' actual
+    sum and sum of squares. For random weights they are their expectations (E sum w = 0,
+    E sum w^2 = sigma_w^2), the reading Klambauer et al. give for random initialization; the
+    pooled map that predict() iterates also feels the mean (q = sigma_w^2 (var + mean^2) + ...),
+    and its linearization has one non-zero eigenvalue, q_slope.
+
+    With no fixed point q* > 0 the analysis is evaluated where the series goes: at the
+    input's q when every q is fixed, in the limit q -> 0+ when q collapses (chi1, q_slope,
+    phase only); nothing when q grows without bound. reasons[key] says why a value is null.
+    """
+    if depth is not None:
+        series = dataclasses.replace(series, depth=depth)
+    act = series.make_activation()
+    fp = fixed_point(series)
+    tau = weight_scale(series)
+    out: dict = {"label": series.label, "status": fp.status, "fixed_point": None, "note": fp.note,
+                 "g_params": {"omega": 0.0, "tau": tau, "bias_var": series.bias_var,
+                              "dropout": series.dropout},
+                 "jacobian": None, "spectral_norm": None, "q_slope": None, "chi1": None,
+                 "phase": None, "c_star": None, "chi_c": None, "xi_q": None, "xi_c": None}
+    reasons: dict[str, str] = {}
+    at_q = None
+    if fp.status == "fixed":
+        at_q = fp.q
+        out["fixed_point"] = {"q": fp.q, "mean": fp.mean, "var": fp.var}
+    elif fp.status == "marginal":
+        at_q = preact_var(series, series.input.mean, series.input.var)
+    if at_q is not None and at_q > 0:
+        mean, var = layer_stats(series, act, at_q)
+        jac = g_jacobian(act, mean, var, 0.0, tau, series.bias_var, series.dropout)
+        out["jacobian"] = jac.tolist()
+        out["spectral_norm"] = float(np.linalg.norm(jac, 2))
+        out["q_slope"] = q_slope(series, at_q, act)
+        out["chi1"] = chi1(series, at_q, act)
+        out["c_star"], out["chi_c"] = correlation_fixed_point(series, at_q)
+        out["xi_c"], why = _depth_scale(out["chi_c"], "chi_c at c*")
+        if why:
+            reasons["xi_c"] = why
+    elif fp.status == "collapses":
+        out["q_slope"] = q_map(series, _TINY_Q, act) / _TINY_Q  # q_map(0) = 0 when q collapses
+        out["chi1"] = chi1(series, _TINY_Q, act)
+        for key in ("jacobian", "spectral_norm", "c_star", "chi_c", "xi_c"):
+            reasons[key] = "evaluated only at a fixed point q* > 0; q -> 0 here"
+    else:
+        for key in ("jacobian", "spectral_norm", "q_slope", "chi1", "phase", "c_star", "chi_c",
+                    "xi_q", "xi_c"):
+            reasons[key] = "q grows without bound: there is no fixed point to linearize at"
+    if out["q_slope"] is not None:
+        out["xi_q"], why = _depth_scale(out["q_slope"], "slope of the q-map")
+        if fp.status == "marginal":
+            out["xi_q"], why = None, "every q is fixed: the q-map has slope 1 everywhere"
+        if why:
+            reasons["xi_q"] = why
+    if out["chi1"] is not None:
+        out["phase"] = _phase(out["chi1"])
+    if fp.status != "fixed":
+        reasons["fixed_point"] = fp.note
+    out["reasons"] = reasons
+    pred = predict(series)
+    bad = ~np.isfinite(pred).all(axis=1)
+    out["overflow_layer"] = int(np.argmax(bad)) if bad.any() else None
+    out["layers"] = [{"layer": i, **{k: _finite(v) for k, v in zip(THEORY, row)}}
+                     for i, row in enumerate(pred)]
+    return out
+
+
+# ---- SELU parameters for a chosen fixed point ------------------------------------------
+
+def selu_params(mean: float, var: float, dropout_rate: float | None = None) -> dict:
+    """(lambda, alpha) making (mean, var) the fixed point of SELU, as Klambauer et al. compute them.
+
+    Convention of the authors' getSELUparameters.ipynb (bioinf-jku/SNNs): the pre-activation is
+    z ~ N(mean, var) and the output of SELU must have that same mean and variance, i.e. the
+    fixed point of g with omega = 1, tau = 1 (for mean = 0 any omega gives the same answer,
+    and this is eq. (14)'s LAMBDA01, ALPHA01). With dropout_rate, also alpha dropout's (a, b)
+    for that fixed point and alpha' = -lambda alpha (their dropout_selu).
+
+    With A = E[z; z > 0], B = E[e^z - 1; z < 0], C = E[z^2; z > 0], D = E[(e^z - 1)^2; z < 0]:
+    lambda (A + alpha B) = mean and lambda^2 (C + alpha^2 D) = var + mean^2. Eliminating
+    lambda leaves a quadratic in alpha; its root seeds Newton on both equations, evaluated
+    with the SELU's own closed-form moments. Raises ValueError when no lambda, alpha > 0 fit.
+    """
+    mean, var = float(mean), float(var)
+    if not (math.isfinite(mean) and math.isfinite(var) and var > 0):
+        raise ValueError(f"need a finite mean and a variance > 0, got mean={mean!r}, var={var!r}")
+    if dropout_rate is not None and not 0.0 <= dropout_rate < 1.0:
+        raise ValueError(f"dropout rate must be in [0, 1), got {dropout_rate!r}")
+    std, second = math.sqrt(var), var + mean * mean
+    pos = make_activation("selu", **{"lambda": 1.0, "alpha": 0.0}).moments(mean, std)
+    elu = make_activation("selu", **{"lambda": 1.0, "alpha": 1.0}).moments(mean, std)
+    A, C = pos.m1, pos.m2
+    B, D = elu.m1 - A, elu.m2 - C  # the two parts have disjoint support
+    alpha = _selu_alpha(mean, second, A, B, C, D)
+    if alpha is None:
+        raise ValueError(f"no SELU with lambda > 0 and alpha > 0 has the fixed point "
+                         f"mean={mean:g}, var={var:g}")
+    lam = math.sqrt(second / (C + alpha * alpha * D))
+    for _ in range(20):  # Newton on the actual moments (quadratic convergence from a close seed)
+        mo = make_activation("selu", **{"lambda": lam, "alpha": alpha}).moments(mean, std)
+        r = np.array([mo.m1 - mean, mo.m2 - second])
+        jac = np.array([[A + alpha * B, lam * B],
+                        [2.0 * lam * (C + alpha * alpha * D), 2.0 * lam * lam * alpha * D]])
+        step = np.linalg.solve(jac, r)
+        lam, alpha = lam - float(step[0]), alpha - float(step[1])
+        if abs(step[0]) <= 1e-16 * lam and abs(step[1]) <= 1e-16 * alpha:
+            break
+    out = {"lambda": lam, "alpha": alpha}
+    if dropout_rate is not None:
+        sat = -lam * alpha
+        a, b = alpha_dropout_affine(dropout_rate, sat, mean, var)
+        out.update(alpha_prime=sat, a=a, b=b)
+    return out
+
+
+def _selu_alpha(mean: float, second: float, A: float, B: float, C: float, D: float) -> float | None:
+    """The alpha > 0 solving mean^2 (C + alpha^2 D) = second (A + alpha B)^2 with lambda > 0."""
+    if mean == 0.0:
+        return -A / B if B < 0 else None
+    m2 = mean * mean
+    qa, qb, qc = m2 * D - second * B * B, -2.0 * second * A * B, m2 * C - second * A * A
+    if qa == 0.0:
+        roots = [-qc / qb] if qb else []
+    else:
+        disc = qb * qb - 4.0 * qa * qc
+        if disc < 0:
+            return None
+        # The stable pair: no cancellation between -qb and the root of the discriminant.
+        big = -0.5 * (qb + math.copysign(math.sqrt(disc), qb))
+        roots = [big / qa] + ([qc / big] if big else [])
+    ok = [r for r in roots if r > 0 and (A + r * B) * mean > 0]  # lambda = mean / (A + alpha B) > 0
+    # Two valid roots: take the one nearest ALPHA01, where the authors' nsolve starts.
+    return min(ok, key=lambda r: abs(r - ALPHA01)) if ok else None
