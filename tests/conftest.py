@@ -44,3 +44,12 @@ def experiment(yaml_text: str, *overrides: str) -> config.Experiment:
 def small_run_args():
     """--set overrides that make the default experiment run in well under a second."""
     return ["--set", "width=64", "--set", "batch=64", "--set", "depth=8", "--set", "trials=3"]
+
+
+FUZZ_COUNT = {"configs": 0}  # incremented by tests/test_robustness.py
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say how many fuzzed configs the run checked (robustness issue: the count is printed)."""
+    if FUZZ_COUNT["configs"]:
+        terminalreporter.write_line(f"fuzz: {FUZZ_COUNT['configs']} configs checked through the loader and the CLI")

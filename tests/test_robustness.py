@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import FUZZ_COUNT
 from snn_lab import config, results
 from snn_lab.cli import main
 from snn_lab.config import SERIES_KEYS, TOP_KEYS, ConfigError
@@ -58,6 +59,7 @@ def _mutate(data) -> str:
 
 
 def _assert_loads_or_located(text: str, overrides=()) -> None:
+    FUZZ_COUNT["configs"] += 1
     try:
         config.load("fuzz.yaml", text=text, overrides=overrides)
     except ConfigError as exc:
@@ -97,6 +99,7 @@ def test_fuzzed_cli_runs_exit_0_or_2_never_a_traceback(data, tmp_path_factory):
     text = _mutate(data) if data.draw(st.booleans()) else yaml.safe_dump(data.draw(TREES))
     out = tmp_path_factory.mktemp("fuzz") / "r"
     sets = ["--set", "width=4", "--set", "depth=2", "--set", "batch=4", "--set", "trials=1"]
+    FUZZ_COUNT["configs"] += 1
     result = CliRunner().invoke(main, ["run", "-", "--out", str(out), "-q", *sets], input=text)
     assert result.exit_code in (0, 2), (result.exit_code, result.output, result.exception)
     assert "Traceback" not in result.output
