@@ -207,7 +207,7 @@ def plot(results_dir, formats, out):
             raise UsageProblem("no complete results folder under results/; run `snn-lab run` "
                                "first or name one: snn-lab plot RESULTS_DIR")
         console.print(f"plotting {results_dir} (the most recent complete run under results/)",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)
     try:
         res = results.read(results_dir)
         t0 = time.perf_counter()
@@ -216,8 +216,8 @@ def plot(results_dir, formats, out):
         raise UsageProblem(str(exc)) from None
     except OSError as exc:
         raise UsageProblem(f"cannot write the figures: {exc}") from None
-    for path in written:
-        console.print(f"wrote {path}", highlight=False)
+    for path in written:  # soft_wrap: a long path stays on one line, whole for copy and paste
+        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
     console.print(f"{len(written)} files in {time.perf_counter() - t0:.2f} s", highlight=False)
 
 
@@ -317,13 +317,15 @@ def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, updat
         click.echo(report.check_markdown(rep), nl=False)
     else:
         console = Console(highlight=False)
+        if not console.is_terminal:  # a CI log: room for the whole table rather than 80 columns
+            console.width = max(console.width, 160)
         if rep.changes:
             console.print("config differences (not errors): " + "; ".join(map(str, rep.changes)),
-                          markup=False)
+                          markup=False, soft_wrap=True)
         if rep.drifted:
             console.print(report.check_table(rep))
         for line in (*rep.notes, report.check_threshold(rep)):
-            console.print(line, markup=False)
+            console.print(line, markup=False, soft_wrap=True)
         console.print(report.check_verdict(rep), style="green" if rep.passed else "bold red")
     if not rep.passed:
         raise click.exceptions.Exit(1)

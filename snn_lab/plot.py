@@ -17,8 +17,8 @@ from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
 from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from snn_lab import theory
 from snn_lab.activations import Activation, make_activation
@@ -92,7 +92,8 @@ def _activation(series: dict) -> Activation:
 
 def _title(results: Results, what: str, trials: bool = True) -> str:
     trials = results.config.get("trials") if trials else None
-    return f"{results.config.get('name', 'results')}: {what}" + (f" ({trials} trials)" if trials else "")
+    name = results.config.get("name", "results")
+    return f"{name}: {what}" + (f" ({trials} trials)" if trials else "")
 
 
 def _mark_overflow(ax, x, y, color) -> bool:
@@ -188,10 +189,11 @@ def _symlog_ticks(summary: dict, has_theory: bool) -> list[float]:
     v = v[np.isfinite(v)]
     top = max(1, int(np.ceil(np.log10(max(np.abs(v).max(), 1.0)))))
     step = max(1, -(-top // 6))
+    first = 0 if step == 1 else step  # 10^0 beside 0 crowds it once decades are skipped
     ticks = [0.0]
     for sign in (1.0, -1.0):
         if (sign * v).max() >= 1.0:
-            ticks += [sign * 10.0 ** k for k in range(step - 1 if step == 1 else step, top + 1, step)]
+            ticks += [sign * 10.0 ** k for k in range(first, top + 1, step)]
     return sorted(ticks)
 
 
@@ -249,8 +251,9 @@ def selu_map(results: Results, grid: int = 17) -> Figure:
         handles = [Line2D([], [], markersize=4, linewidth=1.6, label=label, **series_style(i))
                    for i, label, _ in paths]
         if fixed is not None:
-            handles.append(Line2D([], [], marker="*", markersize=12, color="black", linestyle="none",
-                                  label=f"fixed point of $g$:\n$(\\mu^*, \\nu^*) = ({fixed[0]:.3f}, {fixed[1]:.3f})$"))
+            where = rf"$(\mu^*, \nu^*) = ({fixed[0]:.3f}, {fixed[1]:.3f})$"
+            handles.append(Line2D([], [], marker="*", markersize=12, color="black",
+                                  linestyle="none", label=f"fixed point of $g$:\n{where}"))
         if paths:
             handles.append(Line2D([], [], marker="o", markersize=8, markerfacecolor="white",
                                   markeredgecolor=GREY, linestyle="none", label="input (layer 0)"))
@@ -267,8 +270,9 @@ def selu_map(results: Results, grid: int = 17) -> Figure:
         if not paths:
             note += "\nno SELU series in this run: the field of the default SELU alone"
         fig.supxlabel(note, x=0.01, ha="left", fontsize=8, color="0.3")
-        fig.suptitle(_title(results, "the SELU map g and each SELU series' path, layer by layer"
-                            if paths else "the SELU map g (no SELU series in this run)", trials=bool(paths)))
+        what = ("the SELU map g and each SELU series' path, layer by layer" if paths
+                else "the SELU map g (no SELU series in this run)")
+        fig.suptitle(_title(results, what, trials=bool(paths)))
     return fig
 
 
@@ -335,13 +339,13 @@ def _field(ax, act: Activation, mus: np.ndarray, nus: np.ndarray) -> None:
     """Arrows from (mu, nu) toward g(mu, nu); length grows as the square root of the step."""
     mu, nu = np.meshgrid(mus, nus)
     nu = np.maximum(nu, 1e-6)  # g needs nu > 0; the grid may touch the axis
-    step = np.array([theory.g_map(act, m, v) for m, v in zip(mu.ravel(), nu.ravel())]).reshape(*mu.shape, 2)
-    du, dv = step[..., 0] - mu, step[..., 1] - nu
-    cell_u, cell_v = mus[1] - mus[0], nus[1] - nus[0]
-    size = np.hypot(du / cell_u, dv / cell_v)  # step length in grid cells
-    big = np.nanmax(size) if np.isfinite(size).any() else 0.0
+    step = np.array([theory.g_map(act, m, v) for m, v in zip(mu.ravel(), nu.ravel())])
+    du, dv = step[:, 0].reshape(mu.shape) - mu, step[:, 1].reshape(mu.shape) - nu
+    size = np.hypot(du / (mus[1] - mus[0]), dv / (nus[1] - nus[0]))  # step length in grid cells
+    ok = np.isfinite(size) & (size > 0)
+    big = size[ok].max() if ok.any() else 1.0
     scale = np.zeros_like(size)
-    np.divide(0.9 * np.sqrt(size / big) if big > 0 else size, size, out=scale, where=size > 0)
+    scale[ok] = 0.9 * np.sqrt(size[ok] / big) / size[ok]  # the longest arrow: 0.9 of a cell
     ax.quiver(mu, nu, du * scale, dv * scale, angles="xy", scale_units="xy", scale=1,
               color="0.55", width=0.0022, headwidth=4, headlength=4.5, zorder=2)
 
@@ -363,7 +367,8 @@ def activations(results: Results) -> Figure:
         for label, (i, act) in seen.items():
             style = series_style(i)
             kw = {"color": style["color"], "linestyle": style["linestyle"], "linewidth": 1.8}
-            ax_f.plot(x, act.fn(x.copy()), label=f"{label}\n(series: {', '.join(users[label])})", **kw)
+            series = ", ".join(users[label])
+            ax_f.plot(x, act.fn(x.copy()), label=f"{label}\n(series: {series})", **kw)
             xd, yd = _split_at_kinks(x, act)
             ax_d.plot(xd, yd, **kw)
             if act.name == "selu":
@@ -405,14 +410,14 @@ def _selu_notes(ax_f, ax_d, act: Activation, color) -> None:
                   ha="right", va="bottom")
     ax_d.annotate(rf"$x > 0$: $\lambda = {lam:.3f}$", (2.5, lam), xytext=(0, 5),
                   textcoords="offset points", fontsize=8, color=_dark(color), ha="center")
-    ax_d.annotate(rf"$x < 0$: $\lambda\alpha\,e^x$" "\n" rf"(up to $\lambda\alpha = {lam * alpha:.3f}$)",
-                  (-4.8, lam * alpha), fontsize=8, color=_dark(color), ha="left", va="top")
+    left = rf"$x < 0$: $\lambda\alpha\,e^x$" "\n" rf"(up to $\lambda\alpha = {lam * alpha:.3f}$)"
+    ax_d.annotate(left, (-4.8, lam * alpha), fontsize=8, color=_dark(color), ha="left", va="top")
 
 
 # ---- histograms ------------------------------------------------------------------------------
 
 def histograms(results: Results, bins: int = 30) -> Figure:
-    """Per series, the distribution of trial 0's activations at layers 1, depth/4, depth/2, depth."""
+    """Per series, trial 0's activations at layers 1, depth/4, depth/2 and depth (samples.csv)."""
     samples = results.samples or {"series": np.array([], dtype=object), "layer": np.array([]),
                                   "value": np.array([])}
     labels = results.labels
@@ -469,12 +474,13 @@ def _histogram(ax, values: np.ndarray, layer: int, color, bins: int, span) -> No
         atoms, counts = np.unique(v, return_counts=True)
         top = int(np.argmax(counts))
         if counts[top] > 0.05 * v.size and counts[top] > 1:
-            notes.append(f"point mass P(x = {atoms[top]:g}) = {counts[top] / v.size:.2f}\n(not drawn)")
+            share = counts[top] / v.size
+            notes.append(f"point mass P(x = {atoms[top]:g}) = {share:.2f}\n(not drawn)")
             rest = v[v != atoms[top]]
         else:
             rest = v
         if rest.size:
-            weights = np.full(rest.size, 1.0 / v.size)  # the drawn area is the continuous part's mass
+            weights = np.full(rest.size, 1.0 / v.size)  # drawn area: the continuous part's mass
             edges = np.linspace(*span, bins + 1) if span else np.histogram_bin_edges(rest, bins)
             ax.hist(rest, bins=edges, weights=weights / (edges[1] - edges[0]),
                     histtype="stepfilled", color=color, alpha=0.35, edgecolor=color, linewidth=1.0)
@@ -496,20 +502,25 @@ def _histogram(ax, values: np.ndarray, layer: int, color, bins: int, span) -> No
 # ---- saving ----------------------------------------------------------------------------------
 
 FIGURES: dict[str, Callable[[Results], Figure]] = {
-    "convergence": convergence, "map": selu_map, "activations": activations, "histograms": histograms}
+    "convergence": convergence, "map": selu_map, "activations": activations,
+    "histograms": histograms}
 
 
-def save_figures(results: Results, out_dir: str | Path, formats: Iterable[str] = ("png",)) -> list[Path]:
-    """Draw every figure and write it in each format into out_dir; returns the files written."""
+def save_figures(results: Results, out_dir: str | Path, formats: Iterable[str] = ("png",),
+                 names: Iterable[str] | None = None) -> list[Path]:
+    """Draw the figures (all, or those named) and write each in every format into out_dir
+    as <name>.<format>; returns the files written."""
     formats = list(dict.fromkeys(formats))
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown:
-        raise ValueError(f"unknown figure format {unknown[0]!r} (expected one of: {', '.join(FORMATS)})")
+    names = list(FIGURES) if names is None else list(dict.fromkeys(names))
+    for value, valid, what in ((formats, FORMATS, "figure format"), (names, FIGURES, "figure")):
+        unknown = [v for v in value if v not in valid]
+        if unknown:
+            raise ValueError(f"unknown {what} {unknown[0]!r} (expected one of: {', '.join(valid)})")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, build in FIGURES.items():
-        fig = build(results)
+    for name in names:
+        fig = FIGURES[name](results)
         with rc_context(STYLE):
             # Lay out once, the same way whatever the formats and their order: each file then
             # has the same geometry, and the layout is not recomputed for every format.
