@@ -129,3 +129,10 @@ def test_overflow_is_reported_not_crashed(tmp_path):
     assert "warning: L: trial 0 left the float range at layer" in " ".join(out.stderr.split())
     summary = results.read(tmp_path / "o").summary
     assert not math.isfinite(summary["var"][-1])
+
+
+def test_a_fresh_clone_can_run_the_quick_start():
+    """The committed results/ must not hold the default experiment's folder (run would refuse it)."""
+    root = Path(__file__).resolve().parent.parent
+    assert not (root / "results" / config.load().name).exists() or not any(
+        p for p in (root / "results" / config.load().name).iterdir() if p.name != ".gitkeep")
