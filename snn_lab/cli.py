@@ -241,10 +241,11 @@ class BaselineProblem(UsageProblem):
 @click.option("--sigmas", type=click.FloatRange(min=0, min_open=True), metavar="K",
               help="Threshold in standard errors (default: from Student's t, for a 0.1% chance "
                    "of any false alarm).")
-@click.option("--rtol", type=click.FloatRange(min=0), default=1e-9, show_default=True,
-              help="Relative tolerance (exact mode, and values with no spread across trials).")
-@click.option("--atol", type=click.FloatRange(min=0), default=1e-12, show_default=True,
-              help="Absolute tolerance (exact mode, and values with no spread across trials).")
+@click.option("--rtol", type=click.FloatRange(min=0), default=1e-9, show_default=True, metavar="R",
+              help="Relative tolerance of exact mode; in the other modes a floor under the "
+                   "threshold (--mode theory --rtol 0.05 accepts a 5% finite-width bias).")
+@click.option("--atol", type=click.FloatRange(min=0), default=1e-12, show_default=True, metavar="A",
+              help="Absolute tolerance of exact mode; in the other modes a floor under the threshold.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (and nothing else) on stdout.")
 @click.option("--md", "as_md", is_flag=True, help="Print the report as Markdown (a PR comment, a CI step summary).")
 @click.option("--update", is_flag=True, help="Write RESULTS_DIR's baseline file to BASELINE instead of checking.")

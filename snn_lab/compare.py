@@ -109,7 +109,7 @@ def t_isf(q: float, df: float) -> float:
 
 
 def family_level(false_alarm: float, size: int) -> float:
-    """Per-value two-sided level so that `size` independent tests false-alarm with prob <= false_alarm (Sidak)."""
+    """Per-value two-sided level: `size` independent tests false-alarm with prob false_alarm (Sidak)."""
     return -math.expm1(math.log1p(-false_alarm) / max(size, 1))
 
 
@@ -182,7 +182,8 @@ def _parse_baseline(data, source: str) -> Snapshot:
             cols = {c: np.array([_number(r[i]) for r in rows]) for i, c in enumerate(columns)}
         except (TypeError, ValueError):
             raise bad(f"series {label!r}: values must be numbers or \"nan\", \"inf\", \"-inf\"") from None
-        cols["layer"], cols["trials"] = cols["layer"].astype(np.int64), cols["trials"].astype(np.int64)
+        for count in ("layer", "trials"):
+            cols[count] = cols[count].astype(np.int64)
         series[label] = cols
     return Snapshot(config, series, source, data.get("written_by", {}))
 
@@ -203,8 +204,10 @@ def baseline_text(res: Results) -> str:
     head = {"format": BASELINE_FORMAT, "version": BASELINE_VERSION,
             "written_by": {k: res.meta[k] for k in PROVENANCE if k in res.meta},
             "config": res.config, "columns": list(BASELINE_COLUMNS)}
-    parts = [f"  {json.dumps(k)}: " + json.dumps(v, indent=2).replace("\n", "\n  ")
-             for k, v in head.items()]
+    parts = []
+    for key, value in head.items():
+        text = json.dumps(value, indent=None if key == "columns" else 2)
+        parts.append(f"  {json.dumps(key)}: " + text.replace("\n", "\n  "))
     blocks = []
     for label in res.labels:
         rows = res.series_summary(label)
@@ -255,13 +258,18 @@ def config_changes(base: dict, cur: dict) -> list[Change]:
 def _diff(a: dict, b: dict, prefix: str, skip=()) -> list[Change]:
     out = []
     for k in [*a, *(k for k in b if k not in a)]:
-        if k in skip or a.get(k) == b.get(k):
+        if k in skip or _plain(a.get(k)) == _plain(b.get(k)):
             continue
-        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
-            out += _diff(a[k], b[k], f"{prefix}{k}.")
+        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict) and set(a[k]) == set(b[k]):
+            out += _diff(a[k], b[k], f"{prefix}{k}.")  # 'input.var 1.0 -> 4.0'; else the whole value
         else:
             out.append(Change(f"{prefix}{k}", a.get(k), b.get(k)))
     return out
+
+
+def _plain(v):
+    # {name: selu} with no parameters is the same activation as 'selu'.
+    return v["name"] if isinstance(v, dict) and list(v) == ["name"] else v
 
 
 def differences(base: Snapshot, cur: Snapshot) -> list[str]:
@@ -399,7 +407,8 @@ def _judge(pairs, *, statistical: bool, sigmas, rtol, atol, false_alarm) -> list
     level = family_level(false_alarm, len(pairs))
     out = []
     for series, layer, stat, a, var_a, n_a, b, var_b, n_b in pairs:
-        key = (series, int(layer), stat, float(a), float(b))
+        a, b, var_a, var_b, n_a, n_b = map(float, (a, b, var_a, var_b, n_a, n_b))
+        key = (series, int(layer), stat, a, b)
         if not (math.isfinite(a) and math.isfinite(b)):
             same = a == b or (math.isnan(a) and math.isnan(b))  # NaN vs NaN, inf vs inf: equal
             out.append(Value(*key, math.nan, ok=same, kind="nan"))
