@@ -74,7 +74,8 @@ def _load(config: str | None, overrides: tuple[str, ...]):
 @click.option("--force", is_flag=True, help="Replace an existing, non-empty results folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (and nothing else) on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no table.")
-def run(config, out, overrides, force, as_json, quiet):
+@click.option("--plot", "with_plot", is_flag=True, help="Also draw the figures (png) into <out>/plots, as `snn-lab plot` does.")
+def run(config, out, overrides, force, as_json, quiet, with_plot):
     """Simulate an experiment and write its results folder.
 
     CONFIG is a YAML experiment (see configs/), '-' for standard input, or omitted for the
@@ -108,6 +109,10 @@ def run(config, out, overrides, force, as_json, quiet):
         results.write(res, out, force)
     except (results.ResultsError, OSError) as exc:
         raise UsageProblem(str(exc)) from None
+    figures = []
+    if with_plot:
+        from snn_lab import plot as plots
+        figures = plots.save_figures(res, out / "plots", ("png",))
     if as_json:
         click.echo(json.dumps(results.to_json(res), indent=2))
         return
@@ -117,8 +122,10 @@ def run(config, out, overrides, force, as_json, quiet):
         console.print(summary_table(res))
     for event in res.meta["overflow"]:
         err.print(f"[yellow]warning:[/] {event['series']}: trial {event['trial']} left the float "
-                  f"range at layer {event['layer']}; later layers are inf/NaN", highlight=False)
-    console.print(f"wrote {out}/ ({res.meta['wall_seconds']:.2f} s)", highlight=False)
+                  f"range at layer {event['layer']}; later layers are inf/NaN", highlight=False, soft_wrap=True)
+    console.print(f"wrote {out}/ ({res.meta['wall_seconds']:.2f} s)", highlight=False, soft_wrap=True)
+    if figures:
+        console.print(f"drew {len(figures)} figures in {out / 'plots'}/", highlight=False, soft_wrap=True)
 
 
 class _interruptible:

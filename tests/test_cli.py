@@ -142,3 +142,10 @@ def test_a_fresh_clone_can_run_the_quick_start():
     tracked = subprocess.run(["git", "-C", str(root), "ls-files", f"results/{config.load().name}"],
                              capture_output=True, text=True, check=True).stdout
     assert tracked == ""
+
+
+def test_run_with_plot_draws_the_figures(tmp_path):
+    out = invoke("run", "--out", tmp_path / "r", "--plot", "-q", *SMALL)
+    assert out.exit_code == 0, out.output
+    assert sorted(p.name for p in (tmp_path / "r" / "plots").iterdir()) == [
+        "activations.png", "convergence.png", "histograms.png", "map.png"]
