@@ -46,20 +46,23 @@ def main() -> None:
     """
 
 
-def _load(config: str | None, overrides: tuple[str, ...]):
-    """Load an experiment, turning config problems into exit-2 messages."""
+def _load(config: str | None, overrides: tuple[str, ...], check_resources: bool = True,
+          text: str | None = None):
+    """Load an experiment ('-': standard input, or `text` if given), problems -> exit 2."""
     from snn_lab import config as cfg
     from snn_lab.engine import check_memory, memory_available
     from snn_lab.results import check_size
 
     try:
         if config == "-":
-            exp = cfg.load("<stdin>", text=click.get_text_stream("stdin").read(), overrides=overrides)
+            text = click.get_text_stream("stdin").read() if text is None else text
+            exp = cfg.load("<stdin>", text=text, overrides=overrides)
         else:
             exp = cfg.load(config, overrides=overrides)
-        available = memory_available()
-        check_memory(exp, available)
-        check_size(exp, available)
+        if check_resources:
+            available = memory_available()
+            check_memory(exp, available)
+            check_size(exp, available)
     except cfg.ConfigError as exc:
         raise UsageProblem("\n".join(map(str, exc.problems))) from None
     return exp
@@ -181,6 +184,112 @@ class _progress:
         if self.enabled:
             self.bar.stop()
         return False
+
+
+# ---- snn-lab theory and selu-params ---------------------------------------------------------
+
+_SERIES_OPTIONS = (("activation", str), ("init", str), ("gain", float), ("bias_var", float),
+                   ("dropout", float))
+
+
+@main.command()
+@click.argument("config", required=False, metavar="[CONFIG]")
+@click.option("--activation", help="Activation for every series (or, without CONFIG, the only series).")
+@click.option("--init", help="Initializer, as in the config (lecun_normal, he_normal, ...).")
+@click.option("--gain", type=float, help="Multiplies the weights' standard deviation.")
+@click.option("--bias-var", "bias_var", type=float, help="Variance of the N(0, bias_var) biases.")
+@click.option("--dropout", type=float, help="Alpha-dropout rate after the activation.")
+@click.option("--normalize-weights", "normalize", is_flag=True, default=None,
+              help="Each unit's weights: sum 0, sum of squares gain^2 (the map g).")
+@click.option("--depth", type=int, help="Layers of the predicted table.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, as in run.")
+@click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON (and nothing else).")
+def theory(config, activation, init, gain, bias_var, dropout, normalize, depth, overrides, as_json):
+    """Mean-field analysis: fixed point, stability, chi_1, depth scales, per-layer prediction.
+
+    Without CONFIG and options: the default experiment's series. With --activation (and
+    friends) but no CONFIG: that one series. With CONFIG: the options apply to every series.
+
+    \b
+    Example:
+      snn-lab theory --activation selu --init lecun_normal
+      snn-lab theory --activation tanh --gain 1.2 --bias-var 0.05 --depth 30 --json
+      snn-lab theory configs/init_pitfalls.yaml
+    """
+    import json
+
+    from rich.console import Console
+
+    from snn_lab import theory as th
+    from snn_lab.report import theory_tables
+
+    given = {key: value for (key, _), value in zip(_SERIES_OPTIONS, (activation, init, gain, bias_var, dropout))
+             if value is not None}
+    if normalize:
+        given["normalize_weights"] = True
+    if depth is not None:
+        given["depth"] = depth
+    if config is None and "activation" in given:
+        exp = _load_text("name: theory\nseries: [{activation: %s}]\n" % json.dumps(given["activation"]),
+                         _series_sets(given, 1) + overrides)
+    else:
+        text = click.get_text_stream("stdin").read() if config == "-" else None
+        exp = _load(config, overrides, check_resources=False, text=text)
+        if given:
+            sets = _series_sets(given, len(exp.series))
+            exp = _load(config, sets + overrides, check_resources=False, text=text)
+    reports = [th.report(s) for s in exp.series]
+    if as_json:
+        click.echo(json.dumps({"name": exp.name, "series": reports}, indent=2))
+        return
+    console = Console()
+    for renderable in theory_tables(reports):
+        console.print(renderable)
+
+
+def _series_sets(given: dict, count: int) -> tuple[str, ...]:
+    """Command-line series options as --set overrides of every series."""
+    import json
+
+    return tuple(f"series.{i}.{key}={json.dumps(value)}" for i in range(count) for key, value in given.items())
+
+
+def _load_text(text: str, overrides: tuple[str, ...]):
+    """An experiment from built-in YAML text and overrides (exit 2 on problems)."""
+    from snn_lab import config as cfg
+
+    try:
+        return cfg.load("<options>", text=text, overrides=overrides)
+    except cfg.ConfigError as exc:
+        raise UsageProblem("\n".join(map(str, exc.problems))) from None
+
+
+@main.command("selu-params")
+@click.option("--mean", type=float, required=True, help="The fixed point's mean.")
+@click.option("--var", type=float, required=True, help="The fixed point's variance (> 0).")
+@click.option("--dropout-rate", type=float, help="Also alpha dropout's a, b and alpha' for this rate.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: lambda, alpha (and a, b, alpha_prime).")
+def selu_params(mean, var, dropout_rate, as_json):
+    """The SELU lambda and alpha whose fixed point is (MEAN, VAR), as the paper's authors compute them.
+
+    \b
+    Example:
+      snn-lab selu-params --mean 0 --var 1                    # lambda01, alpha01
+      snn-lab selu-params --mean 0 --var 1 --dropout-rate 0.1 --json
+    """
+    import json
+
+    from snn_lab import theory as th
+
+    try:
+        params = th.selu_params(mean, var, dropout_rate)
+    except ValueError as exc:
+        raise UsageProblem(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(params, indent=2))
+        return
+    for key, value in params.items():
+        click.echo(f"{key:>11} = {value!r}")
 
 
 # ---- snn-lab plot (owned by the plot work; see snn_lab/plot.py) ------------------------------

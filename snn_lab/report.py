@@ -151,3 +151,43 @@ def check_markdown(report, limit: int = CHECK_ROWS) -> str:
     if report.notes:
         lines += ["", *(f"- {n}" for n in report.notes)]
     return "\n".join(lines) + "\n"
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    return f"{v:.6g}"
+
+
+def theory_tables(reports: list[dict]) -> list:
+    """Per series: the fixed-point analysis, then the predicted per-layer table."""
+    out = []
+    for rep in reports:
+        table = Table(title=f"{rep['label']}: mean-field analysis", title_justify="left", show_header=False)
+        table.add_column("quantity", style="bold")
+        table.add_column("value")
+        fp = rep["fixed_point"]
+        table.add_row("fixed point", "none: " + str(rep["note"]) if fp is None else
+                      f"q* = {_fmt(fp['q'])}, mean* = {_fmt(fp['mean'])}, var* = {_fmt(fp['var'])}")
+        jac = rep.get("jacobian")
+        table.add_row("Jacobian of g", "-" if jac is None else
+                      "[[" + ", ".join(map(_fmt, jac[0])) + "], [" + ", ".join(map(_fmt, jac[1])) + "]]")
+        for key, name in (("spectral_norm", "spectral norm"), ("q_slope", "slope of the q-map at q*"),
+                          ("chi1", "chi_1 (gradient growth per layer)"), ("phase", "phase"),
+                          ("c_star", "correlation fixed point c*"), ("chi_c", "chi_c at c*"),
+                          ("xi_q", "depth scale xi_q"), ("xi_c", "depth scale xi_c")):
+            value = rep.get(key)
+            why = rep.get("reasons", {}).get(key)
+            table.add_row(name, _fmt(value) if value is not None or not why else f"- ({why})")
+        out.append(table)
+        layers = rep["layers"]
+        pred = Table(title=f"{rep['label']}: predicted layers", title_justify="left")
+        for col in ("layer", "mean", "var", "preact var"):
+            pred.add_column(col, justify="right")
+        for layer in [0, *display_layers(len(layers) - 1)]:
+            row = layers[layer]
+            pred.add_row(str(layer), *(_fmt(row[k]) for k in ("theory_mean", "theory_var", "theory_preact_var")))
+        out.append(pred)
+    return out

@@ -149,3 +149,51 @@ def test_run_with_plot_draws_the_figures(tmp_path):
     assert out.exit_code == 0, out.output
     assert sorted(p.name for p in (tmp_path / "r" / "plots").iterdir()) == [
         "activations.png", "convergence.png", "histograms.png", "map.png"]
+
+
+def test_theory_json_has_the_documented_keys_and_the_paper_numbers():
+    out = invoke("theory", "--activation", "selu", "--init", "lecun_normal", "--depth", "12", "--json")
+    assert out.exit_code == 0, out.output
+    [rep] = json.loads(out.output)["series"]
+    assert {"fixed_point", "jacobian", "spectral_norm", "chi1", "xi_q", "xi_c", "layers"} <= set(rep)
+    assert rep["fixed_point"]["q"] == pytest.approx(1.0, abs=1e-12)
+    # Klambauer et al. (2017): the Jacobian of g at (0, 1), spectral norm 0.7877 < 1.
+    np.testing.assert_allclose(rep["jacobian"], [[0, 0.0888347551], [0, 0.7826478832]], atol=1e-8)
+    assert rep["spectral_norm"] == pytest.approx(0.78767, abs=1e-5)
+    assert len(rep["layers"]) == 13
+
+
+def test_theory_says_when_there_is_no_fixed_point():
+    out = invoke("theory", "--activation", "selu", "--init", "he_normal", "--json")
+    [rep] = json.loads(out.output)["series"]
+    assert rep["fixed_point"] is None and "grows without bound" in rep["note"]
+    text = invoke("theory", "--activation", "selu", "--init", "he_normal").output
+    assert "fixed point" in text and "grows without bound" in text
+
+
+def test_theory_options_apply_to_every_series_of_a_config():
+    out = invoke("theory", "--gain", "0.75", "--json")
+    reps = json.loads(out.output)["series"]
+    assert [r["label"] for r in reps] == ["SELU", "ReLU", "ReLU (He)"]
+    # ReLU with gain 3/4 and LeCun init: q_{l+1} = 0.5625 q_l / 2.
+    relu = reps[1]["layers"]
+    assert relu[3]["theory_preact_var"] / relu[2]["theory_preact_var"] == pytest.approx(0.5625 / 2, rel=1e-12)
+
+
+def test_theory_bad_option_exits_2():
+    out = invoke("theory", "--activation", "sleu")
+    assert out.exit_code == 2 and "did you mean 'selu'?" in out.output
+
+
+def test_selu_params_returns_the_published_constants():
+    out = invoke("selu-params", "--mean", "0", "--var", "1", "--json")
+    params = json.loads(out.output)
+    assert params["lambda"] == pytest.approx(1.0507009873554804934, rel=1e-12)
+    assert params["alpha"] == pytest.approx(1.6732632423543772848, rel=1e-12)
+    # Keras' AlphaDropout for rate 0.1: a = ((1-p)(1 + p alpha'^2))^-1/2, b = -a alpha' p.
+    out = invoke("selu-params", "--mean", "0", "--var", "1", "--dropout-rate", "0.1", "--json")
+    params = json.loads(out.output)
+    ap = -1.0507009873554804934 * 1.6732632423543772848
+    a = (0.9 * (1 + 0.1 * ap * ap)) ** -0.5
+    assert params["a"] == pytest.approx(a, rel=1e-12) and params["b"] == pytest.approx(-a * ap * 0.1, rel=1e-12)
+    assert invoke("selu-params", "--mean", "0", "--var", "-1").exit_code == 2
