@@ -44,7 +44,7 @@ def _dropout_affine(act: Activation, rate: float) -> tuple[np.ndarray, np.ndarra
     # Y = a X + b, X = phi with probability keep and sat otherwise: E X = keep E phi + (1 - keep) sat.
     base = np.array([(1.0 - keep) * sat, (1.0 - keep) * sat * sat])
     lin = np.array([[a, 0.0], [2.0 * a * b, a * a]])
-    return lin @ np.diag([keep, keep]), lin @ base + np.array([b, b * b])
+    return keep * lin, lin @ base + np.array([b, b * b])
 
 
 def output_moments(act: Activation, mean: float, var: float, dropout: float = 0.0) -> tuple[float, float]:
@@ -56,11 +56,9 @@ def output_moments(act: Activation, mean: float, var: float, dropout: float = 0.
 
 
 def _moment_gradient(act: Activation, mean: float, var: float) -> np.ndarray:
-    """d[E phi, E phi^2] / d(mean, var) for z ~ N(mean, var), var > 0: a 2x2 array.
-
-    Gaussian identities dE f/dm = E[f (z-m)] / s^2 and dE f/d(s^2) = E[f ((z-m)^2 - s^2)] / (2 s^4),
-    integrated by the kink-split quadrature (f is phi or phi^2, not differentiated).
-    """
+    """d[E phi, E phi^2] / d(mean, var) for z ~ N(mean, var), var > 0: a 2x2 array."""
+    # Gaussian identities dE f/dm = E[f (z-m)] / s^2, dE f/d(s^2) = E[f ((z-m)^2 - s^2)] / (2 s^4):
+    # f = phi or phi^2 is integrated, never differentiated, so kinks cost nothing.
     x, w = gaussian.nodes(mean, math.sqrt(var), act.kinks)
     y = act.fn(x)
     y0 = act.fn(np.array([float(mean)]))[0]
@@ -82,6 +80,8 @@ def g_jacobian(act: Activation, mu: float, nu: float, omega: float = 0.0, tau: f
                bias_var: float = 0.0, dropout: float = 0.0) -> np.ndarray:
     """The 2x2 Jacobian d(mu~, nu~) / d(mu, nu) of g_map, analytic (needs nu tau + bias_var > 0)."""
     m, v = mu * omega, nu * tau + bias_var
+    if not v > 0:
+        raise ValueError(f"the Jacobian needs a pre-activation variance > 0, got {v!r}")
     A, _ = _dropout_affine(act, dropout)
     grad = A @ _moment_gradient(act, m, v)  # d[E Y, E Y^2] / d(m, v)
     e1, _ = output_moments(act, m, v, dropout)
@@ -148,11 +148,9 @@ def q_slope(series: Series, q: float, act: Activation | None = None) -> float:
 
 
 def chi1(series: Series, q: float, act: Activation | None = None) -> float:
-    """chi_1 = tau E[(dY/dh)^2] at pre-activation N(0, q): mean squared gain of a perturbation.
-
-    Without dropout this is Poole et al.'s sigma_w^2 E[phi'(z)^2]; alpha dropout multiplies
-    the derivative by a on kept units and by 0 on dropped ones, hence a^2 (1 - rate).
-    """
+    """chi_1 = tau E[(dY/dh)^2] at pre-activation N(0, q): mean squared gain of a perturbation."""
+    # Poole et al.'s sigma_w^2 E[phi'(z)^2]; alpha dropout multiplies the derivative by a on kept
+    # units and by 0 on dropped ones, hence the factor a^2 (1 - rate) = A[1, 1].
     act = act or series.make_activation()
     A, _ = _dropout_affine(act, series.dropout)
     return weight_scale(series) * A[1, 1] * act.moments(0.0, math.sqrt(q)).d2
@@ -162,12 +160,10 @@ def chi1(series: Series, q: float, act: Activation | None = None) -> float:
 
 @dataclass(frozen=True)
 class FixedPoint:
-    """Where the series' q settles: q*, the output's mean and var there, or why there is none.
+    """Where the series' q settles: q*, the output's mean and var there, or why there is none."""
 
-    status: "fixed" (q* > 0 reached from the input), "marginal" (every q is fixed: the series
-    keeps its input's q), "collapses" (q -> 0) or "grows" (q -> infinity).
-    """
-
+    # "fixed" (q* > 0 reached from the input), "marginal" (every q is fixed: the series keeps
+    # its input's q), "collapses" (q -> 0) or "grows" (q -> infinity)
     status: str
     q: float | None = None
     mean: float | None = None
@@ -204,12 +200,12 @@ def fixed_point(series: Series) -> FixedPoint:
     def excess(q: float) -> float:
         return q_map(series, q, act) - q
 
-    probe = q0 if 0.0 < q0 < _Q_LIMITS[1] else 1.0
+    if q0 == 0.0:
+        return FixedPoint("collapses", note="q = 0 from the first layer on: the input carries no signal")
+    probe = q0 if q0 < _Q_LIMITS[1] else 1.0
     if all(_unresolved(p, excess(p)) for p in (probe * 4.0 ** k for k in range(-3, 4))):
         return FixedPoint("marginal", note=f"every q is a fixed point (marginal): q stays at the "
                                            f"input's q = {q0:.6g} at every depth")
-    if q0 == 0.0:
-        return FixedPoint("collapses", note="q = 0 from the first layer on: the input carries no signal")
     with np.errstate(all="ignore"):  # near the bounds the moments may overflow: that is an answer
         bracket = _bracket(excess, q0)
     if bracket == "grows":
@@ -230,11 +226,9 @@ def _unresolved(q: float, excess: float) -> bool:
 
 
 def _bracket(excess: Callable[[float], float], q0: float) -> tuple[float, float, float] | str:
-    """(lo, hi, excess(lo)) around the root the q-map walks to from q0, or "grows"/"collapses".
-
-    Walks the way the map moves, by factors of 2, to the first resolved change of sign. Where
-    the excess is within rounding of 0 it keeps walking: a critical decay looks like that.
-    """
+    """(lo, hi, excess(lo)) around the root the q-map walks to from q0, or "grows"/"collapses"."""
+    # Walk the way the map moves, by factors of 2, to the first resolved change of sign. Where
+    # the excess is within rounding of 0, keep walking: a critical decay looks like that.
     f0 = excess(q0)
     if _unresolved(q0, f0):
         return q0, q0, f0
@@ -258,13 +252,10 @@ def _bracket(excess: Callable[[float], float], q0: float) -> tuple[float, float,
 
 def _pair_expect(f: Callable[[np.ndarray], np.ndarray], kinks: tuple[float, ...], q: float,
                  c: float) -> float:
-    """E[f(u1) f(u2)], (u1, u2) centred Gaussian, variances q, correlation c: nested quadrature.
-
-    Outer over u1 (split at the kinks); inner over u2 | u1 ~ N(c u1, q (1 - c^2)), split at
-    the kinks per outer node. The inner average is a kink smoothed over sd s_c = sqrt(q (1 - c^2)):
-    near c = 1 it is sharp on the outer scale, so the outer panels are also cut at k / c and
-    graded geometrically (s_c/|c| * 2^j) around it.
-    """
+    """E[f(u1) f(u2)], (u1, u2) centred Gaussian, variances q, correlation c: nested quadrature."""
+    # Outer over u1, inner over u2 | u1 ~ N(c u1, q (1 - c^2)), both split at the kinks. The
+    # inner average is a kink smoothed over sd s_c = sqrt(q (1 - c^2)): near c = 1 it is sharp
+    # on the outer scale, so the outer panels are also cut at k / c, graded by s_c/|c| * 2^j.
     s = math.sqrt(q)
     if c == 0.0:
         return gaussian.expect(f, 0.0, s, kinks) ** 2
@@ -280,17 +271,18 @@ def _pair_expect(f: Callable[[np.ndarray], np.ndarray], kinks: tuple[float, ...]
             cuts += [k / c - h * 2.0 ** j, k / c + h * 2.0 ** j]
             j += 1
     x, w = gaussian.nodes(0.0, s, cuts)
+    # Outer nodes beyond ~9 sd carry < 1e-18 of the mass: skip their (costly) inner integrals.
+    keep = w > 1e-18 * w.max()
+    x, w = x[keep], w[keep]
     inner = np.array([gaussian.expect(f, c * xi, sc, kinks) for xi in x])
     return float(w @ (f(x) * inner))
 
 
 def c_map(series: Series, c: float, q: float, act: Activation | None = None) -> float:
-    """Correlation of two inputs' next pre-activations when theirs is c and both variances are q.
-
-    q_ab = tau E[Y(u1) Y(u2)] + sigma_b^2 (Poole et al. 2016), centred for normalized weights;
-    divided by q_map(q), which is q itself at the fixed point. Distinct inputs draw independent
-    dropout masks, so with dropout c -> 1 maps below 1.
-    """
+    """Correlation of two inputs' next pre-activations when theirs is c and both variances are q."""
+    # q_ab = tau E[Y(u1) Y(u2)] + sigma_b^2 (Poole et al. 2016), centred for normalized weights,
+    # over q_map(q) (= q at the fixed point). Distinct inputs draw independent dropout masks,
+    # so with dropout c -> 1 maps below 1.
     act = act or series.make_activation()
     A, const = _dropout_affine(act, series.dropout)
     gain, shift = A[0, 0], const[0]  # E over the mask: Y = gain * phi + shift
@@ -310,12 +302,11 @@ def chi_c(series: Series, c: float, q: float, act: Activation | None = None) -> 
 
 
 def correlation_fixed_point(series: Series, q: float) -> tuple[float, float]:
-    """(c*, chi_c at c*): the stable fixed point of c_map in [0, 1] at variance q.
-
-    c_map has a power series in c with non-negative coefficients, so on [0, 1] it is increasing
-    and convex and c_map(0) >= 0: Newton from c = 0 climbs monotonically to the smallest root.
-    Without dropout c = 1 is a root, and it is the stable one when chi_c(1) = chi_1 <= 1.
-    """
+    """(c*, chi_c at c*): the stable fixed point of c_map in [0, 1] at variance q."""
+    # c_map has a power series in c with non-negative coefficients (Hermite expansion), so on
+    # [0, 1] it is increasing and convex with c_map(0) >= 0: Newton from c = 0 climbs
+    # monotonically to the smallest root. Without dropout c = 1 is a root, and it is the
+    # stable one when chi_c(1) = chi_1 <= 1.
     act = series.make_activation()
     if not series.dropout:
         at_one = chi_c(series, 1.0, q, act)
@@ -371,62 +362,60 @@ def report(series: Series, depth: int | None = None) -> dict:
 
     With no fixed point q* > 0 the analysis is evaluated where the series goes: at the
     input's q when every q is fixed, in the limit q -> 0+ when q collapses (chi1, q_slope,
-    phase only); nothing when q grows without bound. reasons[key] says why a value is null.
+    phase, xi_q only); nothing when q grows without bound. reasons[key] says why a value is null.
     """
     if depth is not None:
         series = dataclasses.replace(series, depth=depth)
     act = series.make_activation()
     fp = fixed_point(series)
-    tau = weight_scale(series)
-    out: dict = {"label": series.label, "status": fp.status, "fixed_point": None, "note": fp.note,
-                 "g_params": {"omega": 0.0, "tau": tau, "bias_var": series.bias_var,
-                              "dropout": series.dropout},
-                 "jacobian": None, "spectral_norm": None, "q_slope": None, "chi1": None,
-                 "phase": None, "c_star": None, "chi_c": None, "xi_q": None, "xi_c": None}
-    reasons: dict[str, str] = {}
-    at_q = None
-    if fp.status == "fixed":
-        at_q = fp.q
-        out["fixed_point"] = {"q": fp.q, "mean": fp.mean, "var": fp.var}
-    elif fp.status == "marginal":
-        at_q = preact_var(series, series.input.mean, series.input.var)
-    if at_q is not None and at_q > 0:
-        mean, var = layer_stats(series, act, at_q)
-        jac = g_jacobian(act, mean, var, 0.0, tau, series.bias_var, series.dropout)
-        out["jacobian"] = jac.tolist()
-        out["spectral_norm"] = float(np.linalg.norm(jac, 2))
-        out["q_slope"] = q_slope(series, at_q, act)
-        out["chi1"] = chi1(series, at_q, act)
-        out["c_star"], out["chi_c"] = correlation_fixed_point(series, at_q)
-        out["xi_c"], why = _depth_scale(out["chi_c"], "chi_c at c*")
-        if why:
-            reasons["xi_c"] = why
-    elif fp.status == "collapses":
-        out["q_slope"] = q_map(series, _TINY_Q, act) / _TINY_Q  # q_map(0) = 0 when q collapses
-        out["chi1"] = chi1(series, _TINY_Q, act)
-        for key in ("jacobian", "spectral_norm", "c_star", "chi_c", "xi_c"):
-            reasons[key] = "evaluated only at a fixed point q* > 0; q -> 0 here"
-    else:
-        for key in ("jacobian", "spectral_norm", "q_slope", "chi1", "phase", "c_star", "chi_c",
-                    "xi_q", "xi_c"):
-            reasons[key] = "q grows without bound: there is no fixed point to linearize at"
-    if out["q_slope"] is not None:
-        out["xi_q"], why = _depth_scale(out["q_slope"], "slope of the q-map")
-        if fp.status == "marginal":
-            out["xi_q"], why = None, "every q is fixed: the q-map has slope 1 everywhere"
-        if why:
-            reasons["xi_q"] = why
-    if out["chi1"] is not None:
-        out["phase"] = _phase(out["chi1"])
+    out: dict = {"label": series.label, "status": fp.status, "note": fp.note,
+                 "fixed_point": None if fp.status != "fixed" else
+                 {"q": _finite(fp.q), "mean": _finite(fp.mean), "var": _finite(fp.var)},
+                 "g_params": {"omega": 0.0, "tau": weight_scale(series), "bias_var": series.bias_var,
+                              "dropout": series.dropout}}
+    values, reasons = _linearization(series, act, fp)
     if fp.status != "fixed":
         reasons["fixed_point"] = fp.note
-    out["reasons"] = reasons
+    out.update(values, reasons=reasons)
     pred = predict(series)
     bad = ~np.isfinite(pred).all(axis=1)
     out["overflow_layer"] = int(np.argmax(bad)) if bad.any() else None
     out["layers"] = [{"layer": i, **{k: _finite(v) for k, v in zip(THEORY, row)}}
                      for i, row in enumerate(pred)]
     return out
+
+
+def _linearization(series: Series, act: Activation, fp: FixedPoint) -> tuple[dict, dict[str, str]]:
+    """Jacobian, slopes, phase, c* and depth scales where the series settles; reasons for nulls."""
+    keys = ("jacobian", "spectral_norm", "q_slope", "chi1", "phase", "c_star", "chi_c", "xi_q", "xi_c")
+    out: dict = dict.fromkeys(keys)
+    if fp.status == "grows":
+        return out, dict.fromkeys(keys, "q grows without bound: there is no fixed point to linearize at")
+    reasons: dict[str, str] = {}
+    if fp.status == "collapses":
+        out["q_slope"] = q_map(series, _TINY_Q, act) / _TINY_Q  # q_map(0) = 0 when q collapses
+        out["chi1"] = chi1(series, _TINY_Q, act)
+        reasons.update(dict.fromkeys(("jacobian", "spectral_norm", "c_star", "chi_c", "xi_c"),
+                                     "evaluated only at a fixed point q* > 0; q -> 0 here"))
+    else:  # fixed, or marginal: then the series stays at its input's q
+        q = fp.q if fp.status == "fixed" else preact_var(series, series.input.mean, series.input.var)
+        mean, var = layer_stats(series, act, q)
+        jac = g_jacobian(act, mean, var, 0.0, weight_scale(series), series.bias_var, series.dropout)
+        out["jacobian"] = [[_finite(x) for x in row] for row in jac]
+        out["spectral_norm"] = np.linalg.norm(jac, 2)
+        out["q_slope"], out["chi1"] = q_slope(series, q, act), chi1(series, q, act)
+        out["c_star"], out["chi_c"] = correlation_fixed_point(series, q)
+        out["xi_c"], why = _depth_scale(out["chi_c"], "chi_c at c*")
+        if why:
+            reasons["xi_c"] = why
+    out["xi_q"], why = _depth_scale(out["q_slope"], "slope of the q-map")
+    if fp.status == "marginal":
+        why = "every q is fixed: the q-map has slope 1 everywhere"
+    if why:
+        out["xi_q"], reasons["xi_q"] = None, why
+    out["phase"] = _phase(out["chi1"])
+    numbers = {k: _finite(v) for k, v in out.items() if k not in ("jacobian", "phase") and v is not None}
+    return {**out, **numbers}, reasons
 
 
 # ---- SELU parameters for a chosen fixed point ------------------------------------------
@@ -443,7 +432,7 @@ def selu_params(mean: float, var: float, dropout_rate: float | None = None) -> d
     With A = E[z; z > 0], B = E[e^z - 1; z < 0], C = E[z^2; z > 0], D = E[(e^z - 1)^2; z < 0]:
     lambda (A + alpha B) = mean and lambda^2 (C + alpha^2 D) = var + mean^2. Eliminating
     lambda leaves a quadratic in alpha; its root seeds Newton on both equations, evaluated
-    with the SELU's own closed-form moments. Raises ValueError when no lambda, alpha > 0 fit.
+    with the SELU's own closed-form moments. Raises ValueError when no lambda, alpha > 0 is found.
     """
     mean, var = float(mean), float(var)
     if not (math.isfinite(mean) and math.isfinite(var) and var > 0):
@@ -457,7 +446,8 @@ def selu_params(mean: float, var: float, dropout_rate: float | None = None) -> d
     B, D = elu.m1 - A, elu.m2 - C  # the two parts have disjoint support
     alpha = _selu_alpha(mean, second, A, B, C, D)
     if alpha is None:
-        raise ValueError(f"no SELU with lambda > 0 and alpha > 0 has the fixed point "
+        # E.g. a mean many sd above 0: e^z - 1 is too rarely reached to pin alpha down.
+        raise ValueError(f"found no SELU with lambda > 0 and alpha > 0 whose fixed point is "
                          f"mean={mean:g}, var={var:g}")
     lam = math.sqrt(second / (C + alpha * alpha * D))
     for _ in range(20):  # Newton on the actual moments (quadratic convergence from a close seed)
