@@ -10,6 +10,7 @@ import mpmath
 import numpy as np
 import pytest
 
+from conftest import t_quantile
 from snn_lab import engine, gaussian, special, theory
 from snn_lab.activations import (ACTIVATIONS, ALPHA01, LAMBDA01, Activation, ActivationKind,
                                  alpha_dropout_affine, make_activation)
@@ -335,12 +336,6 @@ MC_CASES = (
     + [series("selu", normalize_weights=True, dropout=0.1, mean=0.5, var=2.0, bias_var=0.05)]
 )
 MC_FAMILY = len(MC_CASES) * (DEPTH + 1) * 3
-
-
-def t_quantile(two_sided: float, dof: int) -> float:
-    """t with P(|T_dof| > t) = two_sided: the standard error comes from `dof + 1` trials."""
-    tail = lambda t: mp.betainc(dof / 2, 0.5, 0, dof / (dof + t * t), regularized=True) - two_sided
-    return float(mp.findroot(tail, 8.0))
 
 
 # Bonferroni over every comparison; the t quantile, not the normal one: with 20 trials the
