@@ -30,6 +30,7 @@ class Moments(NamedTuple):
 
 
 ClosedForm = Callable[[float, float], Moments]
+PairForm = Callable[[float, float], float]
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,6 +44,13 @@ class Activation:
     kinks: tuple[float, ...] = ()  # where fn or deriv is not smooth: quadrature splits there
     closed_form: ClosedForm | None = None  # (mean, std > 0) -> Moments
     saturation: float | None = None  # lim phi(x) as x -> -inf (alpha dropout's alpha')
+    pair_form: PairForm | None = None  # (q, c) -> E[phi(u1) phi(u2)], closed form
+
+    def pair_moment(self, q: float, c: float) -> float:
+        """E[phi(u1) phi(u2)] for centred Gaussians of variance q and correlation c."""
+        if self.pair_form is not None and q > 0:
+            return self.pair_form(float(q), float(c))
+        return gaussian.pair_expect(self.fn, self.kinks, q, c)
 
     @property
     def label(self) -> str:
@@ -134,6 +142,20 @@ def _elu_moments(alpha: float, scale: float = 1.0) -> ClosedForm:
         dsq = p + alpha * alpha * ex2
         return Moments(scale * mean, scale * scale * second, scale * scale * dsq)
     return moments
+
+
+def _arccos_kernel(q: float, c: float) -> float:
+    """E[relu(u1) relu(u2)]: the degree-1 arc-cosine kernel (Cho and Saul 2009)."""
+    c = min(1.0, max(-1.0, c))
+    return q / (2.0 * math.pi) * (math.sqrt((1.0 - c) * (1.0 + c)) + (math.pi - math.acos(c)) * c)
+
+
+def _leaky_pair(slope: float) -> PairForm:
+    def pair(q: float, c: float) -> float:
+        # phi(u) = relu(u) - slope relu(-u); relu(-u1), relu(-u2) have correlation c too, and
+        # relu(u1) relu(-u2) is the arc-cosine kernel at -c.
+        return (1.0 + slope * slope) * _arccos_kernel(q, c) - 2.0 * slope * _arccos_kernel(q, -c)
+    return pair
 
 
 # ---- the functions (in place when out is given: the engine's hot loop reuses buffers) ----
@@ -233,14 +255,14 @@ def _elu_build(name, params):
 def _leaky_build(name, params):
     slope = params["slope"]
     return Activation(name, params, _leaky(slope), lambda x: np.where(x > 0, 1.0, slope),
-                      (0.0,), _leaky_moments(slope), 0.0 if slope == 0 else None)
+                      (0.0,), _leaky_moments(slope), 0.0 if slope == 0 else None, _leaky_pair(slope))
 
 
 ACTIVATIONS: dict[str, ActivationKind] = {
     "selu": ActivationKind({"lambda": LAMBDA01, "alpha": ALPHA01}, _selu,
                            "lambda * (x if x > 0 else alpha * (exp(x) - 1))"),
     "relu": ActivationKind({}, lambda n, p: Activation(
-        n, p, _relu, lambda x: (x > 0).astype(np.float64), (0.0,), _relu_moments, 0.0),
+        n, p, _relu, lambda x: (x > 0).astype(np.float64), (0.0,), _relu_moments, 0.0, _arccos_kernel),
         "max(x, 0)"),
     "leaky_relu": ActivationKind({"slope": 0.01}, _leaky_build, "x if x > 0 else slope * x"),
     "elu": ActivationKind({"alpha": 1.0}, _elu_build, "x if x > 0 else alpha * (exp(x) - 1)"),
@@ -251,7 +273,7 @@ ACTIVATIONS: dict[str, ActivationKind] = {
     "silu": ActivationKind({}, lambda n, p: Activation(
         n, p, _silu, _silu_deriv, (), None, 0.0), "x * sigmoid(x)"),
     "linear": ActivationKind({}, lambda n, p: Activation(
-        n, p, _linear, np.ones_like, (), _linear_moments, None), "x"),
+        n, p, _linear, np.ones_like, (), _linear_moments, None, lambda q, c: q * c), "x"),
 }
 
 
@@ -294,6 +316,7 @@ def alpha_dropout_affine(rate: float, saturation: float, mean: float = 0.0,
     a = (q + alpha'^2 q (1 - q))^(-1/2), b = -a (1 - q) alpha', q the keep probability.
     """
     q = 1.0 - rate
-    spread = q * var + q * (1.0 - q) * (mean - saturation) ** 2
+    gap = mean - saturation  # products, not **: a huge saturation gives inf, not OverflowError
+    spread = q * var + q * (1.0 - q) * gap * gap
     a = math.sqrt(var / spread)
     return a, mean - a * (q * mean + (1.0 - q) * saturation)

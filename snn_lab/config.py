@@ -23,6 +23,7 @@ class InputSpec:
 
     mean: float = 0.0
     var: float = 1.0
+    correlation: float = 0.0  # between distinct samples: x_a = sqrt(c) shared + sqrt(1 - c) own
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Experiment:
     seed: int
     trials: int
     series: tuple[Series, ...]
+    measure: tuple[str, ...] = ("dead", "correlation")
     source: str = "<default>"
     lines: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -75,7 +77,7 @@ class Experiment:
 
     def to_dict(self) -> dict:
         """The resolved config, every default filled in: loading it reproduces the run."""
-        return {"name": self.name, "seed": self.seed, "trials": self.trials,
+        return {"name": self.name, "seed": self.seed, "trials": self.trials, "measure": list(self.measure),
                 "series": [_series_dict(s) for s in self.series]}
 
 
@@ -185,11 +187,12 @@ def _apply_overrides(tree: dict, lines: dict, overrides, problems) -> tuple[dict
 
 # ---- validation ----------------------------------------------------------------------------
 
-TOP_KEYS = ("name", "seed", "trials", "width", "depth", "batch", "dtype", "input", "series")
+TOP_KEYS = ("name", "seed", "trials", "measure", "width", "depth", "batch", "dtype", "input", "series")
+MEASURES = ("gradients", "dead", "correlation")  # optional per-layer measurements beside mean/var
 SHARED_KEYS = ("width", "depth", "batch", "dtype", "input")
 SERIES_KEYS = ("label", "activation", "init", "gain", "bias_var", "normalize_weights", "dropout",
                *SHARED_KEYS)
-INPUT_KEYS = ("mean", "var")
+INPUT_KEYS = ("mean", "var", "correlation")
 # Sanity bounds: beyond them a run is a typo, not an experiment (the memory guard covers width
 # and batch, which set the size of one layer).
 MAX_DEPTH = 100_000
@@ -263,6 +266,13 @@ class _Checker:
         trials = self.integer(top.get("trials", DEFAULTS["trials"]), ("trials",), 1, MAX_TRIALS)
         shared = self.shared(top, (), {**{k: DEFAULTS[k] for k in SHARED_KEYS if k != "input"},
                                        "input": InputSpec()})
+        measure = top.get("measure", ["dead", "correlation"])
+        if not isinstance(measure, list):
+            self.fail(("measure",), f"expected a list of measurements (any of: {', '.join(MEASURES)}), "
+                      f"found {_show(measure)}")
+            measure = []
+        measure = tuple(self.choice(m, ("measure", i), MEASURES, "a measurement") for i, m in enumerate(measure))
+        measure = tuple(m for m in MEASURES if m in measure)  # canonical order, no repeats
         raw_series = top.get("series")
         if not isinstance(raw_series, list) or not raw_series:
             self.fail(("series",), "expected a non-empty list of series, e.g. "
@@ -281,7 +291,7 @@ class _Checker:
             seen.setdefault(s.label, i)
         if self.problems:
             raise ConfigError(sorted(self.problems, key=_line_order))
-        return Experiment(name, seed, trials, tuple(series), self.source, self.lines)
+        return Experiment(name, seed, trials, tuple(series), measure, self.source, self.lines)
 
     def shared(self, raw: dict, path: Path, base: dict) -> dict:
         """width, depth, batch, dtype, input: top-level defaults that a series may override."""
@@ -296,7 +306,9 @@ class _Checker:
             self.keys(spec, INPUT_KEYS, path + ("input",))
             mean = self.number(spec.get("mean", base["input"].mean), path + ("input", "mean"))
             var = self.number(spec.get("var", base["input"].var), path + ("input", "var"), low=0.0)
-            out["input"] = InputSpec(mean, var)
+            corr = self.number(spec.get("correlation", base["input"].correlation),
+                               path + ("input", "correlation"), low=0.0, high=1.0)
+            out["input"] = InputSpec(mean, var, corr)
         return out
 
     def series(self, raw: Any, path: Path, shared: dict) -> Series | None:

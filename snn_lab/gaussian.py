@@ -59,3 +59,32 @@ def expect(f: Callable[[np.ndarray], np.ndarray], mean: float, std: float,
         return float(f(np.array([mean], dtype=np.float64))[0])
     x, w = nodes(mean, std, kinks)
     return float(np.dot(w, f(x)))
+
+
+def pair_expect(f: Callable[[np.ndarray], np.ndarray], kinks: tuple[float, ...], q: float,
+                 c: float) -> float:
+    """E[f(u1) f(u2)], (u1, u2) centred Gaussian, variances q, correlation c: nested quadrature."""
+    # Outer over u1, inner over u2 | u1 ~ N(c u1, q (1 - c^2)), both split at the kinks. The
+    # inner average is a kink smoothed over sd s_c = sqrt(q (1 - c^2)): near c = 1 it is sharp
+    # on the outer scale, so the outer panels are also cut at k / c, graded by s_c/|c| * 2^j.
+    s = math.sqrt(q)
+    if c == 0.0:
+        one = expect(f, 0.0, s, kinks)
+        return one * one
+    sc = s * math.sqrt(max(0.0, (1.0 - c) * (1.0 + c)))
+    if sc == 0.0:
+        return expect(lambda x: f(x) * f(c * x), 0.0, s, (*kinks, *(k / c for k in kinks)))
+    cuts = list(kinks)
+    h = sc / abs(c)
+    for k in kinks:
+        cuts.append(k / c)
+        j = 0
+        while h * 2.0 ** j < s:
+            cuts += [k / c - h * 2.0 ** j, k / c + h * 2.0 ** j]
+            j += 1
+    x, w = nodes(0.0, s, cuts)
+    # Outer nodes beyond ~9 sd carry < 1e-18 of the mass: skip their (costly) inner integrals.
+    keep = w > 1e-18 * w.max()
+    x, w = x[keep], w[keep]
+    inner = np.array([expect(f, c * xi, sc, kinks) for xi in x])
+    return float(w @ (f(x) * inner))

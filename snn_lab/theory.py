@@ -93,13 +93,13 @@ def g_jacobian(act: Activation, mu: float, nu: float, omega: float = 0.0, tau: f
 
 def weight_scale(series: Series) -> float:
     """tau of the series' weights: gain^2 when normalized, sigma_w^2 = E[sum of w^2] otherwise."""
-    return series.gain ** 2 if series.normalize_weights else series.weight_var
+    return series.gain * series.gain if series.normalize_weights else series.weight_var
 
 
 def preact_var(series: Series, mean: float, var: float) -> float:
     """Pooled pre-activation variance q of a layer whose input has this (mean, var)."""
     if series.normalize_weights:
-        return series.gain ** 2 * var + series.bias_var  # sum w = 0 removes the mean
+        return series.gain * series.gain * var + series.bias_var  # sum w = 0 removes the mean
     # A unit's weights sum to N(0, sigma_w^2), not 0: pooled over units the input mean adds mean^2.
     return series.weight_var * (var + mean * mean) + series.bias_var
 
@@ -130,6 +130,66 @@ def predict(series: Series) -> np.ndarray:
     return out
 
 
+# Columns of predict_probes(), beside the engine's measured grad_ratio and correlation.
+PROBES = ("theory_grad_ratio", "theory_correlation")
+
+
+def pair_output(series: Series, act: Activation, q: float, c: float) -> float:
+    """E[Y_a Y_b] of two inputs' outputs whose pre-activations (variance q) have correlation c."""
+    A, const = _dropout_affine(act, series.dropout)
+    gain, shift = A[0, 0], const[0]  # averaged over independent masks: Y = gain * phi + shift
+    m1 = act.moments(0.0, math.sqrt(q)).m1
+    return gain * gain * act.pair_moment(q, c) + 2.0 * gain * shift * m1 + shift * shift
+
+
+def input_correlation(series: Series) -> tuple[float, float]:
+    """(cosine of two input vectors, correlation of their first pre-activations)."""
+    mean, var, rho = series.input.mean, series.input.var, series.input.correlation
+    cross, second = rho * var + mean * mean, var + mean * mean
+    q1 = preact_var(series, mean, var)
+    # Normalized weights (sum 0) see only the centred part of the inputs.
+    tau_cross = series.gain * series.gain * rho * var if series.normalize_weights else series.weight_var * cross
+    return (cross / second if second > 0 else math.nan), (tau_cross + series.bias_var) / q1
+
+
+def predict_probes(series: Series, correlation: bool = True) -> np.ndarray:
+    """(depth + 1, len(PROBES)): gradient mean square relative to the top, and input cosine.
+
+    theory_grad_ratio: E[delta_l^2] / E[delta_L^2] for an error signal sent back from the top,
+    the product of chi_1(q_k) over the layers k = l .. L-1 it passes (and sigma_w^2 into the
+    input). theory_correlation: the mean cosine similarity of two inputs' post-activations,
+    E[Y_a Y_b] / E[Y^2], following the correlation map from the input's correlation
+    (Poole et al. 2016). Correlation costs a 2-D quadrature per layer: skipped (NaN) if not asked.
+    """
+    act = series.make_activation()
+    out = np.full((series.depth + 1, len(PROBES)), math.nan)
+    q = np.full(series.depth + 1, math.nan)
+    mean, var = series.input.mean, series.input.var
+    with np.errstate(all="ignore"):
+        for layer in range(1, series.depth + 1):
+            q[layer] = preact_var(series, mean, var)
+            if not math.isfinite(q[layer]):
+                break
+            mean, var = layer_stats(series, act, q[layer])
+        ratio = 1.0
+        out[series.depth, 0] = 1.0
+        for layer in range(series.depth - 1, -1, -1):
+            ratio *= chi1(series, q[layer], act) if layer > 0 else weight_scale(series)
+            out[layer, 0] = ratio
+        if correlation:
+            out[0, 1], c = input_correlation(series)
+            for layer in range(1, series.depth + 1):
+                if not (math.isfinite(q[layer]) and q[layer] > 0 and math.isfinite(c)):
+                    break
+                cross = pair_output(series, act, q[layer], c)
+                e1, e2 = output_moments(act, 0.0, q[layer], series.dropout)
+                out[layer, 1] = cross / e2
+                if layer < series.depth:
+                    centred = cross - e1 * e1 if series.normalize_weights else cross
+                    c = (weight_scale(series) * centred + series.bias_var) / q[layer + 1]
+    return out
+
+
 def q_map(series: Series, q: float, act: Activation | None = None) -> float:
     """The next layer's pre-activation variance when this layer's is q."""
     act = act or series.make_activation()
@@ -143,7 +203,7 @@ def q_slope(series: Series, q: float, act: Activation | None = None) -> float:
     (d1, d2) = (A @ _moment_gradient(act, 0.0, q))[:, 1]
     if series.normalize_weights:
         e1, _ = output_moments(act, 0.0, q, series.dropout)
-        return series.gain ** 2 * (d2 - 2.0 * e1 * d1)
+        return series.gain * series.gain * (d2 - 2.0 * e1 * d1)
     return series.weight_var * d2
 
 
@@ -250,46 +310,16 @@ def _bracket(excess: Callable[[float], float], q0: float) -> tuple[float, float,
 
 # ---- two inputs: the correlation map -------------------------------------------------------
 
-def _pair_expect(f: Callable[[np.ndarray], np.ndarray], kinks: tuple[float, ...], q: float,
-                 c: float) -> float:
-    """E[f(u1) f(u2)], (u1, u2) centred Gaussian, variances q, correlation c: nested quadrature."""
-    # Outer over u1, inner over u2 | u1 ~ N(c u1, q (1 - c^2)), both split at the kinks. The
-    # inner average is a kink smoothed over sd s_c = sqrt(q (1 - c^2)): near c = 1 it is sharp
-    # on the outer scale, so the outer panels are also cut at k / c, graded by s_c/|c| * 2^j.
-    s = math.sqrt(q)
-    if c == 0.0:
-        return gaussian.expect(f, 0.0, s, kinks) ** 2
-    sc = s * math.sqrt(max(0.0, (1.0 - c) * (1.0 + c)))
-    if sc == 0.0:
-        return gaussian.expect(lambda x: f(x) * f(c * x), 0.0, s, (*kinks, *(k / c for k in kinks)))
-    cuts = list(kinks)
-    h = sc / abs(c)
-    for k in kinks:
-        cuts.append(k / c)
-        j = 0
-        while h * 2.0 ** j < s:
-            cuts += [k / c - h * 2.0 ** j, k / c + h * 2.0 ** j]
-            j += 1
-    x, w = gaussian.nodes(0.0, s, cuts)
-    # Outer nodes beyond ~9 sd carry < 1e-18 of the mass: skip their (costly) inner integrals.
-    keep = w > 1e-18 * w.max()
-    x, w = x[keep], w[keep]
-    inner = np.array([gaussian.expect(f, c * xi, sc, kinks) for xi in x])
-    return float(w @ (f(x) * inner))
-
-
 def c_map(series: Series, c: float, q: float, act: Activation | None = None) -> float:
     """Correlation of two inputs' next pre-activations when theirs is c and both variances are q."""
     # q_ab = tau E[Y(u1) Y(u2)] + sigma_b^2 (Poole et al. 2016), centred for normalized weights,
     # over q_map(q) (= q at the fixed point). Distinct inputs draw independent dropout masks,
     # so with dropout c -> 1 maps below 1.
     act = act or series.make_activation()
-    A, const = _dropout_affine(act, series.dropout)
-    gain, shift = A[0, 0], const[0]  # E over the mask: Y = gain * phi + shift
-    m1 = act.moments(0.0, math.sqrt(q)).m1
-    both = gain * gain * _pair_expect(act.fn, act.kinks, q, c) + 2.0 * gain * shift * m1 + shift * shift
+    both = pair_output(series, act, q, c)
     if series.normalize_weights:
-        both -= (gain * m1 + shift) ** 2
+        mean_y, _ = output_moments(act, 0.0, q, series.dropout)
+        both -= mean_y * mean_y
     return (weight_scale(series) * both + series.bias_var) / q_map(series, q, act)
 
 
@@ -297,7 +327,7 @@ def chi_c(series: Series, c: float, q: float, act: Activation | None = None) -> 
     """d c_map / d c: tau (a keep)^2 E[phi'(u1) phi'(u2)] q / q_map(q) (Price's theorem)."""
     act = act or series.make_activation()
     A, _ = _dropout_affine(act, series.dropout)
-    pair = _pair_expect(act.deriv, act.kinks, q, c)
+    pair = gaussian.pair_expect(act.deriv, act.kinks, q, c)
     return weight_scale(series) * A[0, 0] ** 2 * pair * q / q_map(series, q, act)
 
 

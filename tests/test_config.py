@@ -62,7 +62,7 @@ def test_exponent_floats_are_floats_not_text():
 
 def test_unknown_key_names_file_line_and_the_nearest_key():
     assert problems("seed: 1\nwidht: 5\nseries: [{activation: selu}]") == [
-        "exp.yaml:2: widht: unknown key (expected one of: name, seed, trials, width, depth, batch, "
+        "exp.yaml:2: widht: unknown key (expected one of: name, seed, trials, measure, width, depth, batch, "
         "dtype, input, series); did you mean 'width'?"]
 
 
