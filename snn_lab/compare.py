@@ -11,9 +11,9 @@ from statistics import NormalDist
 
 import numpy as np
 
-from snn_lab.engine import STATS
 from snn_lab.results import Results, ResultsError, read
-from snn_lab.statistics import SUMMARY_STATS
+from snn_lab.engine import STATS as FORWARD
+from snn_lab.statistics import MEASURED as STATS, SUMMARY_STATS
 
 MODES = ("statistical", "exact", "theory")
 FALSE_ALARM = 1e-3  # family-wise chance that a run differing only by its seed is flagged
@@ -431,8 +431,9 @@ def _judge(pairs, *, statistical: bool, sigmas, rtol, atol, false_alarm) -> list
 
 
 def _compared_stats(layer: int, stats) -> list[str]:
-    # Layer 0's pre-activation columns repeat the input's: compare them once.
-    return [s for s in stats if not (layer == 0 and s.startswith("preact_"))]
+    # Layer 0's pre-activation columns repeat the input's: compare them once; the input has
+    # no activation, so no dead units either.
+    return [s for s in stats if not (layer == 0 and s.startswith(("preact_", "dead_fraction")))]
 
 
 def compare(base: Snapshot, cur: Snapshot, mode: str = "statistical", sigmas: float | None = None,
@@ -454,8 +455,10 @@ def compare(base: Snapshot, cur: Snapshot, mode: str = "statistical", sigmas: fl
     pairs = []
     for label in cur.series:
         a, b = base.series[label], cur.series[label]
+        # A probe measured by neither run (all NaN on both sides) is not a value to compare.
+        measured = [s for s in stats if not (np.isnan(a[s]).all() and np.isnan(b[s]).all())]
         for i, layer in enumerate(b["layer"]):
-            for stat in _compared_stats(int(layer), stats):
+            for stat in _compared_stats(int(layer), measured):
                 var_a = a[f"{stat}_sd"][i] ** 2 if mode == "statistical" else 0.0
                 var_b = b[f"{stat}_sd"][i] ** 2 if mode == "statistical" else 0.0
                 pairs.append((label, layer, stat, a[stat][i], var_a, a["trials"][i],
@@ -474,6 +477,8 @@ def compare_theory(cur: Snapshot, sigmas: float | None = None, rtol: float = RTO
 
     The theory value is taken as exact: the threshold is k standard errors of the trial mean,
     k from Student's t with trials - 1 degrees of freedom over the family of compared values.
+    Only the forward statistics are compared: the probes' predictions (gradient ratio,
+    correlation) carry finite-width biases that grow with depth (README, Probes).
     """
     problems = too_few_trials(cur, "results")
     if problems:
@@ -481,7 +486,7 @@ def compare_theory(cur: Snapshot, sigmas: float | None = None, rtol: float = RTO
     pairs = []
     for label, b in cur.series.items():
         for i, layer in enumerate(b["layer"]):
-            for stat in _compared_stats(int(layer), STATS):
+            for stat in _compared_stats(int(layer), FORWARD):
                 theory = b.get(f"theory_{stat}")
                 if theory is None or not math.isfinite(theory[i]):
                     continue  # the theory does not apply here (or has no column for this statistic)

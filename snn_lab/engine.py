@@ -1,14 +1,25 @@
-"""The propagation engine: one series, one trial -> per-layer statistics."""
+"""The propagation engine: one series, one trial -> per-layer statistics.
+
+One matrix product per layer is the floor; everything else is arranged to stay close to it:
+random numbers are drawn in fixed blocks, each from its own stream, by a small thread pool;
+the activation and the statistics run on cache-sized blocks in place; buffers are reused.
+Which thread does which block never changes a number.
+"""
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
+import threading
 import zlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from snn_lab import probes as probing
 from snn_lab.activations import alpha_dropout_affine
 from snn_lab.config import Experiment, Series
 
@@ -18,6 +29,12 @@ STATS = ("mean", "var", "preact_mean", "preact_var")
 
 Progress = Callable[[int], None]  # called with the number of layers just finished
 SAMPLE_SIZE = 1000  # post-activation values kept per sampled layer (trial 0), for histograms
+
+RANDOM_BLOCK = 1 << 18  # entries per random block: each has its own stream, any thread draws it
+STATS_BLOCK = 1 << 16  # entries per activation/statistics block (fits in L2 with its float64 copy)
+_PAIRS = 1 << 15  # Box-Muller pairs per step (the step's temporaries stay in cache)
+_SERIAL_BELOW = 1 << 17  # entries per layer under which threads cost more than they save
+_ILL_CONDITIONED = 64.0  # mean^2 / var above which the one-pass variance is recomputed
 
 
 def sample_layers(depth: int) -> tuple[int, ...]:
@@ -34,11 +51,16 @@ def _sample(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class SeriesRun:
-    """One series' simulation: (trials, depth + 1, STATS) statistics and trial 0's samples."""
+    """One series' simulation: (trials, depth + 1, STATS + PROBES) columns and trial 0's samples."""
 
     stats: np.ndarray
     samples: dict[int, np.ndarray] = field(default_factory=dict)
 
+
+_scratch = threading.local()  # per-thread workspaces
+
+
+# ---- random streams ------------------------------------------------------------------------
 
 def seed_sequence(seed: int, label: str, trial: int, layer: int) -> np.random.SeedSequence:
     """The stream of one (series, trial, layer): keyed by label, so series are independent.
@@ -51,91 +73,466 @@ def seed_sequence(seed: int, label: str, trial: int, layer: int) -> np.random.Se
 
 
 def rng_for(seed: int, label: str, trial: int, layer: int) -> np.random.Generator:
-    """A generator for one (series, trial, layer) stream."""
+    """A generator for one (series, trial, layer) stream (biases and dropout masks)."""
     return np.random.Generator(np.random.PCG64(seed_sequence(seed, label, trial, layer)))
 
 
+def block_rows(width: int) -> int:
+    """Rows of a (rows, width) array in one random block: fixed by the width alone."""
+    return max(1, RANDOM_BLOCK // width)
+
+
+def block_stream(seed: int, label: str, trial: int, layer: int, block: int) -> np.random.SFC64:
+    """The stream of one random block: the layer's spawn_key extended by the block index.
+
+    Its SeedSequence is seed_sequence(seed, label, trial, layer).spawn(n)[block] for any
+    n > block. SFC64 (numpy's small fast chaotic generator) makes raw words ~25% faster than
+    PCG64, and raw words are what the Box-Muller sampler eats.
+    """
+    key = (zlib.crc32(label.encode("utf-8")), trial, layer, block)
+    return np.random.SFC64(np.random.SeedSequence(seed, spawn_key=key))
+
+
+def standard_normal_fill(bitgen: np.random.BitGenerator, out: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """Fill a contiguous float array with i.i.d. N(0, scale^2): Box-Muller on raw 64-bit words.
+
+    Each step takes k = _PAIRS pairs (u1, u2) as 32-bit or 53-bit integers from the raw
+    words: radius sqrt(-2 ln u1), angle 2 pi u2; the step's first k entries get r cos, the
+    next k r sin. float32: u1 and u2 are 32 bits (radius up to 6.7 sd); float64: u1 is 53
+    bits (radius up to 8.7 sd), u2 32 bits.
+    """
+    if not out.flags.c_contiguous:
+        raise ValueError("standard_normal_fill fills a contiguous array")
+    if out.dtype not in (np.float32, np.float64):
+        raise TypeError(f"standard_normal_fill: float32 or float64, not {out.dtype}")
+    flat = out.reshape(-1)
+    step = _step_float32 if flat.dtype == np.float32 else _step_float64
+    for start in range(0, flat.size, 2 * _PAIRS):
+        step(bitgen, flat[start:start + 2 * _PAIRS], scale)
+    return out
+
+
+def _workspace(name: str, dtype, size: int) -> np.ndarray:
+    """A per-thread scratch array, reused from call to call (no page faults, stays in cache)."""
+    key = (name, np.dtype(dtype).char)
+    spaces = _scratch.__dict__
+    buf = spaces.get(key)
+    if buf is None or buf.size < size:
+        buf = spaces[key] = np.empty(max(size, _PAIRS), dtype)
+    return buf[:size]
+
+
+def _step_float32(bitgen, step: np.ndarray, scale: float) -> None:
+    k = (step.size + 1) // 2
+    m = step.size - k
+    u = bitgen.random_raw(k).view(np.uint32)  # 2k 32-bit integers: u1 then u2
+    r, angle = _workspace("r", np.float32, k), _workspace("angle", np.float32, k)
+    np.copyto(r, u[:k], casting="unsafe")
+    r += np.float32(0.5)
+    r *= np.float32(2.0 ** -32)  # u1 in (0, 1]: ln u1 <= 0
+    np.log(r, out=r)
+    r *= np.float32(-2.0 * scale * scale)
+    np.sqrt(r, out=r)
+    np.copyto(angle, u[k:].view(np.int32), casting="unsafe")  # signed: an angle in [-pi, pi)
+    angle *= np.float32(2.0 * math.pi * 2.0 ** -32)
+    lo, hi = step[:k], step[k:]
+    np.cos(angle, out=lo)
+    lo *= r
+    np.sin(angle[:m], out=hi)
+    hi *= r[:m]
+
+
+_TABLE_BITS = 12
+_TABLE_ANGLES = np.arange(1 << _TABLE_BITS) * (2.0 * math.pi / (1 << _TABLE_BITS))
+_COS_TABLE, _SIN_TABLE = np.cos(_TABLE_ANGLES), np.sin(_TABLE_ANGLES)
+
+
+def _step_float64(bitgen, step: np.ndarray, scale: float) -> None:
+    """float64 Box-Muller. numpy's float64 cos and sin are scalar library calls (~15 ns each):
+    the angle t + d is split into a 4096-entry table t and a remainder d < 2 pi / 4096, with
+    sin d = d (1 - d^2/6) and cos d - 1 = d^2 (d^2/24 - 1/2): the first omitted terms,
+    d^5/120 and d^6/720, are below 1e-16 and 2e-20."""
+    k = (step.size + 1) // 2
+    m = step.size - k
+    words = bitgen.random_raw(k + (k + 1) // 2)  # k words for u1, then 2 x 32 bits per word for u2
+    radius_bits = words[:k]
+    radius_bits >>= np.uint64(11)  # 53 random bits: exact as float64
+    r = _workspace("r", np.float64, k)
+    np.copyto(r, radius_bits.view(np.int64))
+    r += 0.5
+    r *= 2.0 ** -53
+    np.log(r, out=r)
+    r *= -2.0 * scale * scale
+    np.sqrt(r, out=r)
+    u2 = words[k:].view(np.uint32)[:k]
+    low = 32 - _TABLE_BITS
+    index = _workspace("index", np.int64, k)  # numpy indexes with int64: convert once, here
+    np.right_shift(u2, np.uint32(low), out=index, casting="unsafe")
+    u2 &= np.uint32((1 << low) - 1)
+    d, d2, cos_d1 = (_workspace(name, np.float64, k) for name in ("d", "d2", "cos_d1"))
+    np.copyto(d, u2)
+    d *= 2.0 * math.pi * 2.0 ** -32
+    np.multiply(d, d, out=d2)
+    np.multiply(d2, 1.0 / 24.0, out=cos_d1)
+    cos_d1 -= 0.5
+    cos_d1 *= d2
+    d2 *= -1.0 / 6.0
+    d2 += 1.0
+    sin_d = d
+    sin_d *= d2
+    c, s = _COS_TABLE[index], _SIN_TABLE[index]
+    tmp = d2
+    lo, hi = step[:k], step[k:]
+    np.multiply(c, cos_d1, out=lo)  # cos(t + d) = c + (c (cos d - 1) - s sin d)
+    np.multiply(s, sin_d, out=tmp)
+    lo -= tmp
+    lo += c
+    lo *= r
+    np.multiply(s[:m], cos_d1[:m], out=hi)  # sin(t + d) = s + (s (cos d - 1) + c sin d)
+    np.multiply(c[:m], sin_d[:m], out=tmp[:m])
+    hi += tmp[:m]
+    hi += s[:m]
+    hi *= r[:m]
+
+
+def fill_weights(series: Series, bitgen: np.random.BitGenerator, out: np.ndarray) -> np.ndarray:
+    """Fill rows of a layer's weights (any number, contiguous) from one stream, per the init.
+
+    The scale is the full layer's (fan_in = fan_out = width), whatever the number of rows.
+    """
+    init = series.initializer
+    s = series.gain * init.scale(series.width, series.width)
+    flat = out.reshape(-1)
+    if init.kind == "uniform":
+        np.random.Generator(bitgen).random(out=flat, dtype=flat.dtype)
+        flat *= flat.dtype.type(2.0 * s)
+        flat -= flat.dtype.type(s)
+    elif init.kind == "truncated":
+        standard_normal_fill(bitgen, flat)
+        _redraw_tails(bitgen, flat)
+        flat *= flat.dtype.type(s)
+    else:
+        standard_normal_fill(bitgen, flat, s)
+    return out
+
+
+def _redraw_tails(bitgen, flat: np.ndarray) -> None:
+    """Replace entries beyond the truncation by fresh draws until none is left (rejection)."""
+    from snn_lab.initializers import TRUNCATION
+
+    bad = np.flatnonzero(np.abs(flat) >= TRUNCATION)
+    while bad.size:
+        flat[bad] = standard_normal_fill(bitgen, np.empty(bad.size, flat.dtype))
+        bad = bad[np.abs(flat[bad]) >= TRUNCATION]
+
+
+def _normalize(series: Series, w: np.ndarray) -> None:
+    """Each unit's incoming weights: sum 0, sum of squares gain^2 (omega = 0, tau = gain^2)."""
+    dtype = w.dtype
+    w -= w.mean(axis=0, dtype=np.float64).astype(dtype)
+    w *= (series.gain / np.sqrt(np.einsum("ij,ij->j", w, w, dtype=np.float64))).astype(dtype)
+
+
+def draw_weights(series: Series, rng: np.random.Generator) -> np.ndarray:
+    """One layer's (fan_in, fan_out) weights from a single stream, normalized if asked."""
+    w = np.empty((series.width, series.width), np.dtype(series.dtype))
+    fill_weights(series, rng.bit_generator, w)
+    if series.normalize_weights:
+        _normalize(series, w)
+    return w
+
+
+def layer_weights(series: Series, seed: int, trial: int, layer: int, out: np.ndarray | None = None,
+                  threads: int | None = None) -> np.ndarray:
+    """Layer `layer`'s weights: row blocks of block_rows(width), block b from block_stream(b).
+
+    The public way to (re)generate a layer's weights; the numbers do not depend on `threads`.
+    """
+    n = series.width
+    w = np.empty((n, n), np.dtype(series.dtype)) if out is None else out
+    rows = block_rows(n)
+    _parallel(-(-n // rows), _weight_task(series, seed, trial, layer, w), _threads(threads, n * n))
+    if series.normalize_weights:
+        _normalize(series, w)
+    return w
+
+
+def _weight_task(series, seed, trial, layer, w):
+    rows = block_rows(series.width)
+
+    def task(b: int) -> None:
+        fill_weights(series, block_stream(seed, series.label, trial, layer, b), w[b * rows:(b + 1) * rows])
+    return task
+
+
+def input_values(series: Series, seed: int, trial: int, out: np.ndarray | None = None,
+                 threads: int | None = None) -> np.ndarray:
+    """The (batch, width) input of a trial: i.i.d. N(mean, var), layer 0's row blocks."""
+    x = np.empty((series.batch, series.width), np.dtype(series.dtype)) if out is None else out
+    rows = block_rows(series.width)
+    sd, mean = math.sqrt(series.input.var), x.dtype.type(series.input.mean)
+
+    def task(b: int) -> None:
+        block = x[b * rows:(b + 1) * rows]
+        standard_normal_fill(block_stream(seed, series.label, trial, 0, b), block, sd)
+        block += mean
+    _parallel(-(-series.batch // rows), task, _threads(threads, x.size))
+    return x
+
+
+# ---- threads -------------------------------------------------------------------------------
+
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+def default_threads() -> int:
+    """Threads for random draws and blocks: the CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def _threads(threads: int | None, entries: int) -> int:
+    if threads is not None:
+        return max(1, int(threads))
+    return 1 if entries < _SERIAL_BELOW else default_threads()
+
+
+def _parallel(count: int, task: Callable[[int], None], threads: int) -> None:
+    """task(0) ... task(count - 1), on `threads` threads (the caller's included), any order."""
+    threads = min(threads, count)
+    if threads <= 1:
+        for i in range(count):
+            task(i)
+        return
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool_size < threads - 1:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool, _pool_size = ThreadPoolExecutor(threads - 1, thread_name_prefix="snn-lab"), threads - 1
+        pool = _pool
+    items, stop = itertools.count(), threading.Event()  # next() on a count is atomic under the GIL
+
+    def work() -> None:
+        for i in items:
+            if i >= count or stop.is_set():
+                return
+            task(i)
+    helpers = [pool.submit(work) for _ in range(threads - 1)]
+    try:
+        work()
+    finally:
+        stop.set()
+        for h in helpers:
+            h.result()
+
+
+# ---- statistics ----------------------------------------------------------------------------
+
 def mean_var(x: np.ndarray) -> tuple[float, float]:
-    """Population mean and variance of all entries, accumulated in float64."""
+    """Population mean and variance of all entries, accumulated in float64 (plain two-pass)."""
     with np.errstate(all="ignore"):  # overflow is recorded as inf/NaN, not raised
         mean = float(np.mean(x, dtype=np.float64))
         var = float(np.var(x, dtype=np.float64)) if math.isfinite(mean) else math.nan
     return mean, var
 
 
-def draw_weights(series: Series, rng: np.random.Generator) -> np.ndarray:
-    """One layer's (fan_in, fan_out) weights, normalized per unit if the series asks."""
-    dtype = np.dtype(series.dtype)
-    w = series.initializer.sample(rng, series.width, series.width, dtype, series.gain)
-    if series.normalize_weights:
-        # Each unit's incoming weights: sum 0, sum of squares gain^2 (omega = 0, tau = gain^2).
-        w -= w.mean(axis=0, dtype=np.float64).astype(dtype)
-        w *= (series.gain / np.sqrt(np.einsum("ij,ij->j", w, w, dtype=np.float64))).astype(dtype)
-    return w
+def _float64_view(block: np.ndarray) -> np.ndarray:
+    """The block's entries as a flat float64 array: itself, or a per-thread reused copy."""
+    flat = block.reshape(-1)
+    if flat.dtype == np.float64:
+        return flat
+    buf = _workspace("float64", np.float64, flat.size)
+    np.copyto(buf, flat)  # exact: every float32 is a float64, and so is its square
+    return buf
 
+
+def block_sums(block: np.ndarray) -> tuple[float, float]:
+    """(sum, sum of squares) of a block's entries, accumulated in float64."""
+    v = _float64_view(block)
+    return float(np.add.reduce(v)), float(np.einsum("i,i->", v, v))
+
+
+def _finish(sums: np.ndarray, count: int, blocks: list[np.ndarray]) -> tuple[float, float]:
+    """Mean and variance from per-block (sum, sum of squares), in block order.
+
+    One pass loses eps * mean^2 / var of the variance: past _ILL_CONDITIONED the blocks are
+    read again around the mean (exact two-pass).
+    """
+    total = sums.sum(axis=0)
+    mean = total[0] / count
+    if not math.isfinite(mean):
+        return float(mean), math.nan
+    var = total[1] / count - mean * mean
+    if not var * _ILL_CONDITIONED > mean * mean:
+        dev = sq = 0.0
+        for block in blocks:
+            v = _float64_view(block) - mean
+            dev += float(np.add.reduce(v))
+            sq += float(np.einsum("i,i->", v, v))
+        var = (sq - dev * dev / count) / count
+    return float(mean), float(max(var, 0.0) if math.isfinite(var) else var)
+
+
+# ---- the propagation -----------------------------------------------------------------------
 
 def run_trial(series: Series, seed: int, trial: int, progress: Progress | None = None,
-              samples: dict[int, np.ndarray] | None = None) -> np.ndarray:
+              samples: dict[int, np.ndarray] | None = None, *, threads: int | None = None,
+              measure: tuple[str, ...] = (), probes: np.ndarray | None = None) -> np.ndarray:
     """Propagate one trial of a series; returns (depth + 1, len(STATS)) float64 statistics.
 
     When a `samples` dict is given, it receives a sample of the post-activation values of
-    every layer in sample_layers(depth).
+    every layer in sample_layers(depth). `threads` changes the speed, never the numbers.
+    With `measure` (gradients, dead, correlation), `probes` (depth + 1, len(PROBES)) receives
+    those measurements (NaN where not measured).
     """
+    dead, corr, grads = ("dead" in measure), ("correlation" in measure), ("gradients" in measure)
+    if probes is None:
+        probes = np.empty((series.depth + 1, len(probing.PROBES)))
+    probes[:] = math.nan
     keep = set(sample_layers(series.depth)) if samples is not None else set()
-    dtype = np.dtype(series.dtype)
+    n, batch, dtype = series.width, series.batch, np.dtype(series.dtype)
+    threads = _threads(threads, batch * n + n * n)
     act = series.make_activation()
     out = np.empty((series.depth + 1, len(STATS)))
-    rng = rng_for(seed, series.label, trial, 0)
-    x = rng.standard_normal((series.batch, series.width), dtype=dtype)
-    x *= dtype.type(math.sqrt(series.input.var))
-    x += dtype.type(series.input.mean)
-    out[0] = (*mean_var(x), *mean_var(x))
+
+    x = input_values(series, seed, trial, threads=threads)
+    h = np.empty_like(x)
+    w = np.empty((n, n), dtype)
+    rows = max(1, STATS_BLOCK // n)
+    h_blocks = [h[i:i + rows] for i in range(0, batch, rows)]
+    x_blocks = [x[i:i + rows] for i in range(0, batch, rows)]
+    nb, count = len(x_blocks), batch * n
+    pre, post = np.empty((nb, 2)), np.empty((nb, 2))
+
+    def x_sums(i: int) -> None:
+        post[i] = block_sums(x_blocks[i])
+    _parallel(nb, x_sums, threads)
+    out[0] = 2 * _finish(post, count, x_blocks)
+    derivs = np.empty((series.depth, batch, n), dtype) if grads else None
+    if corr:
+        probe = probing.LayerProbe(n, nb, False, True)
+        for i, xb in enumerate(x_blocks):
+            probe.samples(i, xb)
+        probes[0, 3] = probe.result()[1]
     if 0 in keep:
         samples[0] = _sample(x)
-    h = np.empty_like(x)
     if series.dropout:
         a, b = alpha_dropout_affine(series.dropout, act.saturation)
+        a, b, drop_value = dtype.type(a), dtype.type(b), dtype.type(act.saturation)
+
+    w_rows = block_rows(n)
+    w_blocks = -(-n // w_rows)
+    layer_weights(series, seed, trial, 1, out=w, threads=threads)
     with np.errstate(all="ignore"):  # overflow is data here: recorded, then reported
         for layer in range(1, series.depth + 1):
-            rng = rng_for(seed, series.label, trial, layer)
-            w = draw_weights(series, rng)
             np.matmul(x, w, out=h)
-            del w  # one layer's weights at a time
-            if series.bias_var:
-                h += (rng.standard_normal(series.width) * math.sqrt(series.bias_var)).astype(dtype)
-            pre = mean_var(h)
-            act.fn(h, out=x)
+            rng = rng_for(seed, series.label, trial, layer) if series.bias_var or series.dropout else None
+            bias = (rng.standard_normal(n) * math.sqrt(series.bias_var)).astype(dtype) if series.bias_var else None
+            # The next layer's weights are drawn into w (free after the product) while the
+            # activation and statistics of this layer run: one pool of tasks, any order.
+            more = layer < series.depth
+            draw = _weight_task(series, seed, trial, layer + 1, w) if more else None
+            first = w_blocks if more else 0
+            probe = probing.LayerProbe(n, nb, dead, corr) if (dead or corr or grads) else None
+            d_layer = derivs[layer - 1] if grads else None
+
+            def task(i: int) -> None:
+                if i < first:
+                    draw(i)
+                    return
+                i -= first
+                hb, xb = h_blocks[i], x_blocks[i]
+                if bias is not None:
+                    hb += bias
+                pre[i] = block_sums(hb)
+                act.fn(hb, out=xb)
+                if probe is not None:
+                    probe.units(i, hb, act, d_layer[i * rows:(i + 1) * rows] if grads else None)
+                if not series.dropout:
+                    post[i] = block_sums(xb)
+                    if probe is not None:
+                        probe.samples(i, xb)
+            _parallel(first + nb, task, threads)
+
             if series.dropout:
-                keep = rng.random(x.shape, dtype=np.float32) >= series.dropout
-                np.copyto(x, dtype.type(act.saturation), where=~keep)
-                x *= dtype.type(a)
-                x += dtype.type(b)
-            out[layer] = (*mean_var(x), *pre)
+                # Serial, in block order, from the layer's own stream.
+                for i, xb in enumerate(x_blocks):
+                    dropped = rng.random(xb.shape, dtype=np.float32) < series.dropout
+                    np.copyto(xb, drop_value, where=dropped)
+                    xb *= a
+                    xb += b
+                    post[i] = block_sums(xb)
+                    if probe is not None:
+                        probe.samples(i, xb)
+                    if grads:  # d output / d h: a on kept units, 0 on dropped ones
+                        d_block = d_layer[i * rows:(i + 1) * rows]
+                        d_block *= a
+                        d_block[dropped] = 0
+            out[layer] = (*_finish(post, count, x_blocks), *_finish(pre, count, h_blocks))
+            if probe is not None:
+                probes[layer, 2:] = probe.result()
             if layer in keep:
                 samples[layer] = _sample(x)
+            if more and series.normalize_weights:
+                _normalize(series, w)
             if progress:
                 progress(1)
+    if grads:
+        top = np.empty((batch, n), dtype)
+        top_rows = block_rows(n)
+        for b_ in range(-(-batch // top_rows)):  # the error signal: the stream after the top layer
+            standard_normal_fill(block_stream(seed, series.label, trial, series.depth + 1, b_),
+                                 top[b_ * top_rows:(b_ + 1) * top_rows])
+        grad_sq = probing.backward(series, derivs, lambda l: layer_weights(
+            series, seed, trial, l, out=w, threads=threads), top)
+        probes[:, 0] = grad_sq
+        with np.errstate(all="ignore"):
+            probes[:, 1] = grad_sq / grad_sq[series.depth]
     return out
 
 
-def run_series(series: Series, seed: int, trials: int, progress: Progress | None = None) -> SeriesRun:
-    """Every trial of one series, with trial 0's samples."""
+def run_series(series: Series, seed: int, trials: int, progress: Progress | None = None,
+               measure: tuple[str, ...] = ()) -> SeriesRun:
+    """Every trial of one series, with trial 0's samples; stats hold STATS then PROBES columns."""
     samples: dict[int, np.ndarray] = {}
-    stats = [run_trial(series, seed, t, progress, samples if t == 0 else None) for t in range(trials)]
-    return SeriesRun(np.stack(stats), samples)
+    stats = np.empty((trials, series.depth + 1, len(STATS) + len(probing.PROBES)))
+    for t in range(trials):
+        stats[t, :, :len(STATS)] = run_trial(series, seed, t, progress, samples if t == 0 else None,
+                                             measure=measure, probes=stats[t, :, len(STATS):])
+    return SeriesRun(stats, samples)
 
 
 def run_experiment(exp: Experiment, progress: Progress | None = None) -> dict[str, SeriesRun]:
     """Every series of an experiment, by label."""
-    return {s.label: run_series(s, exp.seed, exp.trials, progress) for s in exp.series}
+    return {s.label: run_series(s, exp.seed, exp.trials, progress, exp.measure) for s in exp.series}
 
 
-def memory_needed(series: Series) -> int:
-    """Bytes a trial of this series needs at its peak, before anything is allocated."""
+# ---- memory --------------------------------------------------------------------------------
+
+def memory_needed(series: Series, threads: int | None = None, gradients: bool = False) -> int:
+    """Bytes a trial of this series allocates at its peak (what the memory guard checks).
+
+    One layer's weights and two activation buffers (x and its pre-activation h), plus per
+    thread the scratch of one Box-Muller step and one statistics block (with the
+    activation's block-sized temporary), and a block's float64 copy for the two-pass
+    fallback: a few MiB in all.
+    """
     item = np.dtype(series.dtype).itemsize
     n, batch = series.width, series.batch
-    # weights + x + h + the activation's temporary + float64 deviations in np.var
-    return n * n * item + 3 * batch * n * item + batch * n * 8 + batch * n * (4 if series.dropout else 0)
+    threads = _threads(threads, batch * n + n * n)
+    k = min(_PAIRS, (min(n * n, RANDOM_BLOCK) + 1) // 2)
+    step = k * (8 + 2 * 4) if item == 4 else k * (12 + 7 * 8)  # raw words + temporaries
+    block = min(batch, max(1, STATS_BLOCK // n)) * n
+    tails = min(n * n, RANDOM_BLOCK) * (item + 1) if series.initializer.kind == "truncated" else 0
+    mask = block * (4 + 2) if series.dropout else 0  # uniforms and a boolean mask, one block
+    per_thread = step + tails + block * (8 + item)  # float64 copy + the activation's temporary
+    backward = probing.gradient_memory(series) if gradients else 0
+    return n * n * item + 2 * batch * n * item + threads * per_thread + block * 8 + mask + backward
 
 
 def memory_available() -> int:
@@ -148,7 +545,6 @@ def memory_available() -> int:
     except OSError:
         pass
     try:
-        import os
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return 1 << 62
@@ -161,14 +557,16 @@ def check_memory(exp: Experiment, available: int | None = None) -> None:
     available = memory_available() if available is None else available
     problems = []
     for i, s in enumerate(exp.series):
-        need = memory_needed(s)
+        need = memory_needed(s, gradients="gradients" in exp.measure)
         if need > available:
             # Point at the line that set the width: the series' own key, else the top level's.
             key = next((k for k in (("series", i, "width"), ("width",)) if k in exp.lines), ("series", i))
             problems.append(Problem(
                 exp.where(key), f"series.{i}",
                 f"{s.label!r} needs about {_gib(need)} for one trial (width {s.width}, batch "
-                f"{s.batch}, {s.dtype}) but {_gib(available)} is available; lower 'width' or 'batch'"))
+                f"{s.batch}, {s.dtype}{', depth ' + str(s.depth) + ' for gradients' if 'gradients' in exp.measure else ''}) "
+                f"but {_gib(available)} is available; lower 'width' or 'batch'"
+                + (", or drop 'gradients' from 'measure'" if "gradients" in exp.measure else "")))
     if problems:
         raise ConfigError(problems)
 

@@ -17,14 +17,14 @@ import yaml
 
 from snn_lab import theory
 from snn_lab.config import Experiment
-from snn_lab.engine import STATS, SeriesRun
-from snn_lab.statistics import SUMMARY_STATS, overflow, summarize
+from snn_lab.engine import SeriesRun
+from snn_lab.statistics import MEASURED, SUMMARY_STATS, overflow, summarize
 
 RESULTS_VERSION = 1
 FILES = ("config.yaml", "layers.csv", "summary.csv", "samples.csv", "meta.json")
 KEY_COLUMNS = ("series", "activation", "init")
-LAYER_COLUMNS = (*KEY_COLUMNS, "trial", "layer", *STATS, *theory.THEORY)
-SUMMARY_COLUMNS = (*KEY_COLUMNS, "layer", "trials", *SUMMARY_STATS, *theory.THEORY)
+LAYER_COLUMNS = (*KEY_COLUMNS, "trial", "layer", *MEASURED, *theory.THEORY, *theory.PROBES)
+SUMMARY_COLUMNS = (*KEY_COLUMNS, "layer", "trials", *SUMMARY_STATS, *theory.THEORY, *theory.PROBES)
 SAMPLE_COLUMNS = ("series", "layer", "value")
 TEXT_COLUMNS = set(KEY_COLUMNS)
 
@@ -68,19 +68,24 @@ def collect(exp: Experiment, runs: dict[str, SeriesRun], meta: dict | None = Non
             samples["layer"].extend([layer] * len(values))
             samples["value"].extend(values.tolist())
         pred = theory.predict(s)
+        probes = theory.predict_probes(s, correlation="correlation" in exp.measure)
+        if "gradients" not in exp.measure:
+            probes[:, 0] = np.nan
         key = (s.label, s.make_activation().label, s.init)
         depth1 = trials.shape[1]
         for t in range(trials.shape[0]):
             _extend(layers, KEY_COLUMNS, key, depth1)
             layers["trial"].extend([t] * depth1)
             layers["layer"].extend(range(depth1))
-            _columns(layers, STATS, trials[t])
+            _columns(layers, MEASURED, trials[t])
             _columns(layers, theory.THEORY, pred)
+            _columns(layers, theory.PROBES, probes)
         _extend(summary, KEY_COLUMNS, key, depth1)
         summary["layer"].extend(range(depth1))
         summary["trials"].extend([trials.shape[0]] * depth1)
         _columns(summary, SUMMARY_STATS, summarize(trials))
         _columns(summary, theory.THEORY, pred)
+        _columns(summary, theory.PROBES, probes)
         events += [{"series": s.label, "trial": t, "layer": layer} for t, layer in overflow(trials)]
     meta = {**(meta or {}), "results_version": RESULTS_VERSION, "overflow": events}
     return Results(exp.to_dict(), _arrays(layers), _arrays(summary), meta, samples=_arrays(samples))

@@ -7,13 +7,16 @@ import math
 import numpy as np
 
 from snn_lab.engine import STATS
+from snn_lab.probes import PROBES
 
-# summary.csv's statistic columns: each statistic's mean across trials, then its spread.
-SUMMARY_STATS = tuple(c for s in STATS for c in (s, f"{s}_sd"))
+# Every measured per-layer column: the statistics, then the optional probes (NaN if not asked).
+MEASURED = (*STATS, *PROBES)
+# summary.csv's statistic columns: each measured column's mean across trials, then its spread.
+SUMMARY_STATS = tuple(c for s in MEASURED for c in (s, f"{s}_sd"))
 
 
 def summarize(trials: np.ndarray) -> np.ndarray:
-    """(trials, layers, STATS) -> (layers, SUMMARY_STATS): mean and sample sd across trials.
+    """(trials, layers, MEASURED) -> (layers, SUMMARY_STATS): mean and sample sd across trials.
 
     The sd is the spread across trials (ddof=1): the standard error of the mean is
     sd / sqrt(trials). With a single trial the spread is unknown and written as NaN.
@@ -21,14 +24,14 @@ def summarize(trials: np.ndarray) -> np.ndarray:
     with np.errstate(all="ignore"):
         mean = trials.mean(axis=0)
         sd = trials.std(axis=0, ddof=1) if trials.shape[0] > 1 else np.full_like(mean, math.nan)
-    out = np.empty((trials.shape[1], 2 * len(STATS)))
+    out = np.empty((trials.shape[1], 2 * trials.shape[2]))
     out[:, 0::2], out[:, 1::2] = mean, sd
     return out
 
 
 def overflow(trials: np.ndarray) -> list[tuple[int, int]]:
     """(trial, first layer) for every trial whose statistics stopped being finite."""
-    bad = ~np.isfinite(trials).all(axis=2)
+    bad = ~np.isfinite(trials[..., :len(STATS)]).all(axis=2)  # probes may be NaN by design
     return [(t, int(np.argmax(bad[t]))) for t in range(trials.shape[0]) if bad[t].any()]
 
 

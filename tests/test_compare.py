@@ -110,8 +110,9 @@ def test_welch_degrees_of_freedom():
 def test_identical_results_pass(small, tmp_path):
     done = invoke("check", small, "--baseline", small)
     assert done.exit_code == 0, done.output
-    # 3 series x (2 input values + 6 layers x 4 statistics)
-    assert done.output.splitlines()[-1] == "78 of 78 values within tolerance"
+    # 3 series x (3 input values: mean, var, correlation + 6 layers x 6: mean, var, preact_mean,
+    # preact_var, dead_fraction, correlation)
+    assert done.output.splitlines()[-1] == "117 of 117 values within tolerance"
     assert "config differences" not in done.output
     assert invoke("check", small, "--baseline", small, "--mode", "exact").exit_code == 0
 
@@ -124,7 +125,8 @@ def test_baseline_file_round_trips_bit_for_bit(small, tmp_path):
     assert snap.config == res.config
     for label in res.labels:
         for column in compare.BASELINE_COLUMNS:
-            assert np.array_equal(snap.series[label][column], res.series_summary(label)[column]), column
+            assert np.array_equal(snap.series[label][column], res.series_summary(label)[column],
+                                  equal_nan=True), column
     assert invoke("check", small, "--baseline", base, "--mode", "exact").exit_code == 0
     # One line per (series, layer): a changed value is a one-line diff.
     assert sum(line.lstrip().startswith("[") for line in base.read_text().splitlines()) == 3 * 7
@@ -137,7 +139,7 @@ def test_one_value_beyond_its_threshold_fails_and_is_named(small, tmp_path):
     row = next(line for line in done.output.splitlines() if "ReLU" in line)
     assert row.split()[:4] == ["│", "ReLU", "│", "4"] and "var" in row
     assert "50.0 >" in row  # in standard errors, beside the threshold k
-    assert done.output.splitlines()[-1] == "77 of 78 values within tolerance"
+    assert done.output.splitlines()[-1] == "116 of 117 values within tolerance"
 
 
 def test_a_value_within_its_threshold_passes(small, tmp_path):
@@ -231,7 +233,7 @@ def test_json_is_all_of_stdout(small, tmp_path):
     done = invoke("check", bad, "--baseline", small, "--json")
     assert done.exit_code == 1
     data = json.loads(done.stdout)
-    assert (data["passed"], data["within"], data["compared"]) == (False, 77, 78)
+    assert (data["passed"], data["within"], data["compared"]) == (False, 116, 117)
     worst = data["drifted"][0]
     assert (worst["series"], worst["layer"], worst["stat"]) == ("ReLU (He)", 5, "preact_var")
     assert worst["z"] == pytest.approx(80, rel=1e-6)
@@ -246,7 +248,7 @@ def test_markdown_for_a_ci_step_summary(small, tmp_path):
     assert ("| series | layer | statistic | baseline | current | difference | threshold "
             "| in standard errors |") in lines
     assert any(line.startswith("| ReLU (He) | 5 | mean |") for line in lines)
-    assert "**77 of 78 values within tolerance**" in lines
+    assert "**116 of 117 values within tolerance**" in lines
 
 
 @pytest.mark.parametrize("args, message", [

@@ -1,0 +1,274 @@
+"""The engine's fast paths against straightforward computations: blocked activation and
+statistics, Box-Muller from raw words, threaded random blocks. Block sizes are shrunk so
+that small cases cross many block boundaries."""
+
+from __future__ import annotations
+
+import math
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from conftest import experiment
+from snn_lab import engine
+from snn_lab.initializers import INITIALIZERS, TRUNCATION
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of a few hundred entries: every path splits small arrays into many blocks."""
+    monkeypatch.setattr(engine, "RANDOM_BLOCK", 96)
+    monkeypatch.setattr(engine, "STATS_BLOCK", 160)
+    monkeypatch.setattr(engine, "_PAIRS", 50)
+
+
+def series_of(yaml_text: str):
+    exp = experiment(yaml_text)
+    return exp.series[0], exp.seed
+
+
+# ---- random numbers ------------------------------------------------------------------------
+
+def test_block_stream_is_the_layer_stream_spawned():
+    """Block b's stream is child b of the layer's SeedSequence: the spawn_key, extended."""
+    child = engine.seed_sequence(7, "SELU", 3, 5).spawn(4)[2]
+    direct = engine.block_stream(7, "SELU", 3, 5, 2)
+    assert np.array_equal(np.random.SFC64(child).random_raw(8), direct.random_raw(8))
+    assert not np.array_equal(engine.block_stream(7, "SELU", 3, 5, 1).random_raw(8),
+                              engine.block_stream(7, "SELU", 3, 5, 2).random_raw(8))
+
+
+LONG = np.longdouble  # 64-bit mantissa on x86: a reference more precise than float64
+PI = LONG("3.14159265358979323846264338327950288")
+
+
+def box_muller_reference(words_for, size: int, dtype, pairs: int, scale: float):
+    """Textbook Box-Muller with np.log/np.cos/np.sin in long double, on the same raw words.
+
+    u1 and the float32 angle are rounded as the engine rounds them (the uniforms' own
+    resolution); everything after that is computed more precisely than float64.
+    Returns the values and their radii.
+    """
+    out = np.empty(size, LONG)
+    radius = np.empty(size, LONG)
+    for start in range(0, size, 2 * pairs):
+        m = min(2 * pairs, size - start)
+        k = (m + 1) // 2
+        if dtype == np.float32:
+            u = words_for(k).view(np.uint32)
+            u1 = ((u[:k].astype(np.float32) + np.float32(0.5)) * np.float32(2.0 ** -32)).astype(LONG)
+            theta = (u[k:].view(np.int32).astype(np.float32) * np.float32(2 * math.pi * 2.0 ** -32)).astype(LONG)
+        else:
+            w = words_for(k + (k + 1) // 2)
+            u1 = (((w[:k] >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0 ** -53).astype(LONG)
+            theta = 2 * PI * w[k:].view(np.uint32)[:k].astype(LONG) / LONG(2.0 ** 32)
+        r = LONG(scale) * np.sqrt(-2 * np.log(u1))
+        out[start:start + k] = r * np.cos(theta)
+        out[start + k:start + m] = (r * np.sin(theta))[:m - k]
+        radius[start:start + k] = r
+        radius[start + k:start + m] = r[:m - k]
+    return out, radius.astype(np.float64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [1, 2, 99, 100, 301, 20_000])
+def test_standard_normal_fill_is_box_muller_on_the_raw_words(dtype, size, small_blocks, monkeypatch):
+    if size > 1000:
+        monkeypatch.setattr(engine, "_PAIRS", 4096)  # steps of realistic size
+    fast = engine.standard_normal_fill(np.random.SFC64(11), np.empty(size, dtype), 0.7)
+    ref, r = box_muller_reference(np.random.SFC64(11).random_raw, size, dtype, engine._PAIRS, 0.7)
+    err = np.abs(fast - ref).astype(np.float64)
+    if dtype == np.float64:
+        # A few float64 ulp: 4096-entry table, Taylor remainder below 1e-16, rounding.
+        ulps = 1.5e-15 if np.finfo(LONG).eps < 1e-18 else 5e-15
+        assert np.all(err <= ulps * (1 + r)), err.max()
+    else:  # float32 log, sqrt, cos, sin: a few float32 ulp
+        assert np.all(err <= 2e-6 * (1 + r)), err.max()
+
+
+def normal_cdf(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.vectorize(math.erf)(z / math.sqrt(2.0)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_standard_normal_fill_draws_standard_normals(dtype):
+    """Moments, tails and the whole distribution (Kolmogorov-Smirnov) of 2^20 draws."""
+    n = 1 << 20
+    z = engine.standard_normal_fill(np.random.PCG64(2024), np.empty(n, dtype)).astype(np.float64)
+    limit = 5.0  # standard errors; about 6e-7 two-sided per check
+    assert abs(z.mean()) < limit * math.sqrt(1 / n)
+    assert abs(z.var() - 1) < limit * math.sqrt(2 / n)
+    assert abs(np.mean(z ** 4) - 3) < limit * math.sqrt(96 / n)
+    p3 = math.erfc(3 / math.sqrt(2))  # P(|z| > 3)
+    assert abs(np.mean(np.abs(z) > 3) - p3) < limit * math.sqrt(p3 * (1 - p3) / n)
+    # Kolmogorov-Smirnov on 20000 of them: sqrt(n) D > 1.95 has probability 0.001.
+    s = np.sort(z[::n // 20000][:20000])
+    cdf = normal_cdf(s)
+    m = s.size
+    d = max(np.max(np.arange(1, m + 1) / m - cdf), np.max(cdf - np.arange(m) / m))
+    assert math.sqrt(m) * d < 1.95
+    # The two halves of a step (cos and sin) are uncorrelated.
+    k = engine._PAIRS
+    assert abs(np.mean(z[:k] * z[k:2 * k])) < limit / math.sqrt(k)
+
+
+# ---- weights and inputs --------------------------------------------------------------------
+
+INITS = sorted(INITIALIZERS)
+
+
+@pytest.mark.parametrize("init", INITS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_layer_weights_do_not_depend_on_the_thread_count(init, dtype, small_blocks):
+    s, seed = series_of(f"width: 37\ndtype: {dtype}\nseries: [{{activation: selu, init: {init}}}]")
+    one = engine.layer_weights(s, seed, 2, 3, threads=1)
+    for threads in (2, 3, 5):
+        assert np.array_equal(engine.layer_weights(s, seed, 2, 3, threads=threads), one)
+    assert not np.array_equal(engine.layer_weights(s, seed, 2, 4, threads=1), one)
+
+
+def test_layer_weights_are_row_blocks_each_from_its_own_stream(small_blocks):
+    """lecun_normal: rows [b R, (b + 1) R) are N(0, 1/width) drawn from block_stream(b)."""
+    s, seed = series_of("width: 37\ndtype: float64\nseries: [{label: A, activation: selu}]")
+    w = engine.layer_weights(s, seed, 1, 2, threads=3)
+    rows = engine.block_rows(37)
+    assert rows == 96 // 37
+    sd = math.sqrt(1 / 37)
+    for b, start in enumerate(range(0, 37, rows)):
+        block = w[start:start + rows]
+        z = engine.standard_normal_fill(engine.block_stream(seed, "A", 1, 2, b), np.empty(block.shape))
+        np.testing.assert_allclose(block, z * sd, rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("init", INITS)
+def test_weights_follow_the_initializer(init):
+    """Per-weight variance (SE-based) and support of each initializer, on the engine's draw."""
+    s, seed = series_of(f"width: 400\ndtype: float64\nseries: [{{activation: selu, init: {init}}}]")
+    w = engine.layer_weights(s, seed, 0, 1)
+    ini = INITIALIZERS[init]
+    m2 = np.mean(w ** 2)
+    se = math.sqrt((np.mean(w ** 4) - m2 ** 2) / w.size)
+    assert abs(m2 - ini.variance(400, 400)) < 5 * se
+    assert abs(w.mean()) < 5 * math.sqrt(m2 / w.size)
+    bound = {"uniform": 1.0, "truncated": TRUNCATION}.get(ini.kind)
+    if bound is not None:
+        assert np.abs(w).max() < bound * ini.scale(400, 400)
+
+
+def test_draw_weights_normalizes_each_unit():
+    s, _ = series_of("width: 50\ndtype: float64\nseries: [{activation: selu, normalize_weights: true, gain: 1.5}]")
+    w = engine.draw_weights(s, np.random.default_rng(4))
+    np.testing.assert_allclose(w.sum(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose((w ** 2).sum(axis=0), 1.5 ** 2, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_input_values_are_row_blocks_of_normals(dtype, small_blocks):
+    s, seed = series_of(f"width: 21\nbatch: 30\ndtype: {dtype}\ninput: {{mean: 0.5, var: 4.0}}\n"
+                        "series: [{label: A, activation: selu}]")
+    x = engine.input_values(s, seed, 1, threads=1)
+    assert np.array_equal(engine.input_values(s, seed, 1, threads=4), x)
+    rows = engine.block_rows(21)
+    for b, start in enumerate(range(0, 30, rows)):
+        block = x[start:start + rows]
+        z = engine.standard_normal_fill(engine.block_stream(seed, "A", 1, 0, b), np.empty(block.shape, dtype), 2.0)
+        np.testing.assert_allclose(block, z + np.dtype(dtype).type(0.5), rtol=0, atol=0)
+
+
+# ---- statistics ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_block_sums_equal_exact_sums(dtype):
+    """Float64 accumulation: against math.fsum (exactly rounded) of the exact float64 values."""
+    x = (np.random.default_rng(5).standard_normal(10_001) * 3 + 0.4).astype(dtype)
+    s1, s2 = engine.block_sums(x)
+    exact = x.astype(np.float64)
+    assert s1 == pytest.approx(math.fsum(exact), rel=1e-14, abs=1e-12)
+    assert s2 == pytest.approx(math.fsum(exact * exact), rel=1e-14)
+
+
+def plain_trial(series, seed: int, trial: int):
+    """Straightforward propagation in the series' dtype on whole arrays; float64 np.mean/np.var."""
+    act = series.make_activation()
+    x = engine.input_values(series, seed, trial, threads=1)
+    rows = [(x.mean(dtype=np.float64), x.var(dtype=np.float64))] * 2
+    stats = [(*rows[0], *rows[1])]
+    for layer in range(1, series.depth + 1):
+        h = x @ engine.layer_weights(series, seed, trial, layer, threads=1)
+        x = act.fn(h)
+        stats.append((x.mean(dtype=np.float64), x.var(dtype=np.float64),
+                      h.mean(dtype=np.float64), h.var(dtype=np.float64)))
+    return np.array(stats)
+
+
+CASES = [
+    "width: 33\ndepth: 5\nbatch: 27\ndtype: float64\nseries: [{activation: selu}]",
+    "width: 33\ndepth: 5\nbatch: 27\ndtype: float32\nseries: [{activation: selu}]",
+    "width: 40\ndepth: 4\nbatch: 31\ndtype: float32\ninput: {mean: 1.0, var: 0.5}\n"
+    "series: [{activation: relu, init: he_normal}]",
+    "width: 16\ndepth: 3\nbatch: 50\ndtype: float64\ninput: {mean: 300.0, var: 0.01}\n"
+    "series: [{activation: linear}]",  # mean^2 / var = 9e6: the two-pass fallback
+    "width: 24\ndepth: 4\nbatch: 20\ndtype: float64\nseries: [{activation: tanh, init: lecun_uniform}]",
+]
+
+
+@pytest.mark.parametrize("text", CASES)
+def test_blocked_statistics_equal_plain_float64_statistics(text, small_blocks):
+    """To the README's precision: mean within 1e-14 of the rms, variance within 1e-12 relative."""
+    s, seed = series_of(text)
+    fast = engine.run_trial(s, seed, 1, threads=2)
+    plain = plain_trial(s, seed, 1)
+    rms = np.sqrt(plain[:, [1, 3]] + plain[:, [0, 2]] ** 2)
+    assert np.all(np.abs(fast[:, [0, 2]] - plain[:, [0, 2]]) <= 1e-14 * rms)
+    np.testing.assert_allclose(fast[:, [1, 3]], plain[:, [1, 3]], rtol=1e-12, atol=0)
+
+
+THREAD_CASES = [
+    "width: 30\ndepth: 6\nbatch: 41\ndtype: float32\nseries: [{activation: selu}]",
+    "width: 30\ndepth: 6\nbatch: 41\ndtype: float64\nseries: [{activation: relu, init: lecun_truncated}]",
+    "width: 30\ndepth: 6\nbatch: 41\ndtype: float32\n"
+    "series: [{activation: selu, dropout: 0.1, bias_var: 0.2, normalize_weights: true}]",
+]
+
+
+@pytest.mark.parametrize("text", THREAD_CASES)
+def test_results_do_not_depend_on_the_thread_count(text, small_blocks):
+    s, seed = series_of(text)
+    runs = []
+    for threads in (1, 2, 3, 8):
+        samples: dict[int, np.ndarray] = {}
+        runs.append((engine.run_trial(s, seed, 0, samples=samples, threads=threads), samples))
+    stats, samples = runs[0]
+    assert np.all(np.isfinite(stats))
+    for other, other_samples in runs[1:]:
+        assert np.array_equal(other, stats)
+        assert samples.keys() == other_samples.keys()
+        assert all(np.array_equal(samples[k], other_samples[k]) for k in samples)
+
+
+def test_default_block_sizes_and_threads_agree_with_one_thread():
+    """The real block sizes, crossing block boundaries (batch 3000 x width 64 = 3 stats blocks)."""
+    s, seed = series_of("width: 64\ndepth: 3\nbatch: 3000\ndtype: float32\nseries: [{activation: selu}]")
+    assert np.array_equal(engine.run_trial(s, seed, 0, threads=1), engine.run_trial(s, seed, 0, threads=2))
+
+
+# ---- memory --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("extra", ["", ", init: lecun_truncated", ", dropout: 0.1"])
+def test_memory_needed_bounds_what_a_trial_allocates(dtype, extra):
+    """tracemalloc sees every numpy buffer: the peak stays under the guard's estimate."""
+    s, seed = series_of(f"width: 256\ndepth: 3\nbatch: 700\ndtype: {dtype}\n"
+                        f"series: [{{activation: selu{extra}}}]")
+    item = np.dtype(dtype).itemsize
+    for threads in (1, 2):
+        engine.run_trial(s, seed, 0, threads=threads)  # the pool's threads and their scratch exist
+        engine._scratch.__dict__.clear()  # this thread's scratch is allocated again, under trace
+        tracemalloc.start()
+        try:
+            engine.run_trial(s, seed, 0, threads=threads)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert 256 * 256 * item + 2 * 700 * 256 * item <= peak <= engine.memory_needed(s, threads)
