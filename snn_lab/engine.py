@@ -267,15 +267,24 @@ def _weight_task(series, seed, trial, layer, w):
 
 def input_values(series: Series, seed: int, trial: int, out: np.ndarray | None = None,
                  threads: int | None = None) -> np.ndarray:
-    """The (batch, width) input of a trial: i.i.d. N(mean, var), layer 0's row blocks."""
+    """The (batch, width) input of a trial: entries N(mean, var), layer 0's row blocks.
+
+    With input.correlation c > 0 every sample also shares one N(0, var c) vector (drawn from
+    the layer-0 generator rng_for(..., 0)), so distinct samples have correlation c.
+    """
     x = np.empty((series.batch, series.width), np.dtype(series.dtype)) if out is None else out
     rows = block_rows(series.width)
-    sd, mean = math.sqrt(series.input.var), x.dtype.type(series.input.mean)
+    c = series.input.correlation
+    sd, mean = math.sqrt(series.input.var * (1.0 - c)), x.dtype.type(series.input.mean)
+    shared = None
+    if c > 0:
+        shared = rng_for(seed, series.label, trial, 0).standard_normal(series.width)
+        shared = (shared * math.sqrt(series.input.var * c) + series.input.mean).astype(x.dtype)
 
     def task(b: int) -> None:
         block = x[b * rows:(b + 1) * rows]
         standard_normal_fill(block_stream(seed, series.label, trial, 0, b), block, sd)
-        block += mean
+        block += mean if shared is None else shared
     _parallel(-(-series.batch // rows), task, _threads(threads, x.size))
     return x
 
