@@ -121,8 +121,11 @@ def run(config, out, overrides, force, as_json, quiet, with_plot):
         return
     console = Console()
     if not quiet:
-        from snn_lab.report import summary_table
+        from snn_lab.report import probes_table, summary_table
         console.print(summary_table(res))
+        extra = probes_table(res)
+        if extra is not None:
+            console.print(extra)
     for event in res.meta["overflow"]:
         err.print(f"[yellow]warning:[/] {event['series']}: trial {event['trial']} left the float "
                   f"range at layer {event['layer']}; later layers are inf/NaN", highlight=False, soft_wrap=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from rich.table import Table
 
 from snn_lab.statistics import deviation
@@ -191,3 +192,36 @@ def theory_tables(reports: list[dict]) -> list:
             pred.add_row(str(layer), *(_fmt(row[k]) for k in ("theory_mean", "theory_var", "theory_preact_var")))
         out.append(pred)
     return out
+
+
+def _short(v: float) -> str:
+    """Three significant digits; '-' where nothing was measured or predicted."""
+    return f"{v:.3g}" if math.isfinite(v) else "-"
+
+
+def probes_table(res) -> Table | None:
+    """Per series, a few layers: gradient ratio, dead units and input cosine, beside theory."""
+    cols = [c for c in ("grad_ratio", "dead_fraction", "correlation") if c in res.summary
+            and not np.all(np.isnan(res.summary[c].astype(float)))]
+    if not cols:
+        return None
+    names = {"grad_ratio": "grad ratio", "dead_fraction": "dead units", "correlation": "cosine"}
+    table = Table(title=f"{res.config['name']}: gradients (E[delta^2] / top), dead units, input cosine",
+                  title_justify="left")
+    table.add_column("series")
+    table.add_column("layer", justify="right")
+    for c in cols:
+        table.add_column(names[c], justify="right")
+        if f"theory_{c}" in res.summary:
+            table.add_column("theory", justify="right", style="cyan")
+    for label in res.labels:
+        rows = res.series_summary(label)
+        shown = [0, *display_layers(int(rows["layer"].max()))]
+        for n, i in enumerate(shown):
+            cells = [label if n == 0 else "", str(i)]
+            for c in cols:
+                cells.append(_short(float(rows[c][i])))
+                if f"theory_{c}" in rows:
+                    cells.append(_short(float(rows[f"theory_{c}"][i])))
+            table.add_row(*cells, end_section=n == len(shown) - 1)
+    return table
