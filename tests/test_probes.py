@@ -57,20 +57,23 @@ def test_selu_gradient_grows_by_chi1_per_layer():
 def test_relu_he_correlation_of_uncorrelated_inputs_is_the_arc_cosine_map():
     """Cosine 1/pi = 0.3183 at layer 1 and 0.4937 at layer 2 (Cho and Saul's kernel).
 
-    Finite width biases the simulation slightly upward; at width 256 the measured bias is
-    about +0.001 at layer 1 and +0.004 at layer 2, within the standard errors of 24 trials
-    at layer 1 and checked separately at layer 2 (the bias is O(1/width)).
+    Finite width biases the simulation upward by O(1/width). Measured with 48 trials, batch
+    128: layer 1 +0.0070 (se 0.0008) at width 64, +0.0017 (se 0.0003) at 256, +0.0006 (se
+    0.0003) at 512, i.e. about 0.45/width; layer 2 +0.015 (se 0.005) at 64, +0.0012 (se
+    0.003) at 256. The allowance below is 1/width at layer 1 and 4/width at layer 2, on top
+    of the t-quantile standard-error bound.
     """
+    from conftest import z_threshold
+
     s, stats = run(BASE % ("relu", "he_normal"), "depth=2")
-    cos1, cos2 = stats[:, 1, CORR], stats[:, 2, CORR]
-    assert_matches(cos1[:, None], np.array([1 / math.pi]), family_size=2, what="cosine at layer 1")
     c = 1 / math.pi
     truth2 = (math.sqrt(1 - c * c) + (math.pi - math.acos(c)) * c) / math.pi
     assert truth2 == pytest.approx(0.4937, abs=5e-5)
-    bias = cos2.mean() - truth2
-    se = cos2.std(ddof=1) / math.sqrt(len(cos2))
-    # A 1/width bias allowance: 2 / width (measured ~1/width at widths 64..512), plus 6 se.
-    assert abs(bias) < 2.0 / s.width + 6 * se, (bias, se)
+    k = z_threshold(2, stats.shape[0])
+    for layer, truth, allowance in ((1, c, 1.0 / s.width), (2, truth2, 4.0 / s.width)):
+        cos = stats[:, layer, CORR]
+        se = cos.std(ddof=1) / math.sqrt(len(cos))
+        assert abs(cos.mean() - truth) < allowance + k * se, (layer, cos.mean(), truth, se)
 
 
 def test_dead_units_none_for_selu_and_growing_for_deep_relu():
