@@ -310,7 +310,7 @@ def selu_params(mean, var, dropout_rate, as_json):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the figures (default: RESULTS_DIR/plots).")
 def plot(results_dir, formats, out):
-    """Draw figures from a results folder: convergence, map, activations, histograms.
+    """Draw figures from a results folder: convergence, map, activations, histograms, probes.
 
     RESULTS_DIR is a folder written by `snn-lab run`; omitted: the most recent complete run
     under ./results/. Figures go to RESULTS_DIR/plots/ unless --out is given. Only the

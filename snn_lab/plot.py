@@ -1,4 +1,4 @@
-"""Figures from a results folder: convergence, the SELU map, activations, histograms.
+"""Figures from a results folder: convergence, the SELU map, activations, histograms, probes.
 
 The only module that imports matplotlib. Figures are matplotlib.figure.Figure objects on the
 Agg canvas (no pyplot, no global state, no display needed); save_figures writes them with
@@ -96,15 +96,27 @@ def _title(results: Results, what: str, trials: bool = True) -> str:
     return f"{name}: {what}" + (f" ({trials} trials)" if trials else "")
 
 
-def _mark_overflow(ax, x, y, color) -> bool:
-    """An X at the last finite point of a curve that left the float range, labelled."""
-    k = last_finite(y)
+def _mark_overflow(ax, x, y, color, downward: bool = False, log: bool = False) -> bool:
+    """An X at the last finite point of a curve that left the float range, labelled.
+
+    downward: the curve is computed from the top layer down (gradients), so it is followed
+    from the right. log: on a log axis a value that underflowed to 0 is lost as well.
+    """
+    x, y = np.asarray(x), np.asarray(y, dtype=np.float64)
+    order = slice(None, None, -1) if downward else slice(None)
+    with np.errstate(invalid="ignore"):
+        gone = ~np.isfinite(y[order]) | ((y[order] <= 0) if log else False)
+    k = last_finite(np.where(gone, np.nan, 0.0))
     if k is None:
         return False
+    why = "inf/NaN" if not np.isfinite(y[order][k + 1]) else "0 (underflow)"
+    k = len(y) - 1 - k if downward else k
     ax.plot(x[k], y[k], marker="X", markersize=10, color=color, markeredgecolor="black",
             linestyle="none", zorder=6)
-    ax.annotate(f"inf/NaN after layer {x[k]}", (x[k], y[k]), xytext=(-6, 8),
-                textcoords="offset points", ha="right", fontsize=8, color=_dark(color), zorder=6)
+    where = f"below layer {x[k]}" if downward else f"after layer {x[k]}"
+    ax.annotate(f"{why} {where}", (x[k], y[k]), xytext=(6, 8) if downward else (-6, 8),
+                textcoords="offset points", ha="left" if downward else "right", fontsize=8,
+                color=_dark(color), zorder=6)
     return True
 
 
@@ -161,7 +173,8 @@ def _overflow_handle(label: str = "last finite layer\n(then inf/NaN)") -> Line2D
                   linestyle="none", label=label)
 
 
-def _curve(ax, rows: dict, stat: str, style: dict, has_theory: bool, geometric: bool) -> bool:
+def _curve(ax, rows: dict, stat: str, style: dict, has_theory: bool, geometric: bool,
+           downward: bool = False) -> bool:
     """One series' simulated statistic with its across-trial band, and its theory line.
 
     On a log axis the band is y e^(+-sd/y): the same as y +- sd while sd << y, and it never
@@ -179,7 +192,7 @@ def _curve(ax, rows: dict, stat: str, style: dict, has_theory: bool, geometric: 
     if has_theory:
         ax.plot(x, _finite(rows[f"theory_{stat}"]), color=_dark(color), linestyle="--",
                 linewidth=1.3, zorder=4)
-    return _mark_overflow(ax, x, rows[stat], color)
+    return _mark_overflow(ax, x, rows[stat], color, downward=downward, log=geometric)
 
 
 def _symlog_ticks(summary: dict, has_theory: bool) -> list[float]:
@@ -499,11 +512,119 @@ def _histogram(ax, values: np.ndarray, layer: int, color, bins: int, span) -> No
                 fontsize=7.5, color="0.25")
 
 
+# ---- probes: gradients, dead units, correlations ---------------------------------------------
+
+# (column, the `measure:` entry that fills it, panel title, y label)
+PROBE_PANELS = (
+    ("grad_ratio", "gradients",
+     r"gradient $E[\delta_l^2]\,/\,E[\delta_L^2]$ of an error sent back from the top layer $L$"
+     " (1: no vanishing or exploding)", "ratio (log scale)"),
+    ("dead_fraction", "dead",
+     r"dead units: $|\phi'(h)| < 10^{-6}$ for every input of the batch", "fraction of units"),
+    ("correlation", "correlation",
+     "correlation: mean cosine similarity of two distinct inputs' post-activations", "cosine"),
+)
+
+
+def probes(results: Results) -> Figure:
+    """Gradient ratio, dead units and input correlation against layer (the `measure:` probes).
+
+    A panel whose columns are absent (older results) or were not measured shows a note instead.
+    """
+    depth = int(results.summary["layer"].max()) if len(results.summary["layer"]) else 1
+    shown = [_probe_measured(results, column, measure) for column, measure, _, _ in PROBE_PANELS]
+    with rc_context(STYLE):
+        fig = _figure((9.5, 9.2))
+        # The gradient panel spans many decades (ReLU with LeCun init: 2^-depth): more height.
+        axes = fig.subplots(3, 1, sharex=True, height_ratios=(1.4 if shown[0] else 1, 1, 1))
+        overflowed, theory_shown, measured = False, False, []
+        for ax, (column, measure, title, ylabel), ok in zip(axes, PROBE_PANELS, shown):
+            ax.set_title(title, loc="left")
+            if not ok:
+                ax.text(0.5, 0.5, f"not measured (add '{measure}' to measure:)", ha="center",
+                        va="center", transform=ax.transAxes, color="0.3")
+                ax.set_yticks([])
+                ax.spines["left"].set_visible(False)
+                continue
+            measured.append(column)
+            ax.set_ylabel(ylabel)
+            if column == "grad_ratio":
+                ax.set_yscale("log")
+                ax.axhline(1.0, color=GREY, linewidth=0.8, zorder=1)
+            missing = []
+            for i, label in enumerate(results.labels):
+                rows = _probe_rows(results.series_summary(label), column)
+                if len(rows["layer"]) == 0:
+                    continue
+                if not np.isfinite(rows[column]).any():
+                    missing.append(label)
+                    continue
+                theory = rows.get(f"theory_{column}")
+                has_theory = theory is not None and bool(np.isfinite(theory).any())
+                theory_shown |= has_theory
+                overflowed |= _curve(ax, rows, column, series_style(i), has_theory,
+                                     geometric=column == "grad_ratio",
+                                     downward=column == "grad_ratio")
+            if column != "grad_ratio":
+                _unit_range(ax, results.summary, column)
+            if missing:
+                ax.text(0.01, 0.03, "inf/NaN at every layer: " + ", ".join(missing),
+                        transform=ax.transAxes, fontsize=8, color="0.25", va="bottom",
+                        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+        axes[-1].set_xlabel(r"layer $l$ (0: the input)")
+        axes[-1].set_xlim(0, max(depth, 1))
+        handles = [Line2D([], [], label=label, markersize=5, linewidth=1.8, **series_style(i))
+                   for i, label in enumerate(results.labels)]
+        if measured:
+            band = "±1 sd across trials"
+            if "grad_ratio" in measured:
+                band += "\n(gradient: $r\\,e^{\\pm \\mathrm{sd}/r}$)"
+            handles.append(Patch(color=GREY, alpha=0.3, label=band))
+        if theory_shown:
+            handles.append(Line2D([], [], color="0.2", linestyle="--", linewidth=1.3,
+                                  label="mean-field theory"))
+        if overflowed:
+            handles.append(_overflow_handle("last finite layer\n(then inf/NaN or 0)"))
+        axes[0].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        fig.suptitle(_title(results, "gradients, dead units and input correlations"
+                            if measured else "probes (none measured in this run)"))
+    return fig
+
+
+def _probe_measured(results: Results, column: str, measure: str) -> bool:
+    """The column is in the summary and was measured: listed under measure:, or not all NaN."""
+    if column not in results.summary:
+        return False
+    listed = results.config.get("measure")
+    if isinstance(listed, list) and measure in listed:
+        return True
+    return not np.isnan(results.summary[column]).all()
+
+
+def _probe_rows(rows: dict, column: str) -> dict:
+    """A series' rows for one probe panel: dead units from layer 1 (the input has none), and
+    not where the pre-activations left the float range (every unit then looks dead)."""
+    if column != "dead_fraction":
+        return rows
+    rows = {k: v[1:] for k, v in rows.items()}
+    if "preact_var" in rows:
+        ok = np.isfinite(rows["preact_var"])
+        rows["dead_fraction"] = np.where(ok, rows["dead_fraction"], np.nan)
+    return rows
+
+
+def _unit_range(ax, summary: dict, column: str) -> None:
+    """0..1 (with a margin) for a fraction or a cosine; lower only if the data go below 0."""
+    v = _finite(summary[column])
+    low = min(0.0, float(np.nanmin(v))) if np.isfinite(v).any() else 0.0
+    ax.set_ylim(low - 0.04, 1.04)
+
+
 # ---- saving ----------------------------------------------------------------------------------
 
 FIGURES: dict[str, Callable[[Results], Figure]] = {
     "convergence": convergence, "map": selu_map, "activations": activations,
-    "histograms": histograms}
+    "histograms": histograms, "probes": probes}
 
 
 def save_figures(results: Results, out_dir: str | Path, formats: Iterable[str] = ("png",),

@@ -132,6 +132,9 @@ def predict(series: Series) -> np.ndarray:
 
 # Columns of predict_probes(), beside the engine's measured grad_ratio and correlation.
 PROBES = ("theory_grad_ratio", "theory_correlation")
+# q range where theory_correlation is computed: an exploding or collapsing series leaves it
+# NaN there rather than spend minutes on quadratures graded over 100 octaves.
+_PAIR_RANGE = (1e-12, 1e12)
 
 
 def pair_output(series: Series, act: Activation, q: float, c: float) -> float:
@@ -179,8 +182,8 @@ def predict_probes(series: Series, correlation: bool = True) -> np.ndarray:
         if correlation:
             out[0, 1], c = input_correlation(series)
             for layer in range(1, series.depth + 1):
-                if not (math.isfinite(q[layer]) and q[layer] > 0 and math.isfinite(c)):
-                    break
+                if not (_PAIR_RANGE[0] < q[layer] < _PAIR_RANGE[1] and math.isfinite(c)):
+                    break  # beyond: NaN (the 2-D quadrature's cost grows with |log q|)
                 cross = pair_output(series, act, q[layer], c)
                 e1, e2 = output_moments(act, 0.0, q[layer], series.dropout)
                 out[layer, 1] = cross / e2

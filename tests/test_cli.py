@@ -148,7 +148,7 @@ def test_run_with_plot_draws_the_figures(tmp_path):
     out = invoke("run", "--out", tmp_path / "r", "--plot", "-q", *SMALL)
     assert out.exit_code == 0, out.output
     assert sorted(p.name for p in (tmp_path / "r" / "plots").iterdir()) == [
-        "activations.png", "convergence.png", "histograms.png", "map.png"]
+        "activations.png", "convergence.png", "histograms.png", "map.png", "probes.png"]
 
 
 def test_theory_json_has_the_documented_keys_and_the_paper_numbers():

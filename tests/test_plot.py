@@ -18,7 +18,7 @@ from snn_lab import plot, results
 from snn_lab.cli import main
 
 TINY = ["--set", "width=16", "--set", "depth=6", "--set", "batch=16", "--set", "trials=2"]
-NAMES = ("convergence", "map", "activations", "histograms")
+NAMES = ("convergence", "map", "activations", "histograms", "probes")
 
 # SELU with its weights' sd scaled by 1e8: the activations grow ~1e8 per layer and leave
 # float32's range (3.4e38) at layer 5, so later layers are inf/NaN.
@@ -28,10 +28,27 @@ trials: 2
 width: 16
 depth: 6
 batch: 16
+measure: [gradients, dead, correlation]
 series:
   - {label: SELU, activation: selu}
   - {label: SELU x 1e8, activation: selu, gain: 1.0e8}
 """
+# Every probe measured, on the tiny sizes of TINY.
+PROBED = """\
+name: probed
+trials: 2
+width: 16
+depth: 6
+batch: 16
+measure: [gradients, dead, correlation]
+series:
+  - {label: SELU, activation: selu}
+  - {label: ReLU, activation: relu}
+  - {label: ReLU (He), activation: relu, init: he_normal}
+"""
+PROBE_COLUMNS = ("grad_", "dead_", "correlation", "theory_grad_ratio", "theory_correlation")
+NOT_MEASURED = [f"not measured (add '{m}' to measure:)"
+                for m in ("gradients", "dead", "correlation")]
 
 
 def invoke(*args):
@@ -48,6 +65,26 @@ def run_tiny(out: Path, *extra) -> Path:
 def folder(tmp_path_factory) -> Path:
     """A tiny run of the default experiment (SELU, ReLU, ReLU (He))."""
     return run_tiny(tmp_path_factory.mktemp("run") / "r")
+
+
+def run_stdin(out: Path, yaml_text: str) -> Path:
+    """`snn-lab run - --out DIR -q` with the config on standard input."""
+    done = CliRunner().invoke(main, ["run", "-", "--out", str(out), "-q"], input=yaml_text,
+                              catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory) -> Path:
+    """A tiny run with measure: [gradients, dead, correlation]."""
+    return run_stdin(tmp_path_factory.mktemp("probed") / "p", PROBED)
+
+
+@pytest.fixture(scope="module")
+def exploding(tmp_path_factory) -> Path:
+    """EXPLODING run: SELU x 1e8 leaves float32's range forward at layer 5, backward at 1."""
+    return run_stdin(tmp_path_factory.mktemp("exploding") / "x", EXPLODING)
 
 
 @pytest.fixture(scope="module")
@@ -124,10 +161,8 @@ def test_folder_without_theory_columns_still_plots(folder, tmp_path):
     assert [p.name for p in written] == ["convergence.png", "map.png"]
 
 
-def test_folder_with_inf_and_nan_plots_and_marks_the_overflow(tmp_path):
-    (tmp_path / "x.yaml").write_text(EXPLODING)
-    folder = tmp_path / "x"
-    assert invoke("run", tmp_path / "x.yaml", "--out", folder, "--quiet").exit_code == 0
+def test_folder_with_inf_and_nan_plots_and_marks_the_overflow(exploding):
+    folder = exploding
     meta = json.loads((folder / "meta.json").read_text())
     first_bad = min(e["layer"] for e in meta["overflow"] if e["series"] == "SELU x 1e8")
     summary = results.read(folder).summary
@@ -140,6 +175,95 @@ def test_folder_with_inf_and_nan_plots_and_marks_the_overflow(tmp_path):
     notes = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert f"inf/NaN after layer {first_bad - 1}" in notes
     assert any(label.startswith("last finite layer") for label in _legend_labels(fig))
+
+
+def _texts(fig) -> list[str]:
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def _strip_probe_columns(folder: Path, to: Path) -> Path:
+    """A copy of the folder as an older snn-lab wrote it: no probe columns in the CSVs."""
+    shutil.copytree(folder, to, ignore=shutil.ignore_patterns("plots"))
+    for name in ("layers.csv", "summary.csv"):
+        with open(to / name, newline="") as f:
+            rows = list(csv.reader(f))
+        keep = [i for i, c in enumerate(rows[0]) if not c.startswith(PROBE_COLUMNS)]
+        assert len(keep) < len(rows[0])
+        with open(to / name, "w", newline="") as f:
+            csv.writer(f, lineterminator="\n").writerows([[r[i] for i in keep] for r in rows])
+    return to
+
+
+def test_probes_in_every_format_identical_on_replot(probed, tmp_path):
+    """Every probe measured: png, svg and pdf written, and the same bytes when plotted again."""
+    res = results.read(probed)
+    first = plot.save_figures(res, tmp_path / "a", plot.FORMATS, names=["probes"])
+    again = plot.save_figures(results.read(probed), tmp_path / "b", ["pdf", "png", "svg"],
+                              names=["probes"])
+    assert sorted(p.name for p in first) == sorted(p.name for p in again) == [
+        "probes.pdf", "probes.png", "probes.svg"]
+    for path in first:
+        assert path.read_bytes() == (tmp_path / "b" / path.name).read_bytes(), path.name
+    assert (tmp_path / "a" / "probes.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert b"<svg" in (tmp_path / "a" / "probes.svg").read_bytes()[:1000]
+    assert (tmp_path / "a" / "probes.pdf").read_bytes().startswith(b"%PDF-")
+
+
+def test_probes_draw_the_summary_columns(probed):
+    """Each panel draws its summary.csv column (read here with csv) per series, theory dashed;
+    the gradient axis is logarithmic and no panel says 'not measured'."""
+    with open(probed / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    fig = plot.probes(results.read(probed))
+    grad, dead, corr = fig.axes[:3]
+    assert grad.get_yscale() == "log" and dead.get_yscale() == "linear"
+    assert not set(NOT_MEASURED) & set(_texts(fig))
+    assert "mean-field theory" in _legend_labels(fig)
+    for ax, column, first in ((grad, "grad_ratio", 0), (dead, "dead_fraction", 1),
+                              (corr, "correlation", 0)):
+        drawn = [ln for ln in ax.get_lines() if ln.get_zorder() == 3]  # simulated (theory: 4)
+        assert len(drawn) == 3, column
+        for line, label in zip(drawn, ["SELU", "ReLU", "ReLU (He)"]):
+            want = [float(r[column]) for r in rows if r["series"] == label][first:]
+            np.testing.assert_array_equal(line.get_ydata(), want)
+    for ax, theories in ((grad, 3), (dead, 0), (corr, 3)):
+        dashed = [ln for ln in ax.get_lines() if ln.get_zorder() == 4]
+        assert len(dashed) == theories and all(ln.get_linestyle() == "--" for ln in dashed)
+    assert dead.get_ylim()[0] < 0 < 1 < dead.get_ylim()[1]
+
+
+def test_probes_not_measured_show_notes(probed, folder, tmp_path):
+    """Older results (no probe columns): three notes, and the figure is still written;
+    the default measure (dead, correlation) leaves only the gradient panel a note."""
+    old = results.read(_strip_probe_columns(probed, tmp_path / "old"))
+    assert "grad_ratio" not in old.summary and "correlation" not in old.summary
+    fig = plot.probes(old)
+    assert [t for t in _texts(fig) if t.startswith("not measured")] == NOT_MEASURED
+    assert "mean-field theory" not in _legend_labels(fig)
+    written = plot.save_figures(old, tmp_path / "plots", ["png"], names=["probes"])
+    assert [p.name for p in written] == ["probes.png"]
+    assert imread(written[0]).shape[0] > 300
+    default = [t for t in _texts(plot.probes(results.read(folder))) if t.startswith("not measured")]
+    assert default == NOT_MEASURED[:1]
+
+
+def test_probes_mark_inf_nan_and_underflow(exploding, probed):
+    """The gradient is followed from the top down: its X sits at the lowest finite layer;
+    dead units and correlation are marked where the forward pass left the float range."""
+    res = results.read(exploding)
+    rows = res.series_summary("SELU x 1e8")
+    lowest = int(rows["layer"][np.isfinite(rows["grad_ratio"])].min())
+    first_bad = int(rows["layer"][~np.isfinite(rows["preact_var"])].min())
+    assert 0 < lowest and first_bad < 6
+    notes = _texts(plot.probes(res))
+    assert f"inf/NaN below layer {lowest}" in notes
+    assert notes.count(f"inf/NaN after layer {first_bad - 1}") == 2  # dead units, correlation
+    # A gradient that underflowed to 0 below layer 3 vanishes from a log axis: marked too.
+    res = results.read(probed)
+    keep = res.summary["series"] == "ReLU"
+    res.summary["grad_ratio"] = np.where(keep & (res.summary["layer"] < 3), 0.0,
+                                         res.summary["grad_ratio"])
+    assert "0 (underflow) below layer 3" in _texts(plot.probes(res))
 
 
 def test_no_argument_plots_the_newest_complete_run(tmp_path, monkeypatch):
