@@ -110,7 +110,7 @@ def test_fuzzed_cli_runs_exit_0_or_2_never_a_traceback(data, tmp_path_factory):
 
 
 def test_regression_huge_integer_is_not_a_crash():
-    """Found by the fuzzer: math.isfinite(10**400) raises OverflowError."""
+    """Found while writing the fuzz strategies: math.isfinite(10**400) raises OverflowError."""
     with pytest.raises(ConfigError, match="series.0.gain: expected a finite number > 0"):
         config.load("x.yaml", text="series: [{activation: selu, gain: " + "9" * 400 + "}]")
 
