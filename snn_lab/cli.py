@@ -61,7 +61,7 @@ def _load(config: str | None, overrides: tuple[str, ...], check_resources: bool 
 
     try:
         if config == "-":
-            text = click.get_text_stream("stdin").read() if text is None else text
+            text = sys.stdin.read() if text is None else text
             exp = cfg.load("<stdin>", text=text, overrides=overrides)
         else:
             exp = cfg.load(config, overrides=overrides)
@@ -242,7 +242,7 @@ def theory(config, activation, init, gain, bias_var, dropout, normalize, depth, 
         exp = _load_text("name: theory\nseries: [{activation: %s}]\n" % json.dumps(given["activation"]),
                          _series_sets(given, 1) + overrides)
     else:
-        text = click.get_text_stream("stdin").read() if config == "-" else None
+        text = sys.stdin.read() if config == "-" else None
         exp = _load(config, overrides, check_resources=False, text=text)
         if given:
             sets = _series_sets(given, len(exp.series))
