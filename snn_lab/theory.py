@@ -182,7 +182,9 @@ def predict_probes(series: Series, correlation: bool = True) -> np.ndarray:
         if correlation:
             out[0, 1], c = input_correlation(series)
             for layer in range(1, series.depth + 1):
-                if not (_PAIR_RANGE[0] < q[layer] < _PAIR_RANGE[1] and math.isfinite(c)):
+                quadrature = act.pair_form is None
+                span = _PAIR_RANGE if quadrature else (0.0, math.inf)
+                if not (span[0] < q[layer] < span[1] and math.isfinite(c)):
                     break  # beyond: NaN (the 2-D quadrature's cost grows with |log q|)
                 cross = pair_output(series, act, q[layer], c)
                 e1, e2 = output_moments(act, 0.0, q[layer], series.dropout)
