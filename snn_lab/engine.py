@@ -432,7 +432,8 @@ def run_trial(series: Series, seed: int, trial: int, progress: Progress | None =
         samples[0] = _sample(x)
     if series.dropout:
         a, b = alpha_dropout_affine(series.dropout, act.saturation)
-        a, b, drop_value = dtype.type(a), dtype.type(b), dtype.type(act.saturation)
+        with np.errstate(over="ignore"):  # a saturation beyond float32 becomes -inf: data, as below
+            a, b, drop_value = dtype.type(a), dtype.type(b), dtype.type(act.saturation)
 
     w_rows = block_rows(n)
     w_blocks = -(-n // w_rows)

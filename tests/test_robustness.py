@@ -238,3 +238,12 @@ def test_an_interrupt_while_writing_leaves_no_folder_and_no_temporary(tmp_path, 
                                     "--set", "depth=2", "--set", "batch=4", "--set", "trials=1"])
     assert run.exit_code == 130 and run.output.strip() == "interrupted: nothing was written"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_regression_huge_parameters_overflow_to_inf_not_to_a_crash(tmp_path):
+    """Found while writing the fuzz strategies: Python's float ** raises OverflowError (1e300 ** 2)."""
+    text = ("trials: 2\nwidth: 8\ndepth: 3\nbatch: 8\n"
+            "series: [{activation: {name: elu, alpha: 1.0e300}, dropout: 0.1, gain: 1.0e200}]\n")
+    run = CliRunner().invoke(main, ["run", "-", "--out", str(tmp_path / "r"), "-q"], input=text)
+    assert run.exit_code == 0, run.output
+    assert "left the float range" in run.output
