@@ -247,7 +247,10 @@ def theory(config, activation, init, gain, bias_var, dropout, normalize, depth, 
         if given:
             sets = _series_sets(given, len(exp.series))
             exp = _load(config, sets + overrides, check_resources=False, text=text)
-    reports = [th.report(s) for s in exp.series]
+    import numpy as np
+
+    with np.errstate(all="ignore"):  # overflow in the maps is reported as null, not warned about
+        reports = [th.report(s) for s in exp.series]
     if as_json:
         click.echo(json.dumps({"name": exp.name, "series": reports}, indent=2))
         return
