@@ -267,6 +267,8 @@ def fixed_point(series: Series) -> FixedPoint:
 
     if q0 == 0.0:
         return FixedPoint("collapses", note="q = 0 from the first layer on: the input carries no signal")
+    if not math.isfinite(q0):
+        return FixedPoint("grows", note="no fixed point: q overflows at the first layer")
     probe = q0 if q0 < _Q_LIMITS[1] else 1.0
     if all(_unresolved(p, excess(p)) for p in (probe * 4.0 ** k for k in range(-3, 4))):
         return FixedPoint("marginal", note=f"every q is a fixed point (marginal): q stays at the "
@@ -295,6 +297,8 @@ def _bracket(excess: Callable[[float], float], q0: float) -> tuple[float, float,
     # Walk the way the map moves, by factors of 2, to the first resolved change of sign. Where
     # the excess is within rounding of 0, keep walking: a critical decay looks like that.
     f0 = excess(q0)
+    if not math.isfinite(f0):
+        return "grows"  # the map overflows from where the series starts
     if _unresolved(q0, f0):
         return q0, q0, f0
     factor = 2.0 if f0 > 0 else 0.5

@@ -65,3 +65,9 @@ def test_selu_gradient_grows_by_chi1_per_layer_at_its_fixed_point():
 def test_input_correlation_is_followed_from_a_chosen_start():
     pred = theory.predict_probes(series("depth: 2\ninput: {correlation: 0.5}\nseries: [{activation: linear}]"))
     np.testing.assert_allclose(pred[:, 1], 0.5, rtol=1e-12)  # a linear net keeps the cosine
+
+
+def test_a_first_layer_that_overflows_grows_without_bound():
+    """gain 1e200: sigma_w^2 = 1e400 is inf as a double; the theory says 'grows', not 'collapses'."""
+    rep = theory.report(series("series: [{activation: elu, gain: 1.0e200}]"))
+    assert rep["status"] == "grows" and rep["fixed_point"] is None
