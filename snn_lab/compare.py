@@ -13,7 +13,7 @@ import numpy as np
 
 from snn_lab.results import Results, ResultsError, read
 from snn_lab.engine import STATS as FORWARD
-from snn_lab.statistics import MEASURED as STATS, SUMMARY_STATS
+from snn_lab.statistics import MEASURED as STATS, SUMMARY_STATS, json_number
 
 MODES = ("statistical", "exact", "theory")
 FALSE_ALARM = 1e-3  # family-wise chance that a run differing only by its seed is flagged
@@ -388,18 +388,14 @@ class Report:
                                    for c in self.changes],
                 "notes": list(self.notes),
                 "drifted": [{"series": v.series, "layer": v.layer, "stat": v.stat,
-                             "baseline": _finite(v.baseline), "current": _finite(v.current),
-                             "difference": _finite(v.difference), "threshold": _finite(v.threshold),
-                             "z": _finite(v.z), "k": _finite(v.k), "df": _finite(v.df),
+                             "baseline": json_number(v.baseline), "current": json_number(v.current),
+                             "difference": json_number(v.difference), "threshold": json_number(v.threshold),
+                             "z": json_number(v.z), "k": json_number(v.k), "df": json_number(v.df),
                              "kind": v.kind} for v in self.drifted]}
 
 
-def _finite(v: float):
-    return v if math.isfinite(v) else None
-
-
 def _nullable(pair):
-    return None if pair is None else [_finite(x) for x in pair]
+    return None if pair is None else [json_number(x) for x in pair]
 
 
 def _judge(pairs, *, statistical: bool, sigmas, rtol, atol, false_alarm) -> list[Value]:

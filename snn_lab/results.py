@@ -18,7 +18,7 @@ import yaml
 from snn_lab import theory
 from snn_lab.config import Experiment
 from snn_lab.engine import SeriesRun
-from snn_lab.statistics import MEASURED, SUMMARY_STATS, overflow, summarize
+from snn_lab.statistics import MEASURED, SUMMARY_STATS, json_number, overflow, summarize
 
 RESULTS_VERSION = 1
 FILES = ("config.yaml", "layers.csv", "summary.csv", "samples.csv", "meta.json")
@@ -280,14 +280,10 @@ def to_json(results: Results) -> dict:
     for label in results.labels:
         rows = results.series_summary(label)
         cols = [c for c in SUMMARY_COLUMNS if c not in KEY_COLUMNS and c in rows]
-        layers = [{c: _finite(rows[c][i]) for c in cols} for i in range(len(rows["layer"]))]
+        layers = [{c: json_number(rows[c][i]) for c in cols} for i in range(len(rows["layer"]))]
         series.append({"label": label, "activation": str(rows["activation"][0]),
                        "init": str(rows["init"][0]), "layers": layers})
     return {"name": results.config["name"], "path": str(results.path) if results.path else None,
             "seed": results.config["seed"], "trials": results.config["trials"],
             "series": series, "overflow": results.meta.get("overflow", [])}
 
-
-def _finite(v):
-    v = v.item() if hasattr(v, "item") else v
-    return v if not isinstance(v, float) or np.isfinite(v) else None

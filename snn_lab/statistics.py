@@ -41,3 +41,9 @@ def deviation(sim: float, sd: float, trials: int, theory: float) -> float:
     if not (math.isfinite(se) and math.isfinite(sim) and math.isfinite(theory)) or se == 0:
         return math.nan
     return (sim - theory) / se
+
+
+def json_number(v):
+    """A JSON-ready number: a Python int or float, None for inf/NaN (JSON has neither)."""
+    v = v.item() if hasattr(v, "item") else v
+    return None if isinstance(v, float) and not math.isfinite(v) else v

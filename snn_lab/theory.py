@@ -21,6 +21,7 @@ import numpy as np
 from snn_lab import gaussian
 from snn_lab.activations import ALPHA01, Activation, alpha_dropout_affine, make_activation
 from snn_lab.config import Series
+from snn_lab.statistics import json_number
 
 # Columns of predict(), in order: what engine.run_trial records as mean, var, preact_var.
 THEORY = ("theory_mean", "theory_var", "theory_preact_var")
@@ -383,12 +384,6 @@ def _phase(chi: float) -> str:
     return "ordered" if chi < 1.0 else "chaotic"
 
 
-def _finite(x) -> float | None:
-    """A float for JSON: None for inf/NaN (JSON has neither)."""
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
 def report(series: Series, depth: int | None = None) -> dict:
     """The mean-field analysis of a series, JSON-ready (non-finite numbers become null).
 
@@ -409,7 +404,7 @@ def report(series: Series, depth: int | None = None) -> dict:
     fp = fixed_point(series)
     out: dict = {"label": series.label, "status": fp.status, "note": fp.note,
                  "fixed_point": None if fp.status != "fixed" else
-                 {"q": _finite(fp.q), "mean": _finite(fp.mean), "var": _finite(fp.var)},
+                 {"q": json_number(fp.q), "mean": json_number(fp.mean), "var": json_number(fp.var)},
                  "g_params": {"omega": 0.0, "tau": weight_scale(series), "bias_var": series.bias_var,
                               "dropout": series.dropout}}
     values, reasons = _linearization(series, act, fp)
@@ -419,7 +414,7 @@ def report(series: Series, depth: int | None = None) -> dict:
     pred = predict(series)
     bad = ~np.isfinite(pred).all(axis=1)
     out["overflow_layer"] = int(np.argmax(bad)) if bad.any() else None
-    out["layers"] = [{"layer": i, **{k: _finite(v) for k, v in zip(THEORY, row)}}
+    out["layers"] = [{"layer": i, **{k: json_number(v) for k, v in zip(THEORY, row)}}
                      for i, row in enumerate(pred)]
     return out
 
@@ -440,7 +435,7 @@ def _linearization(series: Series, act: Activation, fp: FixedPoint) -> tuple[dic
         q = fp.q if fp.status == "fixed" else preact_var(series, series.input.mean, series.input.var)
         mean, var = layer_stats(series, act, q)
         jac = g_jacobian(act, mean, var, 0.0, weight_scale(series), series.bias_var, series.dropout)
-        out["jacobian"] = [[_finite(x) for x in row] for row in jac]
+        out["jacobian"] = [[json_number(x) for x in row] for row in jac]
         out["spectral_norm"] = np.linalg.norm(jac, 2)
         out["q_slope"], out["chi1"] = q_slope(series, q, act), chi1(series, q, act)
         out["c_star"], out["chi_c"] = correlation_fixed_point(series, q)
@@ -453,7 +448,7 @@ def _linearization(series: Series, act: Activation, fp: FixedPoint) -> tuple[dic
     if why:
         out["xi_q"], reasons["xi_q"] = None, why
     out["phase"] = _phase(out["chi1"])
-    numbers = {k: _finite(v) for k, v in out.items() if k not in ("jacobian", "phase") and v is not None}
+    numbers = {k: json_number(v) for k, v in out.items() if k not in ("jacobian", "phase") and v is not None}
     return {**out, **numbers}, reasons
 
 
