@@ -27,7 +27,7 @@ import tracemalloc
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import snn_lab  # noqa: F401  (before numpy: whatever snn_lab sets up for its BLAS applies here too)
+import snn_lab.cli  # noqa: F401  (before numpy: the CLI's OPENBLAS_THREAD_TIMEOUT default applies here too)
 import numpy as np
 
 from snn_lab import config, engine

@@ -6,7 +6,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 
 # Keras/TensorFlow's correction for a normal truncated at two standard deviations: the
 # standard deviation of N(0, 1) restricted to [-2, 2], published as this literal.
@@ -22,7 +21,7 @@ def truncated_variance(c: float = TRUNCATION) -> float:
 
 @dataclass(frozen=True)
 class Initializer:
-    """A weight ensemble: per-weight variance and a sampler of that ensemble."""
+    """A weight ensemble: its scale and shape (engine.fill_weights draws it) and its variance."""
 
     name: str
     scale: Callable[[int, int], float]  # (fan_in, fan_out) -> the sampler's std parameter
@@ -37,31 +36,6 @@ class Initializer:
         if self.kind == "truncated":
             return s * s * truncated_variance()
         return s * s
-
-    def sample(self, rng: np.random.Generator, fan_in: int, fan_out: int,
-               dtype=np.float64, gain: float = 1.0) -> np.ndarray:
-        """Draw a (fan_in, fan_out) weight matrix."""
-        s = gain * self.scale(fan_in, fan_out)
-        shape = (fan_in, fan_out)
-        if self.kind == "uniform":
-            w = rng.random(shape, dtype=dtype)
-            w *= 2.0 * s
-            w -= s
-            return w
-        w = rng.standard_normal(shape, dtype=dtype)
-        if self.kind == "truncated":
-            _redraw_tails(rng, w)
-        w *= s
-        return w
-
-
-def _redraw_tails(rng: np.random.Generator, w: np.ndarray) -> None:
-    """Replace entries beyond TRUNCATION by fresh draws until none is left (rejection)."""
-    flat = w.reshape(-1)
-    bad = np.flatnonzero(np.abs(flat) >= TRUNCATION)
-    while bad.size:
-        flat[bad] = rng.standard_normal(bad.size, dtype=w.dtype)
-        bad = bad[np.abs(flat[bad]) >= TRUNCATION]
 
 
 INITIALIZERS: dict[str, Initializer] = {i.name: i for i in [

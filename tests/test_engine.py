@@ -126,8 +126,8 @@ def test_engine_equals_a_plain_reference(act, init):
 def test_initializer_variance_matches_its_samples(init):
     """Sample variance of a large draw against the stated per-weight variance (SE-based)."""
     ini = INITIALIZERS[init]
-    rng = np.random.default_rng(0)
-    w = ini.sample(rng, 400, 400, np.float64)
+    s = experiment(f"width: 400\ndtype: float64\nseries: [{{activation: selu, init: {init}}}]").series[0]
+    w = engine.layer_weights(s, seed=0, trial=0, layer=1)
     n = w.size
     # The variance estimator's standard error: sqrt((m4 - var^2) / n), measured from the draw.
     m2 = np.mean(w ** 2)
@@ -142,8 +142,8 @@ def test_truncated_normal_constants_match_keras():
     assert INITIALIZERS["lecun_truncated"].variance(fan, fan) * fan == pytest.approx(1.0, rel=1e-15)
     assert INITIALIZERS["lecun_truncated_uncorrected"].variance(fan, fan) * fan == pytest.approx(
         KERAS_TRUNCATION_STD ** 2, rel=1e-15)
-    rng = np.random.default_rng(1)
-    w = INITIALIZERS["lecun_truncated"].sample(rng, 50, 50)
+    s = experiment("width: 50\nseries: [{activation: selu, init: lecun_truncated}]").series[0]
+    w = engine.layer_weights(s, seed=1, trial=0, layer=1)
     assert np.abs(w).max() < 2.0 * math.sqrt(1 / 50) / KERAS_TRUNCATION_STD
 
 
