@@ -68,7 +68,7 @@ def collect(exp: Experiment, runs: dict[str, SeriesRun], meta: dict | None = Non
             samples["layer"].extend([layer] * len(values))
             samples["value"].extend(values.tolist())
         pred = theory.predict(s)
-        probes = theory.predict_probes(s, correlation="correlation" in exp.measure)
+        probes = theory.predict_probes(s, correlation="correlation" in exp.measure, prediction=pred)
         if "gradients" not in exp.measure:
             probes[:, 0] = np.nan
         key = (s.label, s.make_activation().label, s.init)

@@ -156,7 +156,7 @@ def input_correlation(series: Series) -> tuple[float, float]:
     return (cross / second if second > 0 else math.nan), (tau_cross + series.bias_var) / q1
 
 
-def predict_probes(series: Series, correlation: bool = True) -> np.ndarray:
+def predict_probes(series: Series, correlation: bool = True, prediction: np.ndarray | None = None) -> np.ndarray:
     """(depth + 1, len(PROBES)): gradient mean square relative to the top, and input cosine.
 
     theory_grad_ratio: E[delta_l^2] / E[delta_L^2] for an error signal sent back from the top,
@@ -164,17 +164,13 @@ def predict_probes(series: Series, correlation: bool = True) -> np.ndarray:
     input). theory_correlation: the mean cosine similarity of two inputs' post-activations,
     E[Y_a Y_b] / E[Y^2], following the correlation map from the input's correlation
     (Poole et al. 2016). Correlation costs a 2-D quadrature per layer: skipped (NaN) if not asked.
+    `prediction`: predict(series), if the caller has it already.
     """
     act = series.make_activation()
     out = np.full((series.depth + 1, len(PROBES)), math.nan)
-    q = np.full(series.depth + 1, math.nan)
-    mean, var = series.input.mean, series.input.var
+    # Each layer's pre-activation variance, from predict() (q[0] is not used).
+    q = (predict(series) if prediction is None else prediction)[:, 2]
     with np.errstate(all="ignore"):
-        for layer in range(1, series.depth + 1):
-            q[layer] = preact_var(series, mean, var)
-            if not math.isfinite(q[layer]):
-                break
-            mean, var = layer_stats(series, act, q[layer])
         ratio = 1.0
         out[series.depth, 0] = 1.0
         for layer in range(series.depth - 1, -1, -1):
