@@ -54,15 +54,16 @@ def main() -> None:
 
 def _load(config: str | None, overrides: tuple[str, ...], check_resources: bool = True,
           text: str | None = None):
-    """Load an experiment ('-': standard input, or `text` if given), problems -> exit 2."""
+    """Load an experiment ('-': standard input; `text`: that YAML, named `config`), problems -> exit 2."""
     from snn_lab import config as cfg
     from snn_lab.engine import check_memory, memory_available
     from snn_lab.results import check_size
 
     try:
-        if config == "-":
-            text = sys.stdin.read() if text is None else text
-            exp = cfg.load("<stdin>", text=text, overrides=overrides)
+        if config == "-" and text is None:
+            text = sys.stdin.read()
+        if text is not None:
+            exp = cfg.load("<stdin>" if config == "-" else config, text=text, overrides=overrides)
         else:
             exp = cfg.load(config, overrides=overrides)
         if check_resources:
@@ -239,8 +240,8 @@ def theory(config, activation, init, gain, bias_var, dropout, normalize, depth, 
     if depth is not None:
         given["depth"] = depth
     if config is None and "activation" in given:
-        exp = _load_text("name: theory\nseries: [{activation: %s}]\n" % json.dumps(given["activation"]),
-                         _series_sets(given, 1) + overrides)
+        exp = _load("<options>", _series_sets(given, 1) + overrides, check_resources=False,
+                    text="name: theory\nseries: [{activation: %s}]\n" % json.dumps(given["activation"]))
     else:
         text = sys.stdin.read() if config == "-" else None
         exp = _load(config, overrides, check_resources=False, text=text)
@@ -264,16 +265,6 @@ def _series_sets(given: dict, count: int) -> tuple[str, ...]:
     import json
 
     return tuple(f"series.{i}.{key}={json.dumps(value)}" for i in range(count) for key, value in given.items())
-
-
-def _load_text(text: str, overrides: tuple[str, ...]):
-    """An experiment from built-in YAML text and overrides (exit 2 on problems)."""
-    from snn_lab import config as cfg
-
-    try:
-        return cfg.load("<options>", text=text, overrides=overrides)
-    except cfg.ConfigError as exc:
-        raise UsageProblem("\n".join(map(str, exc.problems))) from None
 
 
 @main.command("selu-params")
