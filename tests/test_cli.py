@@ -197,3 +197,22 @@ def test_selu_params_returns_the_published_constants():
     a = (0.9 * (1 + 0.1 * ap * ap)) ** -0.5
     assert params["a"] == pytest.approx(a, rel=1e-12) and params["b"] == pytest.approx(-a * ap * 0.1, rel=1e-12)
     assert invoke("selu-params", "--mean", "0", "--var", "-1").exit_code == 2
+
+
+@pytest.mark.parametrize("options", [["--normalize-weights"], ["--dropout", "0.1"]])
+def test_theory_selu_keeps_zero_one_with_normalized_weights_or_alpha_dropout(options):
+    """g with omega = 0, tau = 1 has its fixed point at (0, 1) (Theorem 1); alpha dropout's a, b
+    are chosen to keep (0, 1) (Klambauer et al. 2017), so q* = 1 either way."""
+    out = invoke("theory", "--activation", "selu", *options, "--json")
+    assert out.exit_code == 0, out.output
+    fp = json.loads(out.output)["series"][0]["fixed_point"]
+    assert fp["q"] == pytest.approx(1.0, abs=1e-9)
+    assert fp["mean"] == pytest.approx(0.0, abs=1e-9) and fp["var"] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_theory_bias_variance_makes_a_linear_net_grow():
+    """Linear, LeCun: q_{l+1} = q_l + sigma_b^2, no fixed point; layer l's preact var is l/2 + 1."""
+    out = invoke("theory", "--activation", "linear", "--bias-var", "0.5", "--depth", "4", "--json")
+    rep = json.loads(out.output)["series"][0]
+    assert rep["status"] == "grows"
+    assert [row["theory_preact_var"] for row in rep["layers"][1:]] == pytest.approx([1.5, 2.0, 2.5, 3.0])
