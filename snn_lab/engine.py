@@ -296,8 +296,14 @@ _pool_size = 0
 _pool_lock = threading.Lock()
 
 
+THREADS_ENV = "SNN_LAB_THREADS"  # a sweep's worker processes share the cores: each gets its part
+
+
 def default_threads() -> int:
-    """Threads for random draws and blocks: the CPUs this process may run on."""
+    """Threads for random draws and blocks: $SNN_LAB_THREADS, else the CPUs this process may use."""
+    value = os.environ.get(THREADS_ENV, "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
