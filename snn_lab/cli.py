@@ -81,41 +81,59 @@ def _load(config: str | None, overrides: tuple[str, ...], check_resources: bool 
               help="Results folder (default: results/<name>).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a config key, dotted (depth=200, input.var=4, series.0.activation=tanh).")
+@click.option("--sweep", "sweeps", multiple=True, metavar="KEY=V1,V2,...",
+              help="Sweep a key over values (or linspace(A,B,N), logspace, geomspace, range); "
+                   "repeat for a grid. Adds to (or replaces a key of) the config's sweep: block.")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Sweep points run at once, each in its own process (BLAS threads split between them).")
+@click.option("--executor", type=click.Choice(["local", "dask"]), default=None,
+              help="Where sweep points run: local processes (default) or a Dask cluster (the dask extra).")
+@click.option("--scheduler", metavar="ADDRESS",
+              help="Dask scheduler address (tcp://host:8786); implies --executor dask. Without it, "
+                   "--executor dask starts a local cluster of --jobs workers.")
 @click.option("--force", is_flag=True, help="Replace an existing, non-empty results folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (and nothing else) on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no table.")
 @click.option("--plot", "with_plot", is_flag=True, help="Also draw the figures (png) into <out>/plots, as `snn-lab plot` does.")
-def run(config, out, overrides, force, as_json, quiet, with_plot):
-    """Simulate an experiment and write its results folder.
+def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, as_json, quiet, with_plot):
+    """Simulate an experiment (or a sweep of them) and write its results folder.
 
     CONFIG is a YAML experiment (see configs/), '-' for standard input, or omitted for the
-    built-in default (SELU vs ReLU-LeCun vs ReLU-He).
+    built-in default (SELU vs ReLU-LeCun vs ReLU-He). A config with a sweep: block, or
+    --sweep on the command line, runs one experiment per grid point into OUT/points/ and
+    aggregates them into OUT/sweep.csv; the same command resumes an interrupted sweep.
 
     \b
     Example:
       snn-lab run configs/selu_recovers.yaml --set depth=200 --set series.0.activation=tanh
+      snn-lab run configs/sweep_gain.yaml --jobs 2
+      snn-lab run --sweep width=64,256,1024 --sweep 'gain=linspace(0.8,1.2,5)' -j 2
     """
     import json
 
     from rich.console import Console
 
-    from snn_lab import engine, results
+    from snn_lab import results
+    from snn_lab.executors import simulate
 
-    exp = _load(config, overrides)
+    text = sys.stdin.read() if config == "-" else None
+    sweep = _load_sweep(config, overrides, sweeps, text, jobs)
+    if sweep is not None:
+        return _run_sweep(sweep, out, jobs, executor or ("dask" if scheduler else "local"), scheduler,
+                          force, as_json, quiet, with_plot)
+    if jobs != 1 or executor or scheduler:
+        raise UsageProblem("--jobs, --executor and --scheduler run the points of a sweep; this config "
+                           "has no sweep: block (add one, or --sweep KEY=V1,V2,...)")
+    exp = _load(config, overrides, text=text)
     out = out or Path("results") / exp.name
     try:
         results.check_target(out, force)
     except results.ResultsError as exc:
         raise UsageProblem(str(exc)) from None
     err = Console(stderr=True)
-    started, t0 = time.time(), time.perf_counter()
     try:
         with _progress(err, enabled=not (quiet or as_json), total=_work(exp)) as advance:
-            runs = engine.run_experiment(exp, advance)
-        meta = {**results.environment(), "seed": exp.seed, "seed_entropy": str(exp.seed),
-                "argv": sys.argv, "started_utc": _utc(started), "finished_utc": _utc(time.time()),
-                "wall_seconds": round(time.perf_counter() - t0, 3)}
-        res = results.collect(exp, runs, meta)
+            res = simulate(exp, advance)
         results.write(res, out, force)
     except (results.ResultsError, OSError) as exc:
         raise UsageProblem(str(exc)) from None
@@ -137,6 +155,91 @@ def run(config, out, overrides, force, as_json, quiet, with_plot):
         err.print(f"[yellow]warning:[/] {event['series']}: trial {event['trial']} left the float "
                   f"range at layer {event['layer']}; later layers are inf/NaN", highlight=False, soft_wrap=True)
     console.print(f"wrote {out}/ ({res.meta['wall_seconds']:.2f} s)", highlight=False, soft_wrap=True)
+    if figures:
+        console.print(f"drew {len(figures)} figures in {out / 'plots'}/", highlight=False, soft_wrap=True)
+
+
+def _load_sweep(config, overrides, sweeps, text, jobs):
+    """The config's sweep (None without one), every point validated and its memory checked."""
+    from snn_lab import config as cfg
+    from snn_lab import sweep as sw
+    from snn_lab.engine import check_memory, memory_available
+    from snn_lab.results import check_size
+
+    try:
+        sweep = sw.load("<stdin>" if config == "-" else config, text=text, overrides=overrides, sweeps=sweeps)
+        if sweep is not None:
+            available = memory_available() // jobs  # the points of --jobs N run side by side
+            for p in sweep.points:
+                check_memory(p.experiment, available)
+                check_size(p.experiment, available)
+    except cfg.ConfigError as exc:
+        raise UsageProblem("\n".join(dict.fromkeys(map(str, exc.problems)))) from None
+    return sweep
+
+
+def _run_sweep(sweep, out, jobs, executor, scheduler, force, as_json, quiet, with_plot):
+    """Run the points not yet complete, write each as it arrives, then sweep.csv."""
+    import json
+
+    from rich.console import Console
+
+    from snn_lab import executors, results
+    from snn_lab import sweep as sw
+
+    out = out or Path("results") / sweep.name
+    err, console = Console(stderr=True), Console()
+    try:
+        todo = sw.plan(sweep, out, force)
+        sw.start(sweep, out, force)
+    except (sw.SweepError, OSError) as exc:
+        raise UsageProblem(str(exc)) from None
+    skipped, failed, t0 = len(sweep.points) - len(todo), [], time.perf_counter()
+    if skipped and not (quiet or as_json):
+        err.print(f"resuming {out}/: {skipped} of {len(sweep.points)} points already complete",
+                  highlight=False, soft_wrap=True)
+    done = skipped
+    try:
+        with _progress(err, enabled=not (quiet or as_json), total=len(todo), unit="points") as advance:
+            for point, res in executors.run(todo, jobs, executor, scheduler):
+                if isinstance(res, BaseException):
+                    failed.append((point.name, res))
+                else:
+                    results.write(res, out / sw.POINTS / point.name, force=True)
+                    done += 1
+                if advance:
+                    advance(1)
+    except executors.ExecutorError as exc:
+        raise UsageProblem(str(exc)) from None
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: {done} of {len(sweep.points)} points complete in {out}/; "
+                   "run the same command to resume", err=True)
+        raise click.exceptions.Exit(130) from None
+    except (results.ResultsError, OSError) as exc:
+        raise UsageProblem(str(exc)) from None
+    if failed:
+        for name, exc in failed:
+            err.print(f"[red]error:[/] point {name}: {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+        err.print(f"{len(failed)} of {len(sweep.points)} points failed; the others are in {out}/{sw.POINTS}/; "
+                  "run the same command to retry them", highlight=False, soft_wrap=True)
+        raise click.exceptions.Exit(1)
+    table = sw.finish(sweep, out, {"executor": executor, "jobs": jobs})
+    seconds = time.perf_counter() - t0
+    figures = []
+    if with_plot:
+        from snn_lab import plot as plots
+        if hasattr(plots, "save_sweep_figures"):
+            figures = plots.save_sweep_figures(sw.read(out), out / "plots", ("png",))
+    if as_json:
+        click.echo(json.dumps({"name": sweep.name, "path": str(out), "table": str(table),
+                               "keys": list(sweep.keys), "points": len(sweep.points), "ran": len(todo),
+                               "resumed": skipped, "seconds": round(seconds, 3)}, indent=2))
+        return
+    if not quiet:
+        from snn_lab.report import sweep_table
+        console.print(sweep_table(sw.read(out)))
+    console.print(f"wrote {table} ({len(sweep.points)} points, {len(todo)} run, {skipped} resumed, "
+                  f"{seconds:.2f} s)", highlight=False, soft_wrap=True)
     if figures:
         console.print(f"drew {len(figures)} figures in {out / 'plots'}/", highlight=False, soft_wrap=True)
 
@@ -168,23 +271,19 @@ def _work(exp) -> int:
     return sum(s.depth for s in exp.series) * exp.trials
 
 
-def _utc(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
 class _progress:
-    """A rich progress bar over layers, only on a terminal; yields an advance(n) callback."""
+    """A rich progress bar (over layers or points), only on a terminal; yields advance(n) or None."""
 
-    def __init__(self, console, enabled: bool, total: int):
+    def __init__(self, console, enabled: bool, total: int, unit: str = "layers"):
         self.enabled = enabled and console.is_terminal
-        self.console, self.total = console, total
+        self.console, self.total, self.unit = console, total, unit
 
     def __enter__(self):
         if not self.enabled:
             return None
         from rich.progress import BarColumn, Progress, TimeRemainingColumn
 
-        self.bar = Progress("layers", BarColumn(), "{task.completed}/{task.total}",
+        self.bar = Progress(self.unit, BarColumn(), "{task.completed}/{task.total}",
                             TimeRemainingColumn(), console=self.console, transient=True)
         self.bar.start()
         task = self.bar.add_task("run", total=self.total)

@@ -102,6 +102,11 @@ def _series_dict(s: Series) -> dict:
 
 def load(path: str | None = None, text: str | None = None, overrides: tuple[str, ...] = ()) -> Experiment:
     """Load, override and validate an experiment; ConfigError lists every problem found."""
+    return build(*read(path, text), overrides)
+
+
+def read(path: str | None = None, text: str | None = None) -> tuple[Any, dict, str]:
+    """The raw YAML tree of a config file (or text, or the packaged default), its lines and name."""
     if text is None and path is None:
         text = resources.files("snn_lab").joinpath(DEFAULT_CONFIG).read_text("utf-8")
         source = f"<default: {DEFAULT_CONFIG}>"
@@ -121,6 +126,11 @@ def load(path: str | None = None, text: str | None = None, overrides: tuple[str,
     if tree is None:
         raise ConfigError([Problem(source, "", "the config is empty; expected a mapping with at least "
                                    "a 'series' list, e.g. series: [{activation: selu}]")])
+    return tree, dict(lines), source
+
+
+def build(tree: Any, lines: dict, source: str, overrides: tuple[str, ...] = ()) -> Experiment:
+    """Apply --set overrides to a raw tree and validate it into an Experiment."""
     problems: list[Problem] = []
     if isinstance(tree, dict):
         tree, lines = _apply_overrides(tree, dict(lines), overrides, problems)
@@ -256,7 +266,10 @@ class _Checker:
         top = self.mapping(tree, (), "a mapping of experiment keys (name, seed, series, ...)")
         if self.problems:  # nothing else can be checked in a list or a plain value
             raise ConfigError(self.problems)
-        self.keys(top, TOP_KEYS, ())
+        if "sweep" in top:
+            self.fail(("sweep",), "a sweep runs with `snn-lab run`, which expands it into one "
+                      "experiment per point; this command takes one experiment (remove 'sweep', or use --set)")
+        self.keys({k: v for k, v in top.items() if k != "sweep"}, TOP_KEYS, ())
         name = top.get("name", stem or "experiment")
         if not isinstance(name, str) or not _NAME.match(name):
             self.fail(("name",), "expected a folder name of letters, digits, '.', '_' or '-' "

@@ -225,3 +225,29 @@ def probes_table(res) -> Table | None:
                     cells.append(_short(float(rows[f"theory_{c}"][i])))
             table.add_row(*cells, end_section=n == len(shown) - 1)
     return table
+
+
+SWEEP_ROWS = 60  # a terminal table; sweep.csv has every row
+
+
+def sweep_table(sweep, limit: int = SWEEP_ROWS) -> Table:
+    """The last layer of every point and series: swept values, mean and var beside theory."""
+    t = sweep.table
+    last = np.zeros(len(t["layer"]), dtype=bool)
+    for point in dict.fromkeys(t["point"]):
+        rows = t["point"] == point
+        last |= rows & (t["layer"] == t["layer"][rows].max())
+    index = np.flatnonzero(last)
+    table = Table(title=f"{sweep.manifest.get('name', '')}: last layer of each point "
+                  f"({len(dict.fromkeys(t['point']))} points)", title_justify="left")
+    for key in sweep.keys:
+        table.add_column(key, justify="right")
+    for name in ("series", "layer", "mean", "theory", "var", "theory"):
+        table.add_column(name, justify="left" if name == "series" else "right")
+    for i in index[:limit]:
+        cells = [str(t[k][i]) if t[k].dtype == object else f"{t[k][i]:g}" for k in sweep.keys]
+        table.add_row(*cells, str(t["series"][i]), str(t["layer"][i]), _num(t["mean"][i]),
+                      _num(t["theory_mean"][i]), _num(t["var"][i]), _num(t["theory_var"][i]))
+    if len(index) > limit:
+        table.caption = f"first {limit} of {len(index)} rows; every row and layer is in {sweep.path}/sweep.csv"
+    return table

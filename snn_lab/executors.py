@@ -1,0 +1,147 @@
+"""Where a sweep's points run: this process, a local process pool, or a Dask cluster.
+
+Workers only compute: each returns a point's Results and the caller writes it, so a remote
+cluster needs no shared file system and an interrupted sweep never leaves a half-written point.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from snn_lab.config import Experiment
+
+EXECUTORS = ("local", "dask")
+# Thread counts a worker process reads at start-up (numpy's BLAS, then the engine's own).
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "SNN_LAB_THREADS")
+
+
+class ExecutorError(Exception):
+    """An executor that cannot start (a missing extra, an unreachable scheduler)."""
+
+
+def simulate(exp: Experiment, progress: Callable[[int], None] | None = None, meta: dict | None = None):
+    """Run one experiment and collect its Results (what `snn-lab run` and each point do)."""
+    from snn_lab import engine, results
+
+    started, t0 = time.time(), time.perf_counter()
+    runs = engine.run_experiment(exp, progress)
+    meta = {**results.environment(), "seed": exp.seed, "seed_entropy": str(exp.seed), "argv": sys.argv,
+            "started_utc": _utc(started), "finished_utc": _utc(time.time()),
+            "wall_seconds": round(time.perf_counter() - t0, 3), **(meta or {})}
+    return results.collect(exp, runs, meta)
+
+
+def _utc(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def threads_per_job(jobs: int) -> int:
+    """Cores per worker, so that `jobs` workers do not oversubscribe the machine."""
+    from snn_lab.engine import default_threads
+
+    return max(1, default_threads() // max(1, jobs))
+
+
+@contextmanager
+def _thread_limits(threads: int):
+    """Set the thread variables that worker processes inherit at start; restore them after."""
+    old = {k: os.environ.get(k) for k in THREAD_VARIABLES}
+    os.environ.update({k: str(threads) for k in THREAD_VARIABLES})
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run(points: list, jobs: int = 1, executor: str = "local", scheduler: str | None = None) -> Iterator:
+    """Yield (point, Results) as points finish, or (point, an exception) for a point that failed."""
+    if executor == "dask":
+        yield from _dask(points, jobs, scheduler)
+    elif jobs <= 1:
+        for p in points:
+            try:
+                res = simulate(p.experiment)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # a failed point is reported; the others still run
+                yield p, exc
+            else:
+                yield p, res
+    else:
+        yield from _pool(points, jobs)
+
+
+def _pool(points: list, jobs: int) -> Iterator:
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    # spawn, not fork: a forked child would inherit this process's BLAS threads and locks.
+    context = multiprocessing.get_context("spawn")
+    with _thread_limits(threads_per_job(jobs)):
+        pool = ProcessPoolExecutor(max_workers=min(jobs, len(points)) or 1, mp_context=context)
+        try:
+            pending = {pool.submit(simulate, p.experiment): p for p in points}
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    p = pending.pop(fut)
+                    exc = fut.exception()
+                    yield (p, exc) if exc is not None else (p, fut.result())
+        finally:
+            _stop(pool)
+
+
+def _stop(pool) -> None:
+    """Shut a process pool down now: cancel what has not started, end what has."""
+    processes = list(getattr(pool, "_processes", {}).values())  # no public way to end workers
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in processes:
+        proc.join(timeout=5)
+
+
+def _dask(points: list, jobs: int, scheduler: str | None) -> Iterator:
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise ExecutorError("--executor dask needs the dask extra: pip install 'snn-lab[dask]'") from None
+    cluster = None
+    threads = threads_per_job(jobs)
+    try:
+        if scheduler:
+            client = Client(scheduler, timeout="10s")
+        else:
+            # A local cluster on loopback: `jobs` worker processes with one task at a time each.
+            with _thread_limits(threads):
+                cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address=None,
+                                       env={k: str(threads) for k in THREAD_VARIABLES})
+            client = Client(cluster)
+    except (OSError, TimeoutError) as exc:
+        if cluster is not None:
+            cluster.close()
+        raise ExecutorError(f"cannot reach the Dask scheduler {scheduler or '(local cluster)'}: {exc}") from None
+    try:
+        futures = {client.submit(simulate, p.experiment, pure=False, key=f"snn-lab-{i}-{p.name}"): p
+                   for i, p in enumerate(points)}
+        for fut in as_completed(futures):
+            p = futures[fut]
+            if fut.status == "error":
+                yield p, fut.exception()
+            else:
+                yield p, fut.result()
+    finally:
+        client.cancel(list(futures) if "futures" in locals() else [])
+        client.close()
+        if cluster is not None:
+            cluster.close()
