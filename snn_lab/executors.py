@@ -119,7 +119,7 @@ def _dask(points: list, jobs: int, scheduler: str | None) -> Iterator:
     threads = threads_per_job(jobs)
     try:
         if scheduler:
-            client = Client(scheduler, timeout="10s")
+            client = Client(scheduler, timeout="5s")
         else:
             # A local cluster on loopback: `jobs` worker processes with one task at a time each.
             with _thread_limits(threads):

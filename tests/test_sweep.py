@@ -1,0 +1,310 @@
+"""Sweeps: grid expansion, per-point seeds, the folder and sweep.csv, parallel and resumed runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from snn_lab import sweep as sw
+from snn_lab.cli import main
+from snn_lab.config import ConfigError
+
+BASE = """\
+name: grid
+seed: 7
+trials: 2
+width: 32
+depth: 5
+batch: 32
+dtype: float64
+series:
+  - {label: SELU, activation: selu}
+  - {label: tanh, activation: tanh, width: 16}
+"""
+GRID = BASE + "sweep:\n  gain: [0.9, 1.1]\n  width: [16, 32]\n"
+
+
+def invoke(*args, input=None):
+    return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+
+
+def write(tmp_path: Path, text: str, name: str = "grid.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, "utf-8")
+    return path
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+# ---- the grid ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec, expected", [
+    ("[1, 2, 3]", (1, 2, 3)),
+    ("{linspace: [0.5, 1.5, 11]}", tuple(round(0.5 + 0.1 * i, 12) for i in range(11))),
+    ("{logspace: [-2, 1, 4]}", (0.01, 0.1, 1.0, 10.0)),
+    ("{geomspace: [1, 16, 5]}", (1.0, 2.0, 4.0, 8.0, 16.0)),
+    ("{range: [16, 80, 32]}", (16, 48)),
+    ("{range: [2, 5]}", (2, 3, 4)),
+    ("1.25", (1.25,)),
+])
+def test_value_specs_expand_to_the_values_a_reader_expects(spec, expected):
+    s = sw.load("<t>", text=BASE + f"sweep:\n  gain: {spec}\n".replace("gain", "bias_var" if "range" in spec else "gain"))
+    assert s.axes[0].values == expected
+
+
+def test_the_grid_is_the_cartesian_product_in_the_order_given(tmp_path):
+    s = sw.load(write(tmp_path, GRID))
+    assert s.keys == ("gain", "width")
+    assert [dict(p.values) for p in s.points] == [
+        {"gain": 0.9, "width": 16}, {"gain": 0.9, "width": 32}, {"gain": 1.1, "width": 16}, {"gain": 1.1, "width": 32}]
+    assert [p.name for p in s.points][:2] == ["gain=0.9,width=16", "gain=0.9,width=32"]
+
+
+def test_a_series_key_sets_every_series_and_a_shared_key_wins_over_a_series_own():
+    s = sw.load("<t>", text=GRID)
+    p = s.points[-1]  # gain 1.1, width 32: the tanh series set its own width 16, the sweep wins
+    assert [x.gain for x in p.experiment.series] == [1.1, 1.1]
+    assert [x.width for x in p.experiment.series] == [32, 32]
+
+
+def test_series_index_keys_and_dotted_input_keys_set_only_their_target():
+    s = sw.load("<t>", text=BASE, sweeps=("series.1.gain=2.0", "input.var=4"))
+    exp = s.points[0].experiment
+    assert [x.gain for x in exp.series] == [1.0, 2.0]
+    assert [x.input.var for x in exp.series] == [4.0, 4.0]
+
+
+def test_command_line_sweeps_add_keys_and_replace_the_blocks_values():
+    s = sw.load("<t>", text=GRID, sweeps=("gain=linspace(1,2,3)", "depth=3,4"))
+    assert s.keys == ("width", "gain", "depth")
+    assert s.axes[1].values == (1.0, 1.5, 2.0) and len(s.points) == 2 * 3 * 2
+
+
+def test_a_config_without_a_sweep_is_not_a_sweep():
+    assert sw.load("<t>", text=BASE) is None
+
+
+@pytest.mark.parametrize("block, message", [
+    ("  gian: [1, 2]\n", "grid.yaml:12: gian: cannot sweep this key (expected one of:"),
+    ("  gian: [1, 2]\n", "did you mean 'gain'?"),
+    ("  gain: []\n", "grid.yaml:12: sweep.gain: expected at least one value, found an empty list"),
+    ("  gain: {linspace: [1, 2]}\n", "sweep.gain.linspace: expected [START, STOP, N]"),
+    ("  gain: {linspase: [1, 2, 3]}\n", "did you mean 'linspace'?"),
+    ("  gain: {geomspace: [0, 2, 3]}\n", "expected START and STOP > 0 for geomspace"),
+    ("  depth: {range: [1, 5, 0.5]}\n", "expected [START, STOP] or [START, STOP, STEP] of integers"),
+    ("  gain: [1, -1]\n", "grid.yaml:12 (gain=-1): series.0.gain: expected a finite number > 0, found -1"),
+    ("  series.5.gain: [1]\n", "no such series: the config has 2 (indices 0..1)"),
+    ("  gain: [1, 1]\n", "have the same folder name; remove the repeated value"),
+])
+def test_bad_sweeps_exit_2_naming_file_line_key_and_nearest_choice(tmp_path, block, message):
+    out = invoke("run", write(tmp_path, BASE + "sweep:\n" + block), "--out", tmp_path / "o")
+    assert out.exit_code == 2, out.output
+    assert message in out.output
+    assert "Traceback" not in out.output and not (tmp_path / "o").exists()
+
+
+def test_a_bad_command_line_sweep_is_located_at_its_option(tmp_path):
+    out = invoke("run", write(tmp_path, BASE), "--sweep", "width", "--out", tmp_path / "o")
+    assert out.exit_code == 2 and "--sweep width: expected KEY=V1,V2,..." in out.output
+
+
+def test_jobs_without_a_sweep_is_a_usage_error(tmp_path):
+    out = invoke("run", write(tmp_path, BASE), "--jobs", "2", "--out", tmp_path / "o")
+    assert out.exit_code == 2 and "has no sweep: block" in out.output
+
+
+def test_other_commands_refuse_a_sweep_config_with_the_reason(tmp_path):
+    out = invoke("theory", write(tmp_path, GRID))
+    assert out.exit_code == 2 and "a sweep runs with `snn-lab run`" in out.output
+
+
+# ---- seeds ---------------------------------------------------------------------------------
+
+def test_point_seeds_differ_and_do_not_depend_on_the_rest_of_the_grid():
+    whole = sw.load("<t>", text=GRID)
+    alone = sw.load("<t>", text=BASE + "sweep:\n  width: [32]\n  gain: [1.1]\n")
+    seeds = [p.experiment.seed for p in whole.points]
+    assert len(set(seeds)) == len(seeds) and 7 not in seeds
+    assert alone.points[0].experiment.seed == whole.points[-1].experiment.seed  # key order irrelevant too
+
+
+def test_a_swept_seed_is_used_as_given():
+    s = sw.load("<t>", text=BASE, sweeps=("seed=0,1,2",))
+    assert [p.experiment.seed for p in s.points] == [0, 1, 2]
+
+
+# ---- running -------------------------------------------------------------------------------
+
+def test_each_point_equals_the_same_experiment_run_alone(tmp_path):
+    """The acceptance test: same numbers at each point as the point run on its own."""
+    out = invoke("run", write(tmp_path, GRID), "--out", tmp_path / "s", "-q")
+    assert out.exit_code == 0, out.output
+    s = sw.load(tmp_path / "grid.yaml")
+    for p in s.points:
+        gain, width = dict(p.values)["gain"], dict(p.values)["width"]
+        # The same point built by hand with --set, independently of the sweep's key targeting.
+        sets = ["--set", f"seed={p.experiment.seed}", "--set", f"width={width}", "--set", f"series.1.width={width}",
+                "--set", f"series.0.gain={gain}", "--set", f"series.1.gain={gain}"]
+        alone = tmp_path / f"alone-{p.name}"
+        assert invoke("run", tmp_path / "grid-base.yaml" if (tmp_path / "grid-base.yaml").exists()
+                      else write(tmp_path, BASE, "grid-base.yaml"), *sets, "--out", alone, "-q").exit_code == 0
+        point = tmp_path / "s" / "points" / p.name
+        assert (alone / "layers.csv").read_bytes() == (point / "layers.csv").read_bytes(), p.name
+        assert (alone / "summary.csv").read_bytes() == (point / "summary.csv").read_bytes(), p.name
+
+
+def test_a_points_saved_config_reproduces_it(tmp_path):
+    invoke("run", write(tmp_path, GRID), "--out", tmp_path / "s", "-q")
+    point = tmp_path / "s" / "points" / "gain=1.1,width=16"
+    assert invoke("run", point / "config.yaml", "--out", tmp_path / "again", "-q").exit_code == 0
+    assert (tmp_path / "again" / "layers.csv").read_bytes() == (point / "layers.csv").read_bytes()
+
+
+def test_sweep_csv_holds_every_points_summary_with_the_swept_keys(tmp_path):
+    invoke("run", write(tmp_path, GRID), "--out", tmp_path / "s", "-q")
+    table = rows(tmp_path / "s" / "sweep.csv")
+    summary_columns = next(csv.reader(open(tmp_path / "s" / "points" / "gain=0.9,width=16" / "summary.csv")))
+    assert list(table[0]) == ["point", "gain", "width", "sigma_w2", "sigma_b2", *summary_columns]
+    assert len(table) == 4 * 2 * (5 + 1)  # points x series x layers 0..depth
+    for r in table:
+        point_rows = rows(tmp_path / "s" / "points" / r["point"] / "summary.csv")
+        match = next(x for x in point_rows if x["series"] == r["series"] and x["layer"] == r["layer"])
+        assert all(r[c] == match[c] for c in summary_columns)
+        assert r["point"] == f"gain={r['gain']},width={r['width']}"
+        # LeCun normal: sigma_w^2 = gain^2 (one weight's variance is gain^2 / fan_in).
+        assert float(r["sigma_w2"]) == pytest.approx(float(r["gain"]) ** 2, rel=1e-12)
+        assert float(r["sigma_b2"]) == 0.0
+    manifest = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert manifest["complete"] and manifest["keys"] == ["gain", "width"] and len(manifest["points"]) == 4
+    read = sw.read(tmp_path / "s")
+    assert read.keys == ("gain", "width") and read.table["gain"].dtype == np.float64
+
+
+def test_text_valued_keys_stay_text(tmp_path):
+    out = invoke("run", write(tmp_path, BASE), "--sweep", "activation=selu,elu", "--out", tmp_path / "s", "-q")
+    assert out.exit_code == 0, out.output
+    read = sw.read(tmp_path / "s")
+    assert set(read.table["activation"]) == {"selu", "elu"} and read.table["activation"].dtype == object
+
+
+def test_two_jobs_give_the_same_table_as_one(tmp_path):
+    path = write(tmp_path, GRID)
+    assert invoke("run", path, "--out", tmp_path / "one", "-q").exit_code == 0
+    assert invoke("run", path, "--out", tmp_path / "two", "-q", "--jobs", "2").exit_code == 0
+    assert (tmp_path / "one" / "sweep.csv").read_bytes() == (tmp_path / "two" / "sweep.csv").read_bytes()
+
+
+def test_rerunning_a_complete_sweep_runs_nothing_and_keeps_the_files(tmp_path):
+    path = write(tmp_path, GRID)
+    invoke("run", path, "--out", tmp_path / "s", "-q")
+    meta = tmp_path / "s" / "points" / "gain=0.9,width=16" / "meta.json"
+    before = meta.stat().st_mtime_ns, meta.stat().st_ino
+    out = invoke("run", path, "--out", tmp_path / "s", "--json")
+    assert json.loads(out.output)["ran"] == 0 and json.loads(out.output)["resumed"] == 4
+    assert (meta.stat().st_mtime_ns, meta.stat().st_ino) == before
+
+
+def test_a_changed_config_is_a_conflict_not_a_resume(tmp_path):
+    invoke("run", write(tmp_path, GRID), "--out", tmp_path / "s", "-q")
+    out = invoke("run", write(tmp_path, GRID.replace("seed: 7", "seed: 8")), "--out", tmp_path / "s", "-q")
+    assert out.exit_code == 2 and "were run with another config" in out.output and "--force" in out.output
+    forced = invoke("run", tmp_path / "grid.yaml", "--out", tmp_path / "s", "-q", "--force")
+    assert forced.exit_code == 0
+    assert json.loads((tmp_path / "s" / "points" / "gain=0.9,width=16" / "config.yaml").read_text().split(
+        "seed: ")[1].split("\n")[0]) == sw.load(tmp_path / "grid.yaml").points[0].experiment.seed
+
+
+def test_a_forced_sweep_with_a_smaller_grid_drops_the_old_points(tmp_path):
+    invoke("run", write(tmp_path, GRID), "--out", tmp_path / "s", "-q")
+    invoke("run", write(tmp_path, BASE + "sweep:\n  gain: [0.9]\n"), "--out", tmp_path / "s", "-q", "--force")
+    assert sorted(os.listdir(tmp_path / "s" / "points")) == ["gain=0.9"]
+
+
+def test_a_plain_results_folder_is_not_resumed_as_a_sweep(tmp_path):
+    assert invoke("run", write(tmp_path, BASE), "--out", tmp_path / "s", "-q").exit_code == 0
+    out = invoke("run", tmp_path / "grid.yaml", "--sweep", "gain=1,2", "--out", tmp_path / "s", "-q")
+    assert out.exit_code == 2 and "is not a sweep folder" in out.output
+    assert (tmp_path / "s" / "meta.json").is_file()  # nothing lost
+
+
+def test_a_killed_sweep_resumes_without_redoing_complete_points(tmp_path):
+    path = write(tmp_path, BASE.replace("depth: 5", "depth: 40") + "sweep:\n  gain: {linspace: [0.8, 1.2, 12]}\n")
+    out = tmp_path / "s"
+    cmd = [sys.executable, "-m", "snn_lab", "run", str(path), "--out", str(out), "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(_complete(out)) < 3:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    first = _complete(out)
+    assert 3 <= len(first) < 12, "the sweep finished before it could be killed: make it bigger"
+    stamps = {n: (out / "points" / n / "meta.json").stat().st_mtime_ns for n in first}
+    again = subprocess.run(cmd[:-1] + ["--json"], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert report["resumed"] == len(first) and report["ran"] == 12 - len(first)
+    assert {n: (out / "points" / n / "meta.json").stat().st_mtime_ns for n in first} == stamps
+    fresh = tmp_path / "fresh"
+    assert invoke("run", path, "--out", fresh, "-q").exit_code == 0
+    assert (out / "sweep.csv").read_bytes() == (fresh / "sweep.csv").read_bytes()
+
+
+def _complete(out: Path) -> list[str]:
+    points = out / "points"
+    return sorted(p.name for p in points.iterdir() if (p / "meta.json").is_file()) if points.is_dir() else []
+
+
+def test_ctrl_c_stops_a_sweep_with_one_line_and_exit_130(tmp_path):
+    path = write(tmp_path, BASE.replace("depth: 5", "depth: 40") + "sweep:\n  gain: {linspace: [0.8, 1.2, 40]}\n")
+    out = tmp_path / "s"
+    proc = subprocess.Popen([sys.executable, "-m", "snn_lab", "run", str(path), "--out", str(out), "-q", "-j", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(_complete(out)) < 2:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "points complete in" in err and "run the same command to resume" in err and "Traceback" not in err
+    assert not [p for p in (out / "points").iterdir() if p.name.startswith(".")]  # no half-written point
+
+
+# ---- Dask ----------------------------------------------------------------------------------
+
+def test_the_dask_executor_gives_the_same_table_as_the_local_pool(tmp_path):
+    path = write(tmp_path, GRID)
+    assert invoke("run", path, "--out", tmp_path / "local", "-q").exit_code == 0
+    out = invoke("run", path, "--out", tmp_path / "dask", "-q", "--executor", "dask", "--jobs", "2")
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "local" / "sweep.csv").read_bytes() == (tmp_path / "dask" / "sweep.csv").read_bytes()
+    assert json.loads((tmp_path / "dask" / "sweep.json").read_text())["executor"] == "dask"
+
+
+def test_a_dask_scheduler_address_runs_the_points_on_that_cluster(tmp_path):
+    from distributed import LocalCluster
+
+    path = write(tmp_path, GRID)
+    assert invoke("run", path, "--out", tmp_path / "local", "-q").exit_code == 0
+    with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster:
+        out = invoke("run", path, "--out", tmp_path / "remote", "-q", "--scheduler", cluster.scheduler_address)
+        assert out.exit_code == 0, out.output
+    assert (tmp_path / "local" / "sweep.csv").read_bytes() == (tmp_path / "remote" / "sweep.csv").read_bytes()
+
+
+def test_an_unreachable_scheduler_is_a_usage_error(tmp_path):
+    out = invoke("run", write(tmp_path, GRID), "--out", tmp_path / "s", "--scheduler", "tcp://127.0.0.1:9")
+    assert out.exit_code == 2 and "cannot reach the Dask scheduler tcp://127.0.0.1:9" in out.output
