@@ -299,6 +299,10 @@ class _progress:
 
 _SERIES_OPTIONS = (("activation", str), ("init", str), ("gain", float), ("bias_var", float),
                    ("dropout", float))
+# --phase grids: about 3 s for tanh on 2 cores (a grid point costs a few ms: a fixed point
+# and a quadrature or two).
+_PHASE_GRIDS = {"--weight-var": "0.5,4.5,41", "--bias-var-range": "0,2,21"}
+_PHASE_MAX_N = 401  # per axis
 
 
 @main.command()
@@ -313,17 +317,36 @@ _SERIES_OPTIONS = (("activation", str), ("init", str), ("gain", float), ("bias_v
 @click.option("--depth", type=int, help="Layers of the predicted table.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, as in run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON (and nothing else).")
-def theory(config, activation, init, gain, bias_var, dropout, normalize, depth, overrides, as_json):
+@click.option("--phase", is_flag=True,
+              help="Phase diagram of one activation over (sigma_w^2, sigma_b^2): chi_1, xi_c, the critical line.")
+@click.option("--weight-var", "weight_grid", metavar="START,STOP,N",
+              help=f"With --phase: the sigma_w^2 grid (default: {_PHASE_GRIDS['--weight-var']}).")
+@click.option("--bias-var-range", "bias_grid", metavar="START,STOP,N",
+              help=f"With --phase: the sigma_b^2 grid (default: {_PHASE_GRIDS['--bias-var-range']}).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --phase: the figure (.png, .svg or .pdf; default: results/phase-<activation>.png).")
+@click.option("--overlay", type=click.Path(path_type=Path), metavar="SWEEP_DIR",
+              help="With --phase: mark a sweep's points (its sweep.csv) coloured by --stat.")
+@click.option("--stat", metavar="NAME", help="With --overlay: the sweep.csv column drawn (default: var).")
+@click.option("--layer", type=int, metavar="N", help="With --overlay: the layer drawn (default: each point's last).")
+@click.option("--series", "overlay_series", metavar="LABEL",
+              help="With --overlay: the sweep's series (default: its only one).")
+def theory(config, activation, init, gain, bias_var, dropout, normalize, depth, overrides, as_json,
+           phase, weight_grid, bias_grid, out, overlay, stat, layer, overlay_series):
     """Mean-field analysis: fixed point, stability, chi_1, depth scales, per-layer prediction.
 
     Without CONFIG and options: the default experiment's series. With --activation (and
     friends) but no CONFIG: that one series. With CONFIG: the options apply to every series.
+
+    With --phase: the phase diagram of one activation (chi_1 and xi_c over a grid of
+    sigma_w^2 and sigma_b^2, the critical line chi_1 = 1), written as a figure.
 
     \b
     Example:
       snn-lab theory --activation selu --init lecun_normal
       snn-lab theory --activation tanh --gain 1.2 --bias-var 0.05 --depth 30 --json
       snn-lab theory configs/init_pitfalls.yaml
+      snn-lab theory --phase --activation tanh --weight-var 0.5,4.5,41 --bias-var-range 0,2,21
     """
     import json
 
@@ -332,6 +355,19 @@ def theory(config, activation, init, gain, bias_var, dropout, normalize, depth, 
     from snn_lab import theory as th
     from snn_lab.report import theory_tables
 
+    phase_only = {"--weight-var": weight_grid, "--bias-var-range": bias_grid, "--out": out,
+                  "--overlay": overlay, "--stat": stat, "--layer": layer, "--series": overlay_series}
+    if not phase and any(v is not None for v in phase_only.values()):
+        first = next(k for k, v in phase_only.items() if v is not None)
+        raise UsageProblem(f"{first} applies only with --phase; add --phase (or drop {first})")
+    if phase:
+        for name, value in (("--gain", gain), ("--bias-var", bias_var), ("--depth", depth)):
+            if value is not None:
+                raise UsageProblem(f"{name} has no effect with --phase (the grid sets sigma_w^2 and "
+                                   "sigma_b^2); use --weight-var START,STOP,N and --bias-var-range "
+                                   f"START,STOP,N instead of {name}")
+        if overlay is None and any(v is not None for v in (stat, layer, overlay_series)):
+            raise UsageProblem("--stat, --layer and --series choose what --overlay draws; add --overlay SWEEP_DIR")
     given = {key: value for (key, _), value in zip(_SERIES_OPTIONS, (activation, init, gain, bias_var, dropout))
              if value is not None}
     if normalize:
@@ -347,6 +383,9 @@ def theory(config, activation, init, gain, bias_var, dropout, normalize, depth, 
         if given:
             sets = _series_sets(given, len(exp.series))
             exp = _load(config, sets + overrides, check_resources=False, text=text)
+    if phase:
+        return _theory_phase(exp, config is None and "activation" not in given, weight_grid, bias_grid,
+                             out, overlay, stat, layer, overlay_series, as_json)
     import numpy as np
 
     with np.errstate(all="ignore"):  # overflow in the maps is reported as null, not warned about
@@ -357,6 +396,94 @@ def theory(config, activation, init, gain, bias_var, dropout, normalize, depth, 
     console = Console()
     for renderable in theory_tables(reports):
         console.print(renderable)
+
+
+def _grid(text: str | None, option: str):
+    """START,STOP,N -> numpy.linspace(START, STOP, N), every problem a UsageProblem naming the option."""
+    import math
+
+    import numpy as np
+
+    text = _PHASE_GRIDS[option] if text is None else text
+    example = _PHASE_GRIDS[option]
+    parts = text.split(",")
+    try:
+        start, stop, n = float(parts[0]), float(parts[1]), int(parts[2])
+        if len(parts) != 3:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise UsageProblem(f"{option}: expected START,STOP,N (two numbers and a count), e.g. "
+                           f"{example}; found {text!r}") from None
+    low = 0.0 if option == "--bias-var-range" else None  # sigma_w^2 = 0 has no weights at all
+    if not (math.isfinite(start) and math.isfinite(stop)):
+        raise UsageProblem(f"{option}: START and STOP must be finite numbers; found {text!r} (e.g. {example})")
+    if (low is None and start <= 0) or (low is not None and start < low):
+        bound = "> 0" if low is None else ">= 0"
+        nearest = f"{stop / max(n - 1, 1):g}" if low is None else "0"
+        raise UsageProblem(f"{option}: START is a variance and must be {bound}; found {start:g} "
+                           f"(nearest valid: {nearest}, e.g. {example})")
+    if not stop > start:
+        raise UsageProblem(f"{option}: STOP must be greater than START; found {start:g},{stop:g} "
+                           f"(e.g. {start:g},{start + 4:g},{n})")
+    if not 2 <= n <= _PHASE_MAX_N:
+        raise UsageProblem(f"{option}: N must be an integer in [2, {_PHASE_MAX_N}]; found {n} "
+                           f"(nearest valid: {min(max(n, 2), _PHASE_MAX_N)})")
+    return np.linspace(start, stop, n)
+
+
+def _theory_phase(exp, defaulted, weight_grid, bias_grid, out, overlay, stat, layer, series_label,
+                  as_json) -> None:
+    """snn-lab theory --phase: compute the diagram, draw it, print a summary or JSON."""
+    import json
+
+    import numpy as np
+
+    from snn_lab import phase as ph
+    from snn_lab import plot as plots
+    from snn_lab.activations import ACTIVATIONS
+
+    kinds = list(dict.fromkeys(s.make_activation().label for s in exp.series))
+    if defaulted or len(kinds) > 1:
+        found = f"the default experiment has {', '.join(kinds)}" if defaulted else \
+            f"{exp.name} has {len(kinds)}: {', '.join(kinds)}"
+        raise UsageProblem(f"--phase draws one activation; {found}. Name one with --activation "
+                           f"(one of: {', '.join(ACTIVATIONS)})")
+    weights, biases = _grid(weight_grid, "--weight-var"), _grid(bias_grid, "--bias-var-range")
+    tmpl = exp.series[0]
+    if tmpl.normalize_weights:
+        raise UsageProblem("--phase is for random i.i.d. weights; drop --normalize-weights "
+                           "(normalized weights follow the map g, not the q-map)")
+    marks = None
+    if overlay is not None:
+        if not overlay.is_dir():
+            raise UsageProblem(f"--overlay: expected a sweep folder with a sweep.csv; {overlay} is not a folder")
+        try:
+            marks = plots.phase_overlay(overlay, stat or "var", layer, series_label)
+        except plots.OverlayError as exc:
+            raise UsageProblem(f"--{exc.option}: {exc}") from None
+    diagram = ph.diagram(tmpl, weights, biases)
+    path = out or Path("results") / f"phase-{tmpl.activation}.png"
+    try:
+        plots.save_phase_diagram(plots.phase_diagram(diagram, marks), path)
+    except ValueError as exc:
+        raise UsageProblem(f"--out: {exc}") from None
+    except OSError as exc:
+        raise UsageProblem(f"--out: cannot write {path}: {exc.strerror or exc}") from None
+    if as_json:
+        click.echo(json.dumps({**diagram.to_json(), "figure": str(path)}, indent=2))
+        return
+    click.echo(f"{diagram.activation}: mean-field phase diagram, sigma_w^2 in [{weights[0]:g}, "
+               f"{weights[-1]:g}] ({weights.size}), sigma_b^2 in [{biases[0]:g}, {biases[-1]:g}] ({biases.size})")
+    counts = {r: int((diagram.region == r).sum()) for r in ("ordered", "critical", "chaotic")}
+    click.echo("grid points: " + ", ".join(f"{n} {r}" for r, n in counts.items() if n))
+    click.echo("critical line chi_1 = 1:")
+    for i in sorted(set(np.linspace(0, biases.size - 1, min(5, biases.size)).round().astype(int))):
+        w = diagram.critical[i]
+        where = f"sigma_w^2 = {w:.4f}" if np.isfinite(w) else "not in the sigma_w^2 grid"
+        click.echo(f"  sigma_b^2 = {biases[i]:<8g} {where}")
+    if marks is not None:
+        click.echo(f"overlay: {len(marks['point'])} sweep points, {marks['stat']} of {marks['series']}")
+    click.echo(f"wrote {path}")
 
 
 def _series_sets(given: dict, count: int) -> tuple[str, ...]:
@@ -402,23 +529,58 @@ def selu_params(mean, var, dropout_rate, as_json):
               help="Figure format; repeat for several (default: png).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the figures (default: RESULTS_DIR/plots).")
-def plot(results_dir, formats, out):
+@click.option("--stat", metavar="NAME",
+              help="Sweep folders only: the statistic drawn (default: distance = sqrt(mean^2 + "
+                   "(var-1)^2), the distance from (0, 1); or mean, var, preact_var, grad_ratio, "
+                   "dead_fraction, correlation, ...).")
+@click.option("--layer", type=int, metavar="N",
+              help="Sweep folders only: the layer drawn (default: each point's last).")
+def plot(results_dir, formats, out, stat, layer):
     """Draw figures from a results folder: convergence, map, activations, histograms, probes.
 
     RESULTS_DIR is a folder written by `snn-lab run`; omitted: the most recent complete run
     under ./results/. Figures go to RESULTS_DIR/plots/ unless --out is given. Only the
     folder is read: nothing is simulated again.
 
+    A sweep folder (written by `snn-lab run` with a sweep: block or --sweep) gets one figure,
+    sweep-<stat>.png: the statistic at one layer against the swept key (lines, one per series,
+    standard-error bars, theory dashed), a heatmap per series for two keys, and for more, lines
+    against the first key, one per combination of the others.
+
     \b
     Example:
       snn-lab plot results/selu-vs-relu --format png --format svg
+      snn-lab plot results/gain-sweep --stat var --layer 10
     """
     from rich.console import Console
 
     from snn_lab import plot as plots
     from snn_lab import results
+    from snn_lab import sweep as sw
 
     console = Console()
+    if results_dir is not None and sw.is_sweep(results_dir):
+        try:
+            t0 = time.perf_counter()
+            written = plots.save_sweep_figures(sw.read(results_dir), out or results_dir / "plots",
+                                               formats or ("png",), stat=stat or plots.SWEEP_DEFAULT_STAT,
+                                               layer=layer)
+        except (sw.SweepError, plots.SweepPlotError) as exc:
+            raise UsageProblem(str(exc)) from None
+        except OSError as exc:
+            raise UsageProblem(f"cannot write the figures: {exc}") from None
+        for path in written:
+            console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+        console.print(f"{len(written)} files in {time.perf_counter() - t0:.2f} s", highlight=False)
+        return
+    if stat is not None or layer is not None:
+        given = " and ".join(o for o, v in (("--stat", stat), ("--layer", layer)) if v is not None)
+        verb = "apply" if stat is not None and layer is not None else "applies"
+        if results_dir is None:
+            raise UsageProblem(f"{given} {verb} only to a sweep folder; name one: "
+                               f"snn-lab plot SWEEP_DIR {given.split()[0]} ...")
+        raise UsageProblem(f"{given} {verb} only to a sweep folder (one with {sw.MANIFEST}); "
+                           f"{results_dir} is not one: plot it without {given}")
     if results_dir is None:
         results_dir = plots.find_latest(Path("results"))
         if results_dir is None:

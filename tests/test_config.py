@@ -32,8 +32,11 @@ def test_the_default_experiment_is_configs_selu_vs_relu():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_every_example_config_loads_and_says_what_it_shows(path):
-    exp = config.load(str(path))
-    assert exp.series
+    from snn_lab import sweep
+
+    grid = sweep.load(str(path))  # a sweep config: every point must load
+    exps = [p.experiment for p in grid.points] if grid is not None else [config.load(str(path))]
+    assert all(exp.series for exp in exps)
     assert path.read_text().startswith("#"), "each example starts with a comment saying what it shows"
 
 

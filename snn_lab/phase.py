@@ -1,0 +1,202 @@
+"""The mean-field phase diagram over (sigma_w^2, sigma_b^2): q*, chi_1, c*, xi_c, the critical line.
+
+Every number comes from theory.py, evaluated on a template Series whose gain and bias_var are
+set per grid point (Poole et al. 2016; Schoenholz et al. 2017). Everything here returns data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from snn_lab import theory
+from snn_lab.config import InputSpec, Series
+from snn_lab.statistics import json_number
+
+# Where q grows without bound, chi_1 is taken in the limit q -> infinity, evaluated here (the
+# mirror of theory's q -> 0+ limit at 1e-200): for ReLU-like activations E[phi'^2] has settled.
+_HUGE_Q = 1e200
+# theory.fixed_point walks to q = 1e+-300 by doublings before it calls q grown or collapsed:
+# ~1000 q-map evaluations, up to 5 s a point for gelu. A grid first scans by factors of 16 and
+# calls q grown (collapsed) once it passes _FAR (1 / _FAR) with no change of sign: a fixed
+# point beyond needs |chi_1(infinity) - 1| < ~1e-40 for the unbounded activations.
+_FAR = 1e40
+_SCAN = 16.0
+_MAX_STEPS = 100  # root-finding steps per critical point (Illinois converges in ~10)
+
+
+@dataclass(frozen=True)
+class PhaseDiagram:
+    """The grid (rows: sigma_b^2, columns: sigma_w^2) and the critical line chi_1 = 1."""
+
+    activation: str
+    weight_var: np.ndarray  # (n_w,) sigma_w^2
+    bias_var: np.ndarray  # (n_b,) sigma_b^2
+    status: np.ndarray  # (n_b, n_w) theory.FixedPoint status: fixed, marginal, collapses, grows
+    q_star: np.ndarray  # NaN where there is no fixed point q* > 0
+    chi1: np.ndarray  # at q*, or in the limit q -> 0+ / q -> infinity where q collapses / grows
+    region: np.ndarray  # ordered (chi_1 < 1), chaotic (chi_1 > 1), critical (within 1e-9)
+    c_star: np.ndarray  # NaN where not computed (see grid_point)
+    xi_c: np.ndarray  # -1 / ln chi_c(c*); NaN at criticality and where c* is not computed
+    critical: np.ndarray  # (n_b,) sigma_w^2 with chi_1 = 1 per sigma_b^2; NaN if not in the grid
+
+    def to_json(self) -> dict:
+        """JSON-ready: lists of rows, non-finite numbers as null."""
+        def rows(a):
+            return [[json_number(v) for v in row] for row in a]
+
+        return {"activation": self.activation,
+                "weight_var": [float(v) for v in self.weight_var],
+                "bias_var": [float(v) for v in self.bias_var],
+                "status": self.status.tolist(), "region": self.region.tolist(),
+                "q_star": rows(self.q_star), "chi1": rows(self.chi1),
+                "c_star": rows(self.c_star), "xi_c": rows(self.xi_c),
+                "critical_line": [{"bias_var": float(b), "weight_var": json_number(w)}
+                                  for b, w in zip(self.bias_var, self.critical)]}
+
+
+def template(activation: str, params: tuple = (), **series) -> Series:
+    """A float64 Series with this activation, LeCun init and a N(0, 1) input, for grid points."""
+    base = dict(label=activation, activation=activation, activation_params=tuple(params),
+                init="lecun_normal", width=1, depth=1, batch=1, dtype="float64", input=InputSpec())
+    return Series(**{**base, **series})
+
+
+def at(tmpl: Series, weight_var: float, bias_var: float) -> Series:
+    """The template with sigma_w^2 = weight_var and sigma_b^2 = bias_var."""
+    if tmpl.normalize_weights:
+        raise ValueError("the phase diagram is for random i.i.d. weights; normalize_weights "
+                         "fixes each unit's sum of squares (use the map g instead)")
+    one = tmpl.width * tmpl.initializer.variance(tmpl.width, tmpl.width)  # sigma_w^2 at gain 1
+    return dataclasses.replace(tmpl, gain=math.sqrt(weight_var / one), bias_var=bias_var)
+
+
+def settle(series: Series, act=None) -> tuple[theory.FixedPoint, float]:
+    """theory.fixed_point of the series, found fast, and the q where to evaluate chi_1 there."""
+    act = act or series.make_activation()
+    q0 = theory.preact_var(series, series.input.mean, series.input.var)
+    start = q0
+    f0 = theory.q_map(series, q0, act) - q0 if q0 > 0 else math.nan
+    if math.isfinite(f0) and not theory._unresolved(q0, f0):
+        factor = _SCAN if f0 > 0 else 1.0 / _SCAN
+        while True:  # the same walk as theory._bracket, coarser and shorter
+            q = start * factor
+            if not 1.0 / _FAR <= q <= _FAR:
+                grew = factor > 1
+                fp = theory.FixedPoint("grows" if grew else "collapses",
+                                       note=f"no fixed point: q passes {q:.0e} with depth")
+                return fp, _HUGE_Q if grew else theory._TINY_Q
+            f = theory.q_map(series, q, act) - q
+            if not math.isfinite(f):
+                return theory.FixedPoint("grows", note="no fixed point: q overflows"), _HUGE_Q
+            if not theory._unresolved(q, f) and (f > 0) != (f0 > 0):
+                break
+            start = q
+        # Started within a factor 16 of the sign change, fixed_point doubles at most 4 times.
+        series = dataclasses.replace(series, input=InputSpec(
+            0.0, (start - series.bias_var) / series.weight_var))
+    fp = theory.fixed_point(series)
+    q = {"fixed": fp.q, "collapses": theory._TINY_Q, "grows": _HUGE_Q}.get(
+        fp.status, theory.preact_var(series, series.input.mean, series.input.var))  # marginal
+    return fp, q
+
+
+def grid_point(series: Series) -> dict:
+    """status, q*, chi_1, region, c*, xi_c of one series (NaN where undefined)."""
+    act = series.make_activation()
+    fp, q = settle(series, act)
+    chi = theory.chi1(series, q, act)
+    out = {"status": fp.status, "q_star": fp.q if fp.status == "fixed" else math.nan,
+           "chi1": chi, "region": theory._phase(chi), "c_star": math.nan, "xi_c": math.nan}
+    # c* needs a q* > 0. Off the chaotic side (and without dropout) c* = 1 and chi_c = chi_1: one
+    # 1-D quadrature. In the chaotic phase c* < 1 costs 2-D quadratures (~0.1-1 s a point), so a
+    # grid leaves it out.
+    if fp.status in ("fixed", "marginal") and out["region"] != "chaotic" and not series.dropout:
+        c, chi_c = theory.correlation_fixed_point(series, q)
+        xi, _ = theory._depth_scale(chi_c, "chi_c at c*")
+        out.update(c_star=c, xi_c=math.nan if xi is None else xi)
+    return out
+
+
+def _chi_excess(tmpl: Series, weight_var: float, bias_var: float) -> float:
+    """chi_1 - 1 at one point (the critical line is its zero)."""
+    s = at(tmpl, weight_var, bias_var)
+    act = s.make_activation()
+    return theory.chi1(s, settle(s, act)[1], act) - 1.0
+
+
+def critical_weight_var(tmpl: Series, bias_var: float, lo: float, hi: float,
+                        f_lo: float | None = None, f_hi: float | None = None) -> float:
+    """sigma_w^2 in [lo, hi] with chi_1 = 1 at this sigma_b^2 (chi_1 - 1 changes sign there)."""
+    f = lambda w: _chi_excess(tmpl, w, bias_var)  # noqa: E731
+    f_lo = f(lo) if f_lo is None else f_lo
+    f_hi = f(hi) if f_hi is None else f_hi
+    if f_lo == 0.0:
+        return lo
+    if f_hi == 0.0:
+        return hi
+    if (f_lo > 0) == (f_hi > 0):
+        raise ValueError(f"chi_1 - 1 has the same sign at sigma_w^2 = {lo:g} and {hi:g}")
+    # Illinois regula falsi: bracketed like bisection, superlinear on the smooth chi_1.
+    side = 0
+    for _ in range(_MAX_STEPS):
+        w = (lo * f_hi - hi * f_lo) / (f_hi - f_lo)
+        if not lo < w < hi:
+            w = 0.5 * (lo + hi)
+        fw = f(w)
+        if fw == 0.0 or hi - lo <= 1e-13 * hi:
+            return w
+        if (fw > 0) == (f_lo > 0):
+            lo, f_lo = w, fw
+            f_hi *= 0.5 if side == -1 else 1.0
+            side = -1
+        else:
+            hi, f_hi = w, fw
+            f_lo *= 0.5 if side == 1 else 1.0
+            side = 1
+    return w
+
+
+def diagram(tmpl: Series, weight_var, bias_var) -> PhaseDiagram:
+    """The phase diagram of the template's activation on the grid weight_var x bias_var."""
+    w = np.asarray(weight_var, dtype=np.float64)
+    b = np.asarray(bias_var, dtype=np.float64)
+    keys = ("status", "q_star", "chi1", "region", "c_star", "xi_c")
+    grid = {k: np.empty((b.size, w.size), dtype=object if k in ("status", "region") else np.float64)
+            for k in keys}
+    critical = np.full(b.size, math.nan)
+    # q_map = sigma_w^2 E[Y^2] + sigma_b^2 grows with both variances, and so does q0: a point
+    # whose q grows without bound has growing neighbours to its right and above. Those skip the
+    # search (for unbounded activations, most of the chaotic side).
+    first_grown = w.size
+    with np.errstate(all="ignore"):  # overflow at the grid's edges is an answer, not a warning
+        for i, sb in enumerate(b):
+            for j, sw in enumerate(w):
+                series = at(tmpl, sw, sb)
+                if j >= first_grown:
+                    chi = theory.chi1(series, _HUGE_Q)
+                    point = {"status": "grows", "q_star": math.nan, "chi1": chi,
+                             "region": theory._phase(chi), "c_star": math.nan, "xi_c": math.nan}
+                else:
+                    point = grid_point(series)
+                    if point["status"] == "grows":
+                        first_grown = j
+                for k in keys:
+                    grid[k][i, j] = point[k]
+            critical[i] = _crossing(tmpl, w, sb, grid["chi1"][i] - 1.0)
+    return PhaseDiagram(tmpl.make_activation().label, w, b, grid["status"].astype(str),
+                        grid["q_star"], grid["chi1"], grid["region"].astype(str),
+                        grid["c_star"], grid["xi_c"], critical)
+
+
+def _crossing(tmpl: Series, w: np.ndarray, sb: float, excess: np.ndarray) -> float:
+    """The first ordered-to-chaotic crossing of a grid row, refined; NaN if the row has none."""
+    for j in range(w.size):
+        if abs(excess[j]) <= theory._CRITICAL:
+            return float(w[j])
+        if j and excess[j - 1] < 0 < excess[j]:
+            return critical_weight_var(tmpl, sb, w[j - 1], w[j], excess[j - 1], excess[j])
+    return math.nan
