@@ -42,6 +42,7 @@ class PhaseDiagram:
     c_star: np.ndarray  # NaN where not computed (see grid_point)
     xi_c: np.ndarray  # -1 / ln chi_c(c*); NaN at criticality and where c* is not computed
     critical: np.ndarray  # (n_b,) sigma_w^2 with chi_1 = 1 per sigma_b^2; NaN if not in the grid
+    line: np.ndarray  # (m, 2) (sigma_b^2, sigma_w^2) on the critical line, LINE_DENSITY per grid row
 
     def to_json(self) -> dict:
         """JSON-ready: lists of rows, non-finite numbers as null."""
@@ -56,6 +57,9 @@ class PhaseDiagram:
                 "c_star": rows(self.c_star), "xi_c": rows(self.xi_c),
                 "critical_line": [{"bias_var": float(b), "weight_var": json_number(w)}
                                   for b, w in zip(self.bias_var, self.critical)]}
+
+
+LINE_DENSITY = 8  # critical-line points per sigma_b^2 step of the grid: the drawn line is smooth
 
 
 def template(activation: str, params: tuple = (), **series) -> Series:
@@ -187,9 +191,31 @@ def diagram(tmpl: Series, weight_var, bias_var) -> PhaseDiagram:
                 for k in keys:
                     grid[k][i, j] = point[k]
             critical[i] = _crossing(tmpl, w, sb, grid["chi1"][i] - 1.0)
+        line = _dense_line(tmpl, w, b, critical)
     return PhaseDiagram(tmpl.make_activation().label, w, b, grid["status"].astype(str),
                         grid["q_star"], grid["chi1"], grid["region"].astype(str),
-                        grid["c_star"], grid["xi_c"], critical)
+                        grid["c_star"], grid["xi_c"], critical, line)
+
+
+def _dense_line(tmpl: Series, w: np.ndarray, b: np.ndarray, critical: np.ndarray) -> np.ndarray:
+    """The critical line between grid rows too: each in-between sigma_b^2 is bracketed by its
+    two rows' crossings widened by a grid step, then refined (skipped if chi_1 - 1 keeps its sign)."""
+    points = []
+    step = float(np.diff(w).max()) if w.size > 1 else 1.0
+    for i in range(b.size):
+        if math.isfinite(critical[i]):
+            points.append((float(b[i]), float(critical[i])))
+        if i + 1 == b.size or not (math.isfinite(critical[i]) and math.isfinite(critical[i + 1])):
+            continue
+        lo = max(float(w[0]), min(critical[i], critical[i + 1]) - step)
+        hi = min(float(w[-1]), max(critical[i], critical[i + 1]) + step)
+        for t in np.arange(1, LINE_DENSITY) / LINE_DENSITY:
+            sb = float(b[i] + t * (b[i + 1] - b[i]))
+            try:
+                points.append((sb, critical_weight_var(tmpl, sb, lo, hi)))
+            except ValueError:
+                continue
+    return np.array(points, dtype=np.float64).reshape(-1, 2)
 
 
 def _crossing(tmpl: Series, w: np.ndarray, sb: float, excess: np.ndarray) -> float:

@@ -1112,11 +1112,10 @@ def phase_diagram(diagram, overlay: dict | None = None) -> Figure:
             xi_norm = mcolors.LogNorm(vmin=np.nanmin(xi), vmax=max(np.nanmax(xi), 1.01 * np.nanmin(xi)))
             xi_mesh = ax_xi.pcolormesh(w, b, xi, shading="nearest", cmap="viridis", norm=xi_norm)
             fig.colorbar(xi_mesh, ax=ax_xi, label=r"$\xi_c$ (layers, log scale)")
-        ok = np.isfinite(diagram.critical)
         grid_w, grid_b = np.meshgrid(w, b)
         for ax in (ax_chi, ax_xi):
             ax.grid(False)
-            ax.plot(diagram.critical[ok], b[ok], color="black", linewidth=2.0, zorder=4)
+            ax.plot(diagram.line[:, 1], diagram.line[:, 0], color="black", linewidth=2.0, zorder=4)
             for region in ("ordered", "chaotic"):
                 cells = diagram.region == region
                 if cells.any():  # the centroid of the phase's cells: inside it for these shapes

@@ -57,6 +57,15 @@ def test_tanh_critical_line_matches_its_mpmath_parametrization(q_star):
     assert phase.critical_weight_var(TANH, b, 0.8 * w, 1.25 * w) == pytest.approx(w, rel=1e-9)
 
 
+def test_the_drawn_critical_line_is_dense_and_every_point_has_chi1_one():
+    """Between grid rows the line is refined too (a figure's line is not a polyline over rows)."""
+    d = phase.diagram(TANH, np.linspace(0.5, 3.0, 11), np.linspace(0.0, 0.2, 3))
+    assert d.line.shape == (2 * phase.LINE_DENSITY + 1, 2)
+    assert np.all(np.diff(d.line[:, 0]) > 0) and np.all(np.diff(d.line[:, 1]) > 0)  # tanh: rises with bias
+    for b, w in d.line:
+        assert abs(phase._chi_excess(TANH, w, b)) < 1e-9
+
+
 # ---- closed forms: ReLU, SELU ----------------------------------------------------------------
 
 def test_relu_chi1_is_half_the_weight_variance_everywhere():
