@@ -362,7 +362,9 @@ def finish(sweep: Sweep, out: Path, extra: dict | None = None) -> Path:
     """Write sweep.csv from every point's summary.csv; drop folders of points not in the grid."""
     from snn_lab import results
 
-    columns = ("point", *sweep.keys, *DERIVED, *results.SUMMARY_COLUMNS)
+    # A swept `trials` is already a summary column (same values): written once.
+    keys = [k for k in sweep.keys if k not in results.SUMMARY_COLUMNS]
+    columns = ("point", *keys, *DERIVED, *results.SUMMARY_COLUMNS)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(columns)
@@ -371,7 +373,7 @@ def finish(sweep: Sweep, out: Path, extra: dict | None = None) -> Path:
         by_label = {s.label: (s.weight_var, s.bias_var) for s in p.experiment.series}
         cols = [table[c].tolist() for c in results.SUMMARY_COLUMNS]
         for row in zip(*cols):
-            w.writerow((p.name, *(_cell(v) for _, v in p.values), *by_label[row[0]], *row))
+            w.writerow((p.name, *(_cell(v) for k, v in p.values if k in keys), *by_label[row[0]], *row))
     _atomic(out / TABLE, buf.getvalue())
     names = {p.name for p in sweep.points}
     for folder in (out / POINTS).iterdir():

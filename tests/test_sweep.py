@@ -283,6 +283,36 @@ def test_ctrl_c_stops_a_sweep_with_one_line_and_exit_130(tmp_path):
     assert not [p for p in (out / "points").iterdir() if p.name.startswith(".")]  # no half-written point
 
 
+def test_a_swept_trials_key_is_one_column(tmp_path):
+    out = invoke("run", write(tmp_path, BASE), "--sweep", "trials=2,3", "--out", tmp_path / "s", "-q")
+    assert out.exit_code == 0, out.output
+    header = (tmp_path / "s" / "sweep.csv").read_text().splitlines()[0].split(",")
+    assert header.count("trials") == 1
+    assert {r["trials"] for r in rows(tmp_path / "s" / "sweep.csv")} == {"2", "3"}
+
+
+def test_a_failing_point_is_reported_the_others_complete_and_a_rerun_retries_it(tmp_path, monkeypatch):
+    from snn_lab import executors
+
+    real = executors.simulate
+
+    def flaky(exp, *args, **kwargs):
+        if exp.series[0].gain == 1.1 and exp.series[0].width == 16:
+            raise RuntimeError("boom")
+        return real(exp, *args, **kwargs)
+
+    path = write(tmp_path, GRID)
+    monkeypatch.setattr(executors, "simulate", flaky)
+    out = invoke("run", path, "--out", tmp_path / "s", "-q")
+    assert out.exit_code == 1
+    assert "point gain=1.1,width=16: RuntimeError: boom" in out.output and "1 of 4 points failed" in out.output
+    assert _complete(tmp_path / "s") == ["gain=0.9,width=16", "gain=0.9,width=32", "gain=1.1,width=32"]
+    assert not (tmp_path / "s" / "sweep.csv").exists()
+    monkeypatch.setattr(executors, "simulate", real)
+    again = invoke("run", path, "--out", tmp_path / "s", "--json")
+    assert again.exit_code == 0 and json.loads(again.output)["ran"] == 1
+
+
 # ---- Dask ----------------------------------------------------------------------------------
 
 def test_the_dask_executor_gives_the_same_table_as_the_local_pool(tmp_path):
