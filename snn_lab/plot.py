@@ -642,18 +642,20 @@ def save_figures(results: Results, out_dir: str | Path, formats: Iterable[str] =
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name in names:
-        fig = FIGURES[name](results)
-        with rc_context(STYLE):
-            # Lay out once, the same way whatever the formats and their order: each file then
-            # has the same geometry, and the layout is not recomputed for every format.
-            fig.draw_without_rendering()
-            fig.set_layout_engine(None)  # no engine at all: savefig then draws only once
-        for fmt in formats:
-            path = out_dir / f"{name}.{fmt}"
-            with rc_context(STYLE):
-                fig.savefig(path, format=fmt, metadata=METADATA[fmt])
-            written.append(path)
+        written += _write(FIGURES[name](results), [(out_dir / f"{name}.{fmt}", fmt) for fmt in formats])
     return written
+
+
+def _write(fig: Figure, files: list[tuple[Path, str]]) -> list[Path]:
+    """Save one figure to each (path, format), laid out once: every file has the same geometry."""
+    with rc_context(STYLE):
+        # Lay out once, the same way whatever the formats and their order; then no layout
+        # engine at all, so that savefig draws only once per file.
+        fig.draw_without_rendering()
+        fig.set_layout_engine(None)
+        for path, fmt in files:
+            fig.savefig(path, format=fmt, metadata=METADATA[fmt])
+    return [path for path, _ in files]
 
 
 def find_latest(root: str | Path = "results") -> Path | None:
@@ -1004,14 +1006,7 @@ def save_sweep_figures(sweep: SweepTable, out_dir: str | Path, formats: Iterable
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, fig in figures.items():
-        with rc_context(STYLE):
-            fig.draw_without_rendering()  # lay out once, the same for every format (save_figures)
-            fig.set_layout_engine(None)
-        for fmt in formats:
-            path = out_dir / f"{name}.{fmt}"
-            with rc_context(STYLE):
-                fig.savefig(path, format=fmt, metadata=METADATA[fmt])
-            written.append(path)
+        written += _write(fig, [(out_dir / f"{name}.{fmt}", fmt) for fmt in formats])
     return written
 
 
@@ -1161,8 +1156,4 @@ def save_phase_diagram(fig: Figure, path: str | Path) -> Path:
         raise ValueError(f"unknown figure format {path.suffix or '(none)'!r} (expected a file ending "
                          f"in one of: {', '.join('.' + f for f in FORMATS)})")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with rc_context(STYLE):
-        fig.draw_without_rendering()
-        fig.set_layout_engine(None)
-        fig.savefig(path, format=fmt, metadata=METADATA[fmt])
-    return path
+    return _write(fig, [(path, fmt)])[0]
