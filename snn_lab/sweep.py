@@ -316,6 +316,12 @@ def plan(sweep: Sweep, out: Path, force: bool) -> list[Point]:
     if not (out / MANIFEST).is_file():
         raise SweepError(f"{out} already exists and is not a sweep folder; use --force to replace it "
                          "or --out DIR to write elsewhere")
+    names = {p.name for p in sweep.points}
+    stale = sorted(f.name for f in (out / POINTS).iterdir()
+                   if f.name not in names and not f.name.startswith(".")) if (out / POINTS).is_dir() else []
+    if stale:
+        raise SweepError(f"{out} holds {len(stale)} point(s) that are not in this grid (e.g. {POINTS}/{stale[0]}); "
+                         "use --force to replace that sweep, or --out DIR for a new one")
     todo, conflicts = [], []
     for p in sweep.points:
         folder = out / POINTS / p.name

@@ -233,6 +233,15 @@ def test_a_forced_sweep_with_a_smaller_grid_drops_the_old_points(tmp_path):
     assert sorted(os.listdir(tmp_path / "s" / "points")) == ["gain=0.9"]
 
 
+def test_a_grown_grid_resumes_and_a_shrunk_one_is_refused_without_force(tmp_path):
+    invoke("run", write(tmp_path, BASE + "sweep:\n  gain: [0.9]\n"), "--out", tmp_path / "s", "-q")
+    grown = invoke("run", write(tmp_path, BASE + "sweep:\n  gain: [0.9, 1.1]\n"), "--out", tmp_path / "s", "--json")
+    assert grown.exit_code == 0 and json.loads(grown.output)["resumed"] == 1
+    shrunk = invoke("run", write(tmp_path, BASE + "sweep:\n  gain: [1.1]\n"), "--out", tmp_path / "s", "-q")
+    assert shrunk.exit_code == 2 and "holds 1 point(s) that are not in this grid (e.g. points/gain=0.9)" in shrunk.output
+    assert sorted(os.listdir(tmp_path / "s" / "points")) == ["gain=0.9", "gain=1.1"]  # nothing lost
+
+
 def test_a_plain_results_folder_is_not_resumed_as_a_sweep(tmp_path):
     assert invoke("run", write(tmp_path, BASE), "--out", tmp_path / "s", "-q").exit_code == 0
     out = invoke("run", tmp_path / "grid.yaml", "--sweep", "gain=1,2", "--out", tmp_path / "s", "-q")
