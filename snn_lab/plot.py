@@ -24,7 +24,7 @@ from snn_lab import theory
 from snn_lab.activations import Activation, make_activation, suggest
 from snn_lab.config import InputSpec, Series
 from snn_lab.results import FILES, Results
-from snn_lab.sweep import SweepTable
+from snn_lab.sweep import SweepTable, pooled
 
 FORMATS = ("png", "svg", "pdf")
 
@@ -806,6 +806,8 @@ def sweep_figures(sweep: SweepTable, stat: str = SWEEP_DEFAULT_STAT,
     Named 'sweep-<stat>' (with '-layer<N>' when a layer is chosen). Raises SweepPlotError for a
     statistic or layer this sweep does not have.
     """
+    if "seed" in sweep.keys and len(sweep.keys) > 1:  # replicate seeds: one line or cell per setting, all seeds' trials pooled
+        sweep = pooled(sweep, "seed")
     rows = sweep_values(sweep, stat, layer)
     name = f"sweep-{stat}" + (f"-layer{layer}" if layer is not None else "")
     draw = _sweep_heatmap if len(sweep.keys) == 2 else _sweep_lines
@@ -815,6 +817,9 @@ def sweep_figures(sweep: SweepTable, stat: str = SWEEP_DEFAULT_STAT,
 def _sweep_title(sweep: SweepTable, rows: dict, what: str) -> str:
     trials = sorted(set(rows["trials"].tolist()))
     counted = f" ({trials[0]} trials)" if len(trials) == 1 else ""
+    seeds = sweep.manifest.get("pooled", {}).get("seed")
+    if seeds:
+        counted = counted[:-1] + f" pooled over {len(seeds)} seeds)" if counted else f" (pooled over {len(seeds)} seeds)"
     return f"{sweep.manifest.get('name', 'sweep')}: {what} against {', '.join(sweep.keys)}{counted}"
 
 

@@ -442,3 +442,44 @@ def read(path: str | Path) -> SweepTable:
 
 def _number(v) -> bool:
     return type(v) in (int, float)
+
+
+def pooled(sweep: SweepTable, key: str = "seed") -> SweepTable:
+    """The table with `key` (replicate seeds) pooled away: one row per (other keys, series, layer).
+
+    Each pooled row is what one run with all the points' trials would give: `trials` summed,
+    every statistic the mean over all trials, its `_sd` the spread of all trials together
+    (within-point spreads plus the spread of the point means); theory and derived columns,
+    equal across seeds, are kept.
+    """
+    import numpy as np
+
+    t = sweep.table
+    keys = tuple(k for k in sweep.keys if k != key)
+    group_by = [*keys, "series", "layer"]
+    groups: dict[tuple, list[int]] = {}
+    for i, values in enumerate(zip(*(t[c].tolist() for c in group_by))):
+        groups.setdefault(values, []).append(i)
+    stats = [c[:-3] for c in t if c.endswith("_sd") and c[:-3] in t]
+    out = {c: [] for c in t if c != key}
+    for rows in groups.values():
+        n = t["trials"][rows].astype(np.float64)
+        first = rows[0]
+        for c in out:
+            if c == "trials":
+                out[c].append(int(n.sum()))
+            elif c == "point":
+                out[c].append(",".join(f"{k}={_show(t[k][first])}" for k in keys) or "pooled")
+            elif c not in stats and not c.endswith("_sd"):
+                out[c].append(t[c][first])
+        with np.errstate(all="ignore"):
+            for c in stats:
+                m, sd = t[c][rows], t[f"{c}_sd"][rows]
+                mean = float((n * m).sum() / n.sum())
+                within = ((n - 1.0) * np.where(n > 1, sd, 0.0) ** 2).sum()
+                between = (n * (m - mean) ** 2).sum()
+                out[c].append(mean)
+                out[f"{c}_sd"].append(float(np.sqrt((within + between) / (n.sum() - 1.0))) if n.sum() > 1 else np.nan)
+    table = {c: np.array(v, dtype=t[c].dtype) for c, v in out.items()}
+    manifest = {**sweep.manifest, "keys": list(keys), "pooled": {key: sorted(set(t[key].tolist()))}}
+    return SweepTable(keys, table, manifest, sweep.path)

@@ -322,6 +322,26 @@ def test_a_failing_point_is_reported_the_others_complete_and_a_rerun_retries_it(
     assert again.exit_code == 0 and json.loads(again.output)["ran"] == 1
 
 
+def test_pooling_seeds_equals_one_run_with_all_their_trials(tmp_path):
+    """Replicate seeds pooled: per (gain, series, layer) the mean and sd of every trial of every seed."""
+    out = invoke("run", write(tmp_path, BASE), "--sweep", "seed=0,1,2", "--sweep", "gain=0.9,1.1",
+                 "--out", tmp_path / "s", "-q")
+    assert out.exit_code == 0, out.output
+    pooled = sw.pooled(sw.read(tmp_path / "s"))
+    assert pooled.keys == ("gain",) and "seed" not in pooled.table
+    t = pooled.table
+    assert len(t["layer"]) == 2 * 2 * 6  # gains x series x layers
+    for gain in (0.9, 1.1):
+        trials = [r for seed in (0, 1, 2) for r in rows(tmp_path / "s" / "points" / f"seed={seed},gain={gain}" / "layers.csv")]
+        for label in ("SELU", "tanh"):
+            for layer in (1, 5):
+                values = np.array([float(r["var"]) for r in trials if r["series"] == label and int(r["layer"]) == layer])
+                i = np.flatnonzero((t["gain"] == gain) & (t["series"] == label) & (t["layer"] == layer))[0]
+                assert t["trials"][i] == len(values) == 6
+                assert t["var"][i] == pytest.approx(values.mean(), rel=1e-12)
+                assert t["var_sd"][i] == pytest.approx(values.std(ddof=1), rel=1e-9)
+
+
 # ---- Dask ----------------------------------------------------------------------------------
 
 def test_the_dask_executor_gives_the_same_table_as_the_local_pool(tmp_path):
