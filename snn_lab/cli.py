@@ -428,7 +428,7 @@ def _grid(text: str | None, option: str):
     if not 2 <= n <= _PHASE_MAX_N:
         raise UsageProblem(f"{option}: N must be an integer in [2, {_PHASE_MAX_N}]; found {n} "
                            f"(nearest valid: {min(max(n, 2), _PHASE_MAX_N)})")
-    return np.linspace(start, stop, n)
+    return np.array([float(f"{v:.15g}") for v in np.linspace(start, stop, n)])  # 1.2, not 1.2000000000000002
 
 
 def _theory_phase(exp, defaulted, weight_grid, bias_grid, out, overlay, stat, layer, series_label,
