@@ -360,6 +360,8 @@ def main(argv=None) -> int:
     report = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "environment": env,
               "targets": TARGETS, "cases": rows, "startup": up, "scaling": sc, "scalar_selu": sel}
     args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print("load average (1, 5, 15 min) before: " + ", ".join(f"{v:.2f}" for v in env["loadavg_before"])
+          + "; after: " + ", ".join(f"{v:.2f}" for v in env["loadavg_after"]))
     print(f"wrote {args.json}")
     return 0
 

@@ -3,7 +3,9 @@
 One matrix product per layer is the floor; everything else is arranged to stay close to it:
 random numbers are drawn in fixed blocks, each from its own stream, by a small thread pool;
 the activation and the statistics run on cache-sized blocks in place; buffers are reused.
-Which thread does which block never changes a number.
+Small layers (too small to split) run a group of trials in lockstep, stacked into few large
+numpy calls split between the threads by trials. Which thread does which block or trial
+never changes a number.
 """
 
 from __future__ import annotations
@@ -93,6 +95,84 @@ def block_stream(seed: int, label: str, trial: int, layer: int, block: int) -> n
     return np.random.SFC64(np.random.SeedSequence(seed, spawn_key=key))
 
 
+# SeedSequence and SFC64's seeding, for many keys at once: the same states as block_stream
+# (~1 us a key instead of ~20 us, most of it holding the GIL). Constants from numpy's
+# SeedSequence (after Melissa O'Neill's seed_seq_fe) and SFC64.
+_INIT_A, _MULT_A, _INIT_B, _MULT_B = 0x43B0D7E5, 0x931E8875, 0x8B51F9DD, 0x58F38DED
+_MIX_L, _MIX_R, _M32 = 0xCA01F9DD, 0x4973F715, 0xFFFFFFFF
+
+
+def _words32(value: int) -> list[int]:
+    """An integer as SeedSequence takes it: 32-bit words, least significant first ([0] for 0)."""
+    out = [value & _M32]
+    value >>= 32
+    while value:
+        out.append(value & _M32)
+        value >>= 32
+    return out
+
+
+def _sfc64_states(seed: int, label: str, keys: np.ndarray) -> np.ndarray:
+    """SFC64(SeedSequence(seed, spawn_key=(crc32(label), *key))).state words for each row
+    of keys (int, (m, 3): trial, layer, block), computed for all rows at once: (m, 4) uint64."""
+    keys = np.asarray(keys, np.int64)
+    if keys.size and (keys.min() < 0 or keys.max() > _M32):
+        raise ValueError("keys must be 32-bit")
+    m = keys.shape[0]
+    run = _words32(seed)
+    run += [0] * (4 - len(run))  # padded to the pool size when a spawn key follows
+    u32 = np.uint32
+    columns = [np.full(m, w, u32) for w in run + [zlib.crc32(label.encode("utf-8"))]]
+    columns += [keys[:, j].astype(u32) for j in range(3)]
+    hc = _INIT_A
+
+    def hashmix(value):
+        nonlocal hc
+        value = value ^ u32(hc)
+        hc = (hc * _MULT_A) & _M32
+        value = value * u32(hc)
+        return value ^ (value >> u32(16))
+
+    def mix(x, y):
+        r = u32(_MIX_L) * x - u32(_MIX_R) * y
+        return r ^ (r >> u32(16))
+
+    pool = [hashmix(columns[i]) for i in range(4)]
+    for src in range(4):
+        for dst in range(4):
+            if src != dst:
+                pool[dst] = mix(pool[dst], hashmix(pool[src]))
+    for src in range(4, len(columns)):
+        for dst in range(4):
+            pool[dst] = mix(pool[dst], hashmix(columns[src]))
+    hb = _INIT_B
+    halves = []
+    for i in range(6):  # generate_state(3, uint64): six 32-bit words, little-endian pairs
+        v = pool[i % 4] ^ u32(hb)
+        hb = (hb * _MULT_B) & _M32
+        v = v * u32(hb)
+        halves.append((v ^ (v >> u32(16))).astype(np.uint64))
+    u64 = np.uint64
+    a, b, c = (halves[2 * j] | (halves[2 * j + 1] << u64(32)) for j in range(3))
+    w = np.ones(m, u64)
+    for _ in range(12):  # sfc64_set_seed: 12 rounds of the generator
+        tmp = a + b + w
+        w = w + u64(1)
+        a = b ^ (b >> u64(11))
+        b = c + (c << u64(3))
+        c = ((c << u64(24)) | (c >> u64(40))) + tmp
+    return np.stack([a, b, c, w], axis=1)
+
+
+def _stream(state: np.ndarray) -> np.random.SFC64:
+    """This thread's reusable SFC64, set to a state from _sfc64_states (no SeedSequence)."""
+    gen = _scratch.__dict__.get("sfc64")
+    if gen is None:
+        gen = _scratch.__dict__["sfc64"] = np.random.SFC64(0)
+    gen.state = {"bit_generator": "SFC64", "state": {"state": state}, "has_uint32": 0, "uinteger": 0}
+    return gen
+
+
 def standard_normal_fill(bitgen: np.random.BitGenerator, out: np.ndarray, scale: float = 1.0) -> np.ndarray:
     """Fill a contiguous float array with i.i.d. N(0, scale^2): Box-Muller on raw 64-bit words.
 
@@ -147,29 +227,43 @@ _TABLE_ANGLES = np.arange(1 << _TABLE_BITS) * (2.0 * math.pi / (1 << _TABLE_BITS
 _COS_TABLE, _SIN_TABLE = np.cos(_TABLE_ANGLES), np.sin(_TABLE_ANGLES)
 
 
+_WORDS_AS_DOUBLES = (np.random.SFC64, np.random.PCG64)  # next_double = (next_uint64 >> 11) 2^-53
+
+
 def _step_float64(bitgen, step: np.ndarray, scale: float) -> None:
     """float64 Box-Muller. numpy's float64 cos and sin are scalar library calls (~15 ns each):
     the angle t + d is split into a 4096-entry table t and a remainder d < 2 pi / 4096, with
     sin d = d (1 - d^2/6) and cos d - 1 = d^2 (d^2/24 - 1/2): the first omitted terms,
-    d^5/120 and d^6/720, are below 1e-16 and 2e-20."""
+    d^5/120 and d^6/720, are below 1e-16 and 2e-20.
+
+    The radius's uniform is ((w >> 11) + 0.5) 2^-53 for the step's first k words w: for SFC64
+    and PCG64 it is taken as Generator.random()'s (w >> 11) 2^-53 plus 2^-54, the same
+    double (scaling by a power of two rounds alike), written straight into a reused buffer.
+    """
     k = (step.size + 1) // 2
     m = step.size - k
-    words = bitgen.random_raw(k + (k + 1) // 2)  # k words for u1, then 2 x 32 bits per word for u2
-    radius_bits = words[:k]
-    radius_bits >>= np.uint64(11)  # 53 random bits: exact as float64
     r = _workspace("r", np.float64, k)
-    np.copyto(r, radius_bits.view(np.int64))
-    r += 0.5
-    r *= 2.0 ** -53
+    if isinstance(bitgen, _WORDS_AS_DOUBLES):
+        np.random.Generator(bitgen).random(out=r)  # k words
+        r += 2.0 ** -54
+        words = bitgen.random_raw((k + 1) // 2)  # then 2 x 32 bits per word for u2
+        u2 = words.view(np.uint32)[:k]
+    else:
+        words = bitgen.random_raw(k + (k + 1) // 2)  # k words for u1, then 2 x 32 bits per word for u2
+        radius_bits = words[:k]
+        radius_bits >>= np.uint64(11)  # 53 random bits: exact as float64
+        np.copyto(r, radius_bits.view(np.int64))
+        r += 0.5
+        r *= 2.0 ** -53
+        u2 = words[k:].view(np.uint32)[:k]
     np.log(r, out=r)
     r *= -2.0 * scale * scale
     np.sqrt(r, out=r)
-    u2 = words[k:].view(np.uint32)[:k]
     low = 32 - _TABLE_BITS
     index = _workspace("index", np.int64, k)  # numpy indexes with int64: convert once, here
     np.right_shift(u2, np.uint32(low), out=index, casting="unsafe")
     u2 &= np.uint32((1 << low) - 1)
-    d, d2, cos_d1 = (_workspace(name, np.float64, k) for name in ("d", "d2", "cos_d1"))
+    d, d2, cos_d1, c, s = (_workspace(name, np.float64, k) for name in ("d", "d2", "cos_d1", "c", "s"))
     np.copyto(d, u2)
     d *= 2.0 * math.pi * 2.0 ** -32
     np.multiply(d, d, out=d2)
@@ -180,7 +274,8 @@ def _step_float64(bitgen, step: np.ndarray, scale: float) -> None:
     d2 += 1.0
     sin_d = d
     sin_d *= d2
-    c, s = _COS_TABLE[index], _SIN_TABLE[index]
+    np.take(_COS_TABLE, index, out=c, mode="clip")  # index < 4096: clip never clips
+    np.take(_SIN_TABLE, index, out=s, mode="clip")
     tmp = d2
     lo, hi = step[:k], step[k:]
     np.multiply(c, cos_d1, out=lo)  # cos(t + d) = c + (c (cos d - 1) - s sin d)
@@ -316,6 +411,17 @@ def _threads(threads: int | None, entries: int) -> int:
     return 1 if entries < _SERIAL_BELOW else default_threads()
 
 
+def _get_pool(size: int) -> ThreadPoolExecutor:
+    """The shared pool, with at least `size` threads."""
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool_size < size:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool, _pool_size = ThreadPoolExecutor(size, thread_name_prefix="snn-lab"), size
+        return _pool
+
+
 def _parallel(count: int, task: Callable[[int], None], threads: int) -> None:
     """task(0) ... task(count - 1), on `threads` threads (the caller's included), any order."""
     threads = min(threads, count)
@@ -323,13 +429,7 @@ def _parallel(count: int, task: Callable[[int], None], threads: int) -> None:
         for i in range(count):
             task(i)
         return
-    global _pool, _pool_size
-    with _pool_lock:
-        if _pool_size < threads - 1:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool, _pool_size = ThreadPoolExecutor(threads - 1, thread_name_prefix="snn-lab"), threads - 1
-        pool = _pool
+    pool = _get_pool(threads - 1)
     items, stop = itertools.count(), threading.Event()  # next() on a count is atomic under the GIL
 
     def work() -> None:
@@ -366,10 +466,16 @@ def _float64_view(block: np.ndarray) -> np.ndarray:
     return buf
 
 
+try:  # np.einsum without its Python wrapper (~3 us a call): the same C function, the same sums
+    from numpy._core.multiarray import c_einsum as _dot
+except ImportError:  # pragma: no cover - another numpy layout
+    _dot = np.einsum
+
+
 def block_sums(block: np.ndarray) -> tuple[float, float]:
     """(sum, sum of squares) of a block's entries, accumulated in float64."""
     v = _float64_view(block)
-    return float(np.add.reduce(v)), float(np.einsum("i,i->", v, v))
+    return float(np.add.reduce(v)), float(_dot("i,i->", v, v))
 
 
 def _finish(sums: np.ndarray, count: int, blocks: list[np.ndarray]) -> tuple[float, float]:
@@ -393,6 +499,20 @@ def _finish(sums: np.ndarray, count: int, blocks: list[np.ndarray]) -> tuple[flo
     return float(mean), float(max(var, 0.0) if math.isfinite(var) else var)
 
 
+def _finish_list(sums: list[tuple[float, float]], count: int, blocks: list[np.ndarray]) -> tuple[float, float]:
+    """_finish for a list of per-block sums; one block skips the array (a sum of one is itself)."""
+    if len(sums) > 1:
+        return _finish(np.array(sums), count, blocks)
+    s1, s2 = sums[0]
+    mean = (0.0 + s1) / count  # as numpy's sum of one element: the identity 0.0 plus it (-0.0 -> 0.0)
+    if not math.isfinite(mean):
+        return mean, math.nan
+    var = s2 / count - mean * mean
+    if not var * _ILL_CONDITIONED > mean * mean:
+        return _finish(np.array(sums), count, blocks)
+    return mean, (max(var, 0.0) if math.isfinite(var) else var)
+
+
 # ---- the propagation -----------------------------------------------------------------------
 
 def run_trial(series: Series, seed: int, trial: int, progress: Progress | None = None,
@@ -412,6 +532,11 @@ def run_trial(series: Series, seed: int, trial: int, progress: Progress | None =
     keep = set(sample_layers(series.depth)) if samples is not None else set()
     n, batch, dtype = series.width, series.batch, np.dtype(series.dtype)
     threads = _threads(threads, batch * n + n * n)
+    if threads == 1 and not grads:  # one thread, no backward pass: a group of one trial
+        row = np.empty((series.depth + 1, len(STATS) + len(probing.PROBES)))
+        _run_small(series, seed, [trial], [row], samples, measure, progress, 1)
+        probes[:] = row[:, len(STATS):]
+        return row[:, :len(STATS)].copy()
     act = series.make_activation()
     out = np.empty((series.depth + 1, len(STATS)))
 
@@ -514,13 +639,323 @@ def run_trial(series: Series, seed: int, trial: int, progress: Progress | None =
 
 def run_series(series: Series, seed: int, trials: int, progress: Progress | None = None,
                measure: tuple[str, ...] = ()) -> SeriesRun:
-    """Every trial of one series, with trial 0's samples; stats hold STATS then PROBES columns."""
+    """Every trial of one series, with trial 0's samples; stats hold STATS then PROBES columns.
+
+    Small layers run a group of trials in lockstep (_run_small): each trial's numbers are its
+    own streams', whatever the group or the thread that handles it.
+    """
     samples: dict[int, np.ndarray] = {}
     stats = np.empty((trials, series.depth + 1, len(STATS) + len(probing.PROBES)))
+    if _small(series, measure):
+        threads = default_threads()
+        group = max(1, min(trials, _GROUP_PER_THREAD * threads))
+        for first in range(0, trials, group):
+            ts = range(first, min(first + group, trials))
+            _run_small(series, seed, list(ts), [stats[t] for t in ts], samples if first == 0 else None,
+                       measure, progress, threads)
+        return SeriesRun(stats, samples)
     for t in range(trials):
         stats[t, :, :len(STATS)] = run_trial(series, seed, t, progress, samples if t == 0 else None,
                                              measure=measure, probes=stats[t, :, len(STATS):])
     return SeriesRun(stats, samples)
+
+
+_GROUP_PER_THREAD = 4  # trials in lockstep per thread (small layers): few pool round trips per layer
+
+
+def _small(series: Series, measure: tuple[str, ...] = ()) -> bool:
+    """Layers too small to split (a trial runs on one thread), and no backward pass."""
+    n = series.width
+    return "gradients" not in measure and series.batch * n + n * n < _SERIAL_BELOW
+
+
+def _trial_workers(series: Series, measure: tuple[str, ...] = (), threads: int | None = None) -> int:
+    """Trials whose buffers exist at once: a lockstep group for small layers, else 1."""
+    if not _small(series, measure):
+        return 1
+    return _GROUP_PER_THREAD * (max(1, int(threads)) if threads is not None else default_threads())
+
+
+def _run_small(series: Series, seed: int, trials: list[int], rows: list[np.ndarray],
+               samples: dict[int, np.ndarray] | None, measure: tuple[str, ...],
+               progress: Progress | None, threads: int) -> None:
+    """Trials of a small series in lockstep: per layer, every trial's product in this thread
+    (BLAS spreads each over the cores, as for one trial), then each trial's activation,
+    statistics and next weights as one task of the pool. rows[i] receives trial i's
+    (depth + 1, STATS + PROBES) columns; samples, if given, trial trials[0]'s values."""
+    if _stackable(series, measure):
+        _run_stacked(series, seed, trials, rows, samples, progress, threads)
+        return
+    group = [_SmallTrial(series, seed, t, r, samples if i == 0 else None, measure)
+             for i, (t, r) in enumerate(zip(trials, rows))]
+    _parallel(len(group), lambda i: group[i].start(), threads)
+    with np.errstate(all="ignore"):  # overflow is data here: recorded, then reported
+        for layer in range(1, series.depth + 1):
+            for g in group:
+                np.matmul(g.x, g.w, out=g.h)
+            _parallel(len(group), lambda i: group[i].layer(layer), threads)
+            if progress:
+                progress(len(group))
+
+
+def _stackable(series: Series, measure: tuple[str, ...]) -> bool:
+    """Whether a group's trials can be computed as stacked arrays: normal weights in one random
+    block and one Box-Muller step, one statistics block per trial, no probes, no dropout."""
+    n = series.width
+    return (not measure and not series.dropout and not series.normalize_weights
+            and series.initializer.kind == "normal" and n * n <= min(RANDOM_BLOCK, 2 * _PAIRS)
+            and series.batch <= STATS_BLOCK // n)
+
+
+def _run_stacked(series: Series, seed: int, trials: list[int], rows: list[np.ndarray],
+                 samples: dict[int, np.ndarray] | None, progress: Progress | None, threads: int) -> None:
+    """A group of small trials as (trials, batch, width) arrays: per layer, each trial's product
+    (one BLAS call each, as for one trial), then a few numpy calls over many trials at once,
+    split between the threads by trials. Every operation is elementwise or a per-trial sum of
+    one block, so each trial gets exactly the numbers _SmallTrial gives it. Few, large numpy
+    calls keep the threads from trading the GIL at every small call."""
+    g, n, batch, dtype = len(trials), series.width, series.batch, np.dtype(series.dtype)
+    depth, count = series.depth, series.batch * series.width
+    X = np.empty((g, batch, n), dtype)
+    H = np.empty_like(X)
+    W = np.empty((g, n, n), dtype)
+    act = series.make_activation()
+    keep = set(sample_layers(depth)) if samples is not None else set()
+    outs = [r[:, :len(STATS)] for r in rows]
+    for r in rows:
+        r[:, len(STATS):] = math.nan
+    parts = [range(g * p // threads, g * (p + 1) // threads) for p in range(threads)]
+    parts = [q for q in parts if len(q)]
+    scale = series.gain * series.initializer.scale(n, n)
+    states: dict[int, np.ndarray] = {}  # layer -> (g, 4) SFC64 states of its weights' block 0
+
+    def table(layer: int) -> None:
+        """The weight streams of `layer` and the next layers, computed for 64 layers at a time."""
+        if layer in states or layer > depth:
+            return
+        states.clear()
+        layers = np.arange(layer, min(depth, layer + 63) + 1)
+        keys = np.zeros((layers.size * g, 3), np.int64)
+        keys[:, 0] = np.tile(trials, layers.size)
+        keys[:, 1] = np.repeat(layers, g)
+        rows_ = _sfc64_states(seed, series.label, keys).reshape(layers.size, g, 4)
+        states.update(zip(layers.tolist(), rows_))
+
+    def start(p: int) -> None:
+        q = parts[p]
+        for i in q:
+            input_values(series, seed, trials[i], out=X[i], threads=1)
+        s1, s2 = _row_sums(X[q.start:q.stop])
+        for j, i in enumerate(q):
+            outs[i][0] = 2 * _finish_list([(s1[j], s2[j])], count, [X[i]])
+        if 0 in keep and 0 in q:
+            samples[0] = _sample(X[0])
+        _stacked_normals(states[1][q.start:q.stop], W[q.start:q.stop], scale)
+
+    def step(p: int, layer: int) -> None:
+        q = parts[p]
+        a, b = q.start, q.stop
+        with np.errstate(all="ignore"):
+            if series.bias_var:
+                for i in q:
+                    rng = rng_for(seed, series.label, trials[i], layer)
+                    H[i] += (rng.standard_normal(n) * math.sqrt(series.bias_var)).astype(dtype)
+            p1, p2 = _row_sums(H[a:b])
+            act.fn(H[a:b], out=X[a:b])
+            s1, s2 = _row_sums(X[a:b])
+            for j, i in enumerate(q):
+                outs[i][layer] = (*_finish_list([(s1[j], s2[j])], count, [X[i]]),
+                                  *_finish_list([(p1[j], p2[j])], count, [H[i]]))
+            if layer in keep and 0 in q:
+                samples[layer] = _sample(X[0])
+            if layer < depth:
+                _stacked_normals(states[layer + 1][a:b], W[a:b], scale)
+
+    table(1)
+    _parallel(len(parts), start, threads)
+    with np.errstate(all="ignore"):  # overflow is data here: recorded, then reported
+        for layer in range(1, depth + 1):
+            table(layer + 1)
+            for i in range(g):
+                np.matmul(X[i], W[i], out=H[i])
+            _parallel(len(parts), lambda p: step(p, layer), threads)
+            if progress:
+                progress(g)
+
+
+def _row_sums(v: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per trial (first axis): the float64 sum and sum of squares of its entries, each the
+    same pairwise sum and einsum as block_sums of that trial's block."""
+    flat = v.reshape(v.shape[0], -1)
+    if flat.dtype != np.float64:
+        buf = _workspace("float64", np.float64, flat.size).reshape(flat.shape)
+        np.copyto(buf, flat)  # exact
+        flat = buf
+    # A row-wise reduce is each row's pairwise sum; a 2-D einsum is not each row's (it
+    # buffers long rows in chunks): one einsum per row.
+    return np.add.reduce(flat, axis=1).tolist(), [float(_dot("i,i->", row, row)) for row in flat]
+
+
+def _stacked_normals(states: np.ndarray, w: np.ndarray, scale: float) -> None:
+    """Each trial's layer weights (one random block, one Box-Muller step) into w (trials, n, n),
+    from the blocks' SFC64 states: _step_float32/_step_float64 on every trial's words at once."""
+    r, size = w.shape[0], w.shape[1] * w.shape[2]
+    flat = w.reshape(r, size)
+    k = (size + 1) // 2
+    m = size - k
+    gens = (_stream(state) for state in states)  # one generator, reset per trial: use in turn
+    if flat.dtype == np.float32:
+        words = _workspace("words", np.uint64, r * k).reshape(r, k)
+        for j, bg in enumerate(gens):
+            words[j] = bg.random_raw(k)
+        u = words.view(np.uint32)  # per trial: u1 (k), then u2 (k)
+        rad = _workspace("r", np.float32, r * k).reshape(r, k)
+        angle = _workspace("angle", np.float32, r * k).reshape(r, k)
+        np.copyto(rad, u[:, :k], casting="unsafe")
+        rad += np.float32(0.5)
+        rad *= np.float32(2.0 ** -32)
+        np.log(rad, out=rad)
+        rad *= np.float32(-2.0 * scale * scale)
+        np.sqrt(rad, out=rad)
+        np.copyto(angle, u[:, k:].view(np.int32), casting="unsafe")
+        angle *= np.float32(2.0 * math.pi * 2.0 ** -32)
+        lo, hi = flat[:, :k], flat[:, k:]
+        np.cos(angle, out=lo)
+        lo *= rad
+        np.sin(angle[:, :m], out=hi)
+        hi *= rad[:, :m]
+        return
+    rad = _workspace("r", np.float64, r * k).reshape(r, k)
+    h = (k + 1) // 2
+    words = _workspace("words", np.uint64, r * h).reshape(r, h)
+    for j, bg in enumerate(gens):
+        np.random.Generator(bg).random(out=rad[j])  # k words: (w >> 11) 2^-53
+        words[j] = bg.random_raw(h)
+    rad += 2.0 ** -54
+    np.log(rad, out=rad)
+    rad *= -2.0 * scale * scale
+    np.sqrt(rad, out=rad)
+    u2 = words.view(np.uint32)[:, :k]
+    low = 32 - _TABLE_BITS
+    index = _workspace("index", np.int64, r * k).reshape(r, k)
+    np.right_shift(u2, np.uint32(low), out=index, casting="unsafe")
+    u2 &= np.uint32((1 << low) - 1)
+    d, d2, cos_d1, c, s = (_workspace(name, np.float64, r * k).reshape(r, k) for name in ("d", "d2", "cos_d1", "c", "s"))
+    np.copyto(d, u2)
+    d *= 2.0 * math.pi * 2.0 ** -32
+    np.multiply(d, d, out=d2)
+    np.multiply(d2, 1.0 / 24.0, out=cos_d1)
+    cos_d1 -= 0.5
+    cos_d1 *= d2
+    d2 *= -1.0 / 6.0
+    d2 += 1.0
+    sin_d = d
+    sin_d *= d2
+    np.take(_COS_TABLE, index, out=c, mode="clip")
+    np.take(_SIN_TABLE, index, out=s, mode="clip")
+    tmp = d2
+    lo, hi = flat[:, :k], flat[:, k:]
+    np.multiply(c, cos_d1, out=lo)
+    np.multiply(s, sin_d, out=tmp)
+    lo -= tmp
+    lo += c
+    lo *= rad
+    np.multiply(s[:, :m], cos_d1[:, :m], out=hi)
+    np.multiply(c[:, :m], sin_d[:, :m], out=tmp[:, :m])
+    hi += tmp[:, :m]
+    hi += s[:, :m]
+    hi *= rad[:, :m]
+
+
+class _SmallTrial:
+    """One trial of a small series, a layer at a time, on whichever thread: the same operations
+    on the same blocks in the same order as run_trial's threaded path, so the same numbers."""
+
+    def __init__(self, series: Series, seed: int, trial: int, row: np.ndarray,
+                 samples: dict[int, np.ndarray] | None, measure: tuple[str, ...]):
+        self.series, self.seed, self.trial = series, seed, trial
+        self.out, self.probes = row[:, :len(STATS)], row[:, len(STATS):]
+        self.probes[:] = math.nan
+        self.samples = samples
+        self.keep = set(sample_layers(series.depth)) if samples is not None else set()
+        self.dead, self.corr = "dead" in measure, "correlation" in measure
+        n, batch, dtype = series.width, series.batch, np.dtype(series.dtype)
+        self.act = series.make_activation()
+        self.x = np.empty((batch, n), dtype)
+        self.h = np.empty_like(self.x)
+        self.w = np.empty((n, n), dtype)
+        rows = max(1, STATS_BLOCK // n)
+        self.h_blocks = [self.h[i:i + rows] for i in range(0, batch, rows)]
+        self.x_blocks = [self.x[i:i + rows] for i in range(0, batch, rows)]
+        w_rows = block_rows(n)
+        self.w_blocks = [self.w[i:i + w_rows] for i in range(0, n, w_rows)]
+        self.count = batch * n
+        if series.dropout:
+            a, b = alpha_dropout_affine(series.dropout, self.act.saturation)
+            with np.errstate(over="ignore"):  # a saturation beyond float32 becomes -inf: data
+                self.drop = dtype.type(a), dtype.type(b), dtype.type(self.act.saturation)
+
+    def start(self) -> None:
+        """The input (layer 0) and its statistics, and layer 1's weights."""
+        s, x = self.series, self.x
+        input_values(s, self.seed, self.trial, out=x, threads=1)
+        self.out[0] = 2 * _finish_list([block_sums(xb) for xb in self.x_blocks], self.count, self.x_blocks)
+        if self.corr:
+            probe = probing.LayerProbe(s.width, len(self.x_blocks), False, True)
+            for i, xb in enumerate(self.x_blocks):
+                probe.samples(i, xb)
+            self.probes[0, 3] = probe.result()[1]
+        if 0 in self.keep:
+            self.samples[0] = _sample(x)
+        self._draw(1)
+
+    def _draw(self, layer: int) -> None:
+        s = self.series
+        for b, wb in enumerate(self.w_blocks):
+            fill_weights(s, block_stream(self.seed, s.label, self.trial, layer, b), wb)
+        if s.normalize_weights:
+            _normalize(s, self.w)
+
+    def layer(self, layer: int) -> None:
+        """Everything of `layer` after its product h = x w, then the next layer's weights."""
+        with np.errstate(all="ignore"):
+            self._layer(layer)
+
+    def _layer(self, layer: int) -> None:
+        s, n, act, fn = self.series, self.series.width, self.act, self.act.fn
+        rng = rng_for(self.seed, s.label, self.trial, layer) if s.bias_var or s.dropout else None
+        bias = (rng.standard_normal(n) * math.sqrt(s.bias_var)).astype(self.x.dtype) if s.bias_var else None
+        probe = probing.LayerProbe(n, len(self.x_blocks), self.dead, self.corr) if self.dead or self.corr else None
+        pre, post = [], []
+        for i, (hb, xb) in enumerate(zip(self.h_blocks, self.x_blocks)):
+            if bias is not None:
+                hb += bias
+            pre.append(block_sums(hb))
+            fn(hb, out=xb)
+            if probe is not None:
+                probe.units(i, hb, act, None)
+            if not s.dropout:
+                post.append(block_sums(xb))
+                if probe is not None:
+                    probe.samples(i, xb)
+        if s.dropout:
+            a, b, drop_value = self.drop
+            for i, xb in enumerate(self.x_blocks):  # in block order, from the layer's own stream
+                dropped = rng.random(xb.shape, dtype=np.float32) < s.dropout
+                np.copyto(xb, drop_value, where=dropped)
+                xb *= a
+                xb += b
+                post.append(block_sums(xb))
+                if probe is not None:
+                    probe.samples(i, xb)
+        self.out[layer] = (*_finish_list(post, self.count, self.x_blocks),
+                           *_finish_list(pre, self.count, self.h_blocks))
+        if probe is not None:
+            self.probes[layer, 2:] = probe.result()
+        if layer in self.keep:
+            self.samples[layer] = _sample(self.x)
+        if layer < s.depth:
+            self._draw(layer + 1)
 
 
 def run_experiment(exp: Experiment, progress: Progress | None = None) -> dict[str, SeriesRun]:
@@ -531,24 +966,28 @@ def run_experiment(exp: Experiment, progress: Progress | None = None) -> dict[st
 # ---- memory --------------------------------------------------------------------------------
 
 def memory_needed(series: Series, threads: int | None = None, gradients: bool = False) -> int:
-    """Bytes a trial of this series allocates at its peak (what the memory guard checks).
+    """Bytes a run of this series allocates at its peak (what the memory guard checks).
 
     One layer's weights and two activation buffers (x and its pre-activation h), plus per
     thread the scratch of one Box-Muller step and one statistics block (with the
     activation's block-sized temporary), and a block's float64 copy for the two-pass
-    fallback: a few MiB in all.
+    fallback: a few MiB in all. Small layers run several trials at once (run_series), each
+    with its own weights, buffers and scratch: that many times as much.
     """
     item = np.dtype(series.dtype).itemsize
     n, batch = series.width, series.batch
-    threads = _threads(threads, batch * n + n * n)
+    workers = _trial_workers(series, (), threads)  # with gradients trials run one by one: an upper bound
+    threads = 1 if workers > 1 else _threads(threads, batch * n + n * n)
     k = min(_PAIRS, (min(n * n, RANDOM_BLOCK) + 1) // 2)
-    step = k * (8 + 2 * 4) if item == 4 else k * (12 + 7 * 8)  # raw words + temporaries
+    space = max(k, _PAIRS)  # a per-thread workspace holds at least _PAIRS entries
+    step = k * 8 + 2 * space * 4 if item == 4 else k * 12 + 7 * space * 8  # raw words + workspaces
     block = min(batch, max(1, STATS_BLOCK // n)) * n
     tails = min(n * n, RANDOM_BLOCK) * (item + 1) if series.initializer.kind == "truncated" else 0
     mask = block * (4 + 2) if series.dropout else 0  # uniforms and a boolean mask, one block
-    per_thread = step + tails + block * (8 + item)  # float64 copy + the activation's temporary
+    per_thread = step + tails + max(block, _PAIRS) * 8 + block * item  # float64 copy + the activation's temporary
+    trial = n * n * item + 2 * batch * n * item + threads * per_thread + block * 8 + mask
     backward = probing.gradient_memory(series) if gradients else 0
-    return n * n * item + 2 * batch * n * item + threads * per_thread + block * 8 + mask + backward
+    return workers * trial + backward
 
 
 def memory_available() -> int:

@@ -272,3 +272,126 @@ def test_memory_needed_bounds_what_a_trial_allocates(dtype, extra):
         finally:
             tracemalloc.stop()
         assert 256 * 256 * item + 2 * 700 * 256 * item <= peak <= engine.memory_needed(s, threads)
+
+
+# ---- small networks: trials in lockstep, stacked --------------------------------------------
+
+def generic_series(s, seed: int, trials: int, measure=()):
+    """Trial by trial on run_trial's threaded path (threads=2: per-block tasks of the pool)."""
+    samples: dict[int, np.ndarray] = {}
+    stats = np.empty((trials, s.depth + 1, len(engine.STATS) + 4))
+    for t in range(trials):
+        stats[t, :, :4] = engine.run_trial(s, seed, t, samples=samples if t == 0 else None, threads=2,
+                                           measure=measure, probes=stats[t, :, 4:])
+    return stats, samples
+
+
+SMALL_CASES = [  # default block sizes: the stacked path where it applies, _SmallTrial elsewhere
+    ("width: 32\ndepth: 6\nbatch: 50\ndtype: float32\nseries: [{activation: selu}]", True),
+    ("width: 33\ndepth: 6\nbatch: 27\ndtype: float64\nseries: [{activation: selu}]", True),
+    ("width: 20\ndepth: 5\nbatch: 9\ndtype: float64\ninput: {mean: 300.0, var: 0.01}\n"
+     "series: [{activation: linear}]", True),  # the two-pass fallback
+    ("width: 40\ndepth: 5\nbatch: 31\ndtype: float32\nseries: [{activation: relu, init: he_normal, bias_var: 0.3}]", True),
+    ("width: 128\ndepth: 4\nbatch: 256\ndtype: float32\nseries: [{activation: tanh, init: glorot_normal}]", True),
+    ("width: 256\ndepth: 3\nbatch: 200\ndtype: float64\nseries: [{activation: selu}]", True),
+    ("width: 300\ndepth: 3\nbatch: 100\ndtype: float64\nseries: [{activation: selu}]", False),  # 2 weight blocks
+    ("width: 30\ndepth: 5\nbatch: 41\ndtype: float32\n"
+     "series: [{activation: selu, dropout: 0.1, bias_var: 0.2, normalize_weights: true}]", False),
+    ("width: 30\ndepth: 5\nbatch: 41\ndtype: float64\nseries: [{activation: relu, init: lecun_truncated}]", False),
+    ("width: 24\ndepth: 4\nbatch: 20\ndtype: float64\nseries: [{activation: elu, init: lecun_uniform}]", False),
+]
+
+
+@pytest.mark.parametrize("text,stacked", SMALL_CASES)
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+def test_small_network_paths_equal_the_threaded_path(text, stacked, threads, monkeypatch):
+    """run_series on small layers (trials in lockstep; stacked arrays where they apply) gives
+    every trial exactly the numbers of run_trial's per-block threaded path, whatever the
+    thread count and however the trials fall into groups (7 trials: groups of 4, 8 or 12)."""
+    monkeypatch.setenv("SNN_LAB_THREADS", threads)
+    s, seed = series_of(text)
+    assert engine._small(s) and engine._stackable(s, ()) == stacked
+    run = engine.run_series(s, seed, 7)
+    stats, samples = generic_series(s, seed, 7)
+    assert np.array_equal(run.stats, stats, equal_nan=True)
+    assert run.samples.keys() == samples.keys()
+    assert all(np.array_equal(run.samples[k], samples[k]) for k in samples)
+
+
+@pytest.mark.parametrize("measure", [("dead",), ("correlation",), ("dead", "correlation")])
+def test_small_network_probes_equal_the_threaded_path(measure, monkeypatch):
+    monkeypatch.setenv("SNN_LAB_THREADS", "2")
+    s, seed = series_of("width: 40\ndepth: 5\nbatch: 33\ndtype: float32\nseries: [{activation: relu, init: he_normal}]")
+    run = engine.run_series(s, seed, 5, measure=measure)
+    stats, _ = generic_series(s, seed, 5, measure)
+    assert np.array_equal(run.stats, stats, equal_nan=True)
+
+
+@pytest.mark.parametrize("text", [CASES[0], CASES[1], CASES[3]])
+def test_small_network_statistics_equal_plain_float64_statistics(text, monkeypatch):
+    """The stacked path against the plain reference, to the README's precision."""
+    monkeypatch.setenv("SNN_LAB_THREADS", "2")
+    s, seed = series_of(text)
+    fast = engine.run_series(s, seed, 3).stats
+    for t in range(3):
+        plain = plain_trial(s, seed, t)
+        rms = np.sqrt(plain[:, [1, 3]] + plain[:, [0, 2]] ** 2)
+        assert np.all(np.abs(fast[t][:, [0, 2]] - plain[:, [0, 2]]) <= 1e-14 * rms)
+        np.testing.assert_allclose(fast[t][:, [1, 3]], plain[:, [1, 3]], rtol=1e-12, atol=0)
+
+
+def test_small_network_progress_counts_every_layer_and_an_interrupt_stops_it(monkeypatch):
+    monkeypatch.setenv("SNN_LAB_THREADS", "2")
+    s, seed = series_of("width: 16\ndepth: 9\nbatch: 10\ndtype: float32\nseries: [{activation: selu}]")
+    done = []
+    engine.run_series(s, seed, 11, progress=done.append)
+    assert sum(done) == 9 * 11
+
+    def interrupt(n: int) -> None:
+        done.append(n)
+        if len(done) == 3:
+            raise KeyboardInterrupt
+    done.clear()
+    with pytest.raises(KeyboardInterrupt):
+        engine.run_series(s, seed, 11, progress=interrupt)
+    assert len(done) == 3
+
+
+def test_float64_normals_from_doubles_equal_normals_from_raw_words(monkeypatch):
+    """For SFC64 and PCG64 the radius's uniform comes from Generator.random: the same doubles."""
+    for size in (1, 5, 20_001, 65_536, 100_003):
+        fast = engine.standard_normal_fill(np.random.SFC64(size), np.empty(size), 0.3)
+        with monkeypatch.context() as m:
+            m.setattr(engine, "_WORDS_AS_DOUBLES", ())
+            raw = engine.standard_normal_fill(np.random.SFC64(size), np.empty(size), 0.3)
+        assert np.array_equal(fast, raw)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_memory_needed_bounds_a_small_series(dtype, monkeypatch):
+    """Small layers hold a group of trials at once: the estimate counts the group."""
+    monkeypatch.setenv("SNN_LAB_THREADS", "2")
+    s, seed = series_of(f"width: 128\ndepth: 3\nbatch: 256\ndtype: {dtype}\nseries: [{{activation: selu}}]")
+    engine.run_series(s, seed, 8)
+    engine._scratch.__dict__.clear()
+    tracemalloc.start()
+    try:
+        engine.run_series(s, seed, 8)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak <= engine.memory_needed(s)
+
+
+@pytest.mark.parametrize("seed", [0, 7, 2**32 - 1, 2**32, 2**70 + 12345])
+@pytest.mark.parametrize("label", ["SELU", "ReLU (He)", "é-ü"])
+def test_vectorized_seeding_equals_block_stream(seed, label):
+    """_sfc64_states hashes many (trial, layer, block) keys at once: the states SeedSequence and
+    SFC64 give block_stream, and the same words from them."""
+    rng = np.random.default_rng(seed % 1000)
+    keys = np.column_stack([rng.integers(0, 10_001, 40), rng.integers(0, 100_002, 40), rng.integers(0, 64, 40)])
+    keys[0] = (0, 0, 0)
+    for (t, l, b), state in zip(keys, engine._sfc64_states(seed, label, keys)):
+        ref = engine.block_stream(seed, label, int(t), int(l), int(b))
+        assert np.array_equal(ref.state["state"]["state"], state)
+        assert np.array_equal(ref.random_raw(6), engine._stream(state).random_raw(6))
