@@ -15,8 +15,13 @@ from contextlib import contextmanager
 from snn_lab.config import Experiment
 
 EXECUTORS = ("local", "dask")
-# Thread counts a worker process reads at start-up (numpy's BLAS, then the engine's own).
-THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "SNN_LAB_THREADS")
+# Worker processes split the cores through the engine's own threads (random draws, activation,
+# statistics), which never change the numbers. BLAS keeps the thread count a run alone would
+# have: OpenBLAS's rounding depends on it for some shapes (a 100x300 @ 300x300 float64 product
+# differs in its last bits between 1 and 2 threads), and a point must equal its run alone. Idle
+# BLAS threads sleep after 1 ms (OPENBLAS_THREAD_TIMEOUT, set by the CLI), so they cost little.
+ENGINE_THREADS = "SNN_LAB_THREADS"
+BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 class ExecutorError(Exception):
@@ -46,11 +51,26 @@ def threads_per_job(jobs: int) -> int:
     return max(1, default_threads() // max(1, jobs))
 
 
+def worker_environment(jobs: int) -> dict[str, str]:
+    """Environment variables for a worker: its share of the engine's threads, BLAS as in this process."""
+    from snn_lab.engine import default_threads
+
+    env = {ENGINE_THREADS: str(threads_per_job(jobs))}
+    # Dask's nanny sets these to 1 in its workers unless told otherwise: pass on what a run
+    # alone in this environment uses (OpenBLAS's default: one thread per usable CPU).
+    for key in BLAS_VARIABLES:
+        if key in os.environ:
+            env[key] = os.environ[key]
+    env.setdefault("OPENBLAS_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", str(default_threads())))
+    env.setdefault("OPENBLAS_THREAD_TIMEOUT", os.environ.get("OPENBLAS_THREAD_TIMEOUT", "1"))
+    return env
+
+
 @contextmanager
-def _thread_limits(threads: int):
-    """Set the thread variables that worker processes inherit at start; restore them after."""
-    old = {k: os.environ.get(k) for k in THREAD_VARIABLES}
-    os.environ.update({k: str(threads) for k in THREAD_VARIABLES})
+def _environment(env: dict[str, str]):
+    """Set variables that worker processes inherit at start; restore them after."""
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         yield
     finally:
@@ -85,7 +105,7 @@ def _pool(points: list, jobs: int) -> Iterator:
 
     # spawn, not fork: a forked child would inherit this process's BLAS threads and locks.
     context = multiprocessing.get_context("spawn")
-    with _thread_limits(threads_per_job(jobs)):
+    with _environment(worker_environment(jobs)):
         pool = ProcessPoolExecutor(max_workers=min(jobs, len(points)) or 1, mp_context=context)
         try:
             pending = {pool.submit(simulate, p.experiment): p for p in points}
@@ -116,16 +136,15 @@ def _dask(points: list, jobs: int, scheduler: str | None) -> Iterator:
     except ImportError:
         raise ExecutorError("--executor dask needs the dask extra: pip install 'snn-lab[dask]'") from None
     cluster = None
-    threads = threads_per_job(jobs)
+    env = worker_environment(jobs)
     try:
         if scheduler:
             client = Client(scheduler, timeout="5s")
         else:
             # A local cluster on loopback: `jobs` worker processes with one task at a time each.
-            with _thread_limits(threads):
+            with _environment(env):
                 cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None,
-                                       env={k: str(threads) for k in THREAD_VARIABLES})
+                                       host="127.0.0.1", dashboard_address=None, env=env)
             client = Client(cluster)
     except (OSError, TimeoutError) as exc:
         if cluster is not None:
