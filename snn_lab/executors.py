@@ -15,11 +15,13 @@ from contextlib import contextmanager
 from snn_lab.config import Experiment
 
 EXECUTORS = ("local", "dask")
-# Worker processes split the cores through the engine's own threads (random draws, activation,
-# statistics), which never change the numbers. BLAS keeps the thread count a run alone would
-# have: OpenBLAS's rounding depends on it for some shapes (a 100x300 @ 300x300 float64 product
-# differs in its last bits between 1 and 2 threads), and a point must equal its run alone. Idle
-# BLAS threads sleep after 1 ms (OPENBLAS_THREAD_TIMEOUT, set by the CLI), so they cost little.
+# Worker processes split the cores: the engine's own threads (random draws, activation,
+# statistics; they never change the numbers) and BLAS's, cores / jobs each, unless the user
+# set the BLAS variables. Measured on 2 cores, 16 small points: 2 workers with 2 BLAS threads
+# each took 3.5x as long as one process; with 1 each, 1.4x less. The price: OpenBLAS rounds
+# some shapes differently with 1 and 2 threads (a 100x300 @ 300x300 float64 product differs in
+# its last bits), so such a point equals its run alone with the same BLAS thread count, which
+# its meta.json records (README, Sweeps).
 ENGINE_THREADS = "SNN_LAB_THREADS"
 BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
@@ -52,17 +54,12 @@ def threads_per_job(jobs: int) -> int:
 
 
 def worker_environment(jobs: int) -> dict[str, str]:
-    """Environment variables for a worker: its share of the engine's threads, BLAS as in this process."""
-    from snn_lab.engine import default_threads
-
-    env = {ENGINE_THREADS: str(threads_per_job(jobs))}
-    # Dask's nanny sets these to 1 in its workers unless told otherwise: pass on what a run
-    # alone in this environment uses (OpenBLAS's default: one thread per usable CPU).
-    for key in BLAS_VARIABLES:
-        if key in os.environ:
-            env[key] = os.environ[key]
-    env.setdefault("OPENBLAS_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", str(default_threads())))
-    env.setdefault("OPENBLAS_THREAD_TIMEOUT", os.environ.get("OPENBLAS_THREAD_TIMEOUT", "1"))
+    """Environment variables for a worker: its share of the cores for the engine and for BLAS."""
+    share = str(threads_per_job(jobs))
+    env = {ENGINE_THREADS: share}
+    for key in BLAS_VARIABLES:  # a user's own BLAS settings win; Dask's nanny would set 1
+        env[key] = os.environ.get(key, share)
+    env["OPENBLAS_THREAD_TIMEOUT"] = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "1")
     return env
 
 

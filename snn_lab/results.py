@@ -269,9 +269,13 @@ def environment() -> dict:
         commit = done.stdout.strip() or None if done.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         pass
+    from snn_lab.engine import default_threads
+
+    # BLAS's thread count can change a product's last bits for some shapes: recorded with the run.
+    threads = {key: os.environ.get(key) for key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     return {"snn_lab": __version__, "numpy": np.__version__, "python": sys.version.split()[0],
             "platform": platform.platform(), "host": socket.gethostname(), "blas": blas,
-            "git_commit": commit}
+            "threads": {"engine": default_threads(), **threads}, "git_commit": commit}
 
 
 def to_json(results: Results) -> dict:
