@@ -259,11 +259,22 @@ def _step_float64(bitgen, step: np.ndarray, scale: float) -> None:
     np.log(r, out=r)
     r *= -2.0 * scale * scale
     np.sqrt(r, out=r)
+    _polar64(r, u2, step[:k], step[k:])
+
+
+def _polar64(r: np.ndarray, u2: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+    """lo = r cos t, hi = r sin t (each row's first hi.shape[-1]) for t = 2 pi u2 / 2^32, float64.
+
+    The angle is a 4096-entry table angle plus a remainder d (see _step_float64); u2 is used
+    up. Any shape: one step's (k,) or a stack of trials' (trials, k).
+    """
+    shape, m = r.shape, hi.shape[-1]
     low = 32 - _TABLE_BITS
-    index = _workspace("index", np.int64, k)  # numpy indexes with int64: convert once, here
+    index = _workspace("index", np.int64, r.size).reshape(shape)  # numpy indexes with int64: convert once
     np.right_shift(u2, np.uint32(low), out=index, casting="unsafe")
     u2 &= np.uint32((1 << low) - 1)
-    d, d2, cos_d1, c, s = (_workspace(name, np.float64, k) for name in ("d", "d2", "cos_d1", "c", "s"))
+    d, d2, cos_d1, c, s = (_workspace(name, np.float64, r.size).reshape(shape)
+                           for name in ("d", "d2", "cos_d1", "c", "s"))
     np.copyto(d, u2)
     d *= 2.0 * math.pi * 2.0 ** -32
     np.multiply(d, d, out=d2)
@@ -277,17 +288,16 @@ def _step_float64(bitgen, step: np.ndarray, scale: float) -> None:
     np.take(_COS_TABLE, index, out=c, mode="clip")  # index < 4096: clip never clips
     np.take(_SIN_TABLE, index, out=s, mode="clip")
     tmp = d2
-    lo, hi = step[:k], step[k:]
     np.multiply(c, cos_d1, out=lo)  # cos(t + d) = c + (c (cos d - 1) - s sin d)
     np.multiply(s, sin_d, out=tmp)
     lo -= tmp
     lo += c
     lo *= r
-    np.multiply(s[:m], cos_d1[:m], out=hi)  # sin(t + d) = s + (s (cos d - 1) + c sin d)
-    np.multiply(c[:m], sin_d[:m], out=tmp[:m])
-    hi += tmp[:m]
-    hi += s[:m]
-    hi *= r[:m]
+    np.multiply(s[..., :m], cos_d1[..., :m], out=hi)  # sin(t + d) = s + (s (cos d - 1) + c sin d)
+    np.multiply(c[..., :m], sin_d[..., :m], out=tmp[..., :m])
+    hi += tmp[..., :m]
+    hi += s[..., :m]
+    hi *= r[..., :m]
 
 
 def fill_weights(series: Series, bitgen: np.random.BitGenerator, out: np.ndarray) -> np.ndarray:
@@ -835,36 +845,7 @@ def _stacked_normals(states: np.ndarray, w: np.ndarray, scale: float) -> None:
     np.log(rad, out=rad)
     rad *= -2.0 * scale * scale
     np.sqrt(rad, out=rad)
-    u2 = words.view(np.uint32)[:, :k]
-    low = 32 - _TABLE_BITS
-    index = _workspace("index", np.int64, r * k).reshape(r, k)
-    np.right_shift(u2, np.uint32(low), out=index, casting="unsafe")
-    u2 &= np.uint32((1 << low) - 1)
-    d, d2, cos_d1, c, s = (_workspace(name, np.float64, r * k).reshape(r, k) for name in ("d", "d2", "cos_d1", "c", "s"))
-    np.copyto(d, u2)
-    d *= 2.0 * math.pi * 2.0 ** -32
-    np.multiply(d, d, out=d2)
-    np.multiply(d2, 1.0 / 24.0, out=cos_d1)
-    cos_d1 -= 0.5
-    cos_d1 *= d2
-    d2 *= -1.0 / 6.0
-    d2 += 1.0
-    sin_d = d
-    sin_d *= d2
-    np.take(_COS_TABLE, index, out=c, mode="clip")
-    np.take(_SIN_TABLE, index, out=s, mode="clip")
-    tmp = d2
-    lo, hi = flat[:, :k], flat[:, k:]
-    np.multiply(c, cos_d1, out=lo)
-    np.multiply(s, sin_d, out=tmp)
-    lo -= tmp
-    lo += c
-    lo *= rad
-    np.multiply(s[:, :m], cos_d1[:, :m], out=hi)
-    np.multiply(c[:, :m], sin_d[:, :m], out=tmp[:, :m])
-    hi += tmp[:, :m]
-    hi += s[:, :m]
-    hi *= rad[:, :m]
+    _polar64(rad, words.view(np.uint32)[:, :k], flat[:, :k], flat[:, k:])
 
 
 class _SmallTrial:
