@@ -106,7 +106,7 @@ def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, as_jso
     \b
     Example:
       snn-lab run configs/selu_recovers.yaml --set depth=200 --set series.0.activation=tanh
-      snn-lab run configs/sweep_gain.yaml --jobs 2
+      snn-lab run configs/sweep_width_gain.yaml --jobs 2
       snn-lab run --sweep width=64,256,1024 --sweep 'gain=linspace(0.8,1.2,5)' -j 2
     """
     import json
@@ -550,7 +550,7 @@ def plot(results_dir, formats, out, stat, layer):
     \b
     Example:
       snn-lab plot results/selu-vs-relu --format png --format svg
-      snn-lab plot results/gain-sweep --stat var --layer 10
+      snn-lab plot results/sweep-width-gain --stat var --layer 10
     """
     from rich.console import Console
 
