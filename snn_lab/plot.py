@@ -1030,33 +1030,31 @@ class OverlayError(ValueError):
 
 def phase_overlay(folder: str | Path, stat: str = "var", layer: int | None = None,
                   series: str | None = None) -> dict:
-    """One series' statistic per sweep point from SWEEP_DIR/sweep.csv, at (sigma_w2, sigma_b2).
+    """One series' statistic per sweep point (sweep.read), at (sigma_w2, sigma_b2).
 
     layer None: each point's last layer. Returns weight_var, bias_var, value (arrays), point,
     stat, layer, series.
     """
-    import csv
+    from snn_lab.sweep import SweepError, read
 
-    path = Path(folder) / "sweep.csv"
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            columns, rows = list(reader.fieldnames or ()), list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise OverlayError("overlay", f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    missing = [c for c in PHASE_OVERLAY_COLUMNS if c not in columns]
+        t = read(folder).table
+    except SweepError as exc:
+        raise OverlayError("overlay", str(exc)) from None
+    path = Path(folder) / "sweep.csv"
+    missing = [c for c in PHASE_OVERLAY_COLUMNS if c not in t]
     if missing:
         raise OverlayError("overlay", f"{path} lacks the column(s) {', '.join(missing)} (expected a "
                                       "sweep.csv: point, the swept keys, sigma_w2, sigma_b2, then "
                                       "summary.csv's columns)")
-    stats = [c for c in columns if c not in PHASE_OVERLAY_COLUMNS + ("activation", "init", "trials")]
-    if stat not in columns:
+    stats = [c for c in t if c not in PHASE_OVERLAY_COLUMNS + ("activation", "init", "trials")]
+    if stat not in t:
         hint = suggest(stat, stats)
         raise OverlayError("stat", f"{path} has no column {stat!r} (expected one of: {', '.join(stats)})"
                            + (f"; did you mean {hint!r}?" if hint else ""))
-    if not rows:
+    if not len(t["point"]):
         raise OverlayError("overlay", f"{path} has no rows")
-    labels = list(dict.fromkeys(r["series"] for r in rows))
+    labels = list(dict.fromkeys(t["series"].tolist()))
     if series is None and len(labels) > 1:
         raise OverlayError("series", f"the sweep has {len(labels)} series; choose one (expected one "
                                      f"of: {', '.join(labels)})")
@@ -1065,30 +1063,20 @@ def phase_overlay(folder: str | Path, stat: str = "var", layer: int | None = Non
         raise OverlayError("series", f"no series {series!r} in the sweep (expected one of: "
                                      f"{', '.join(labels)})" + (f"; did you mean {hint!r}?" if hint else ""))
     label = series if series is not None else labels[0]
-    mine = []
-    for n, r in enumerate(rows, start=2):  # line 1 is the header
-        if r["series"] != label:
-            continue
-        try:
-            mine.append((r["point"], int(float(r["layer"])), float(r["sigma_w2"]), float(r["sigma_b2"]),
-                         float(r[stat])))
-        except (TypeError, ValueError):
-            raise OverlayError("overlay", f"{path}:{n}: expected numbers in layer, sigma_w2, sigma_b2 "
-                                          f"and {stat}, found {[r[c] for c in ('layer', 'sigma_w2', 'sigma_b2', stat)]}") from None
-    layers = sorted({m[1] for m in mine})
+    mine = t["series"] == label
     if layer is None:
-        last = {}
-        for m in mine:
-            last[m[0]] = max(last.get(m[0], m[1]), m[1])
-        picked = [m for m in mine if m[1] == last[m[0]]]
+        last = _last_layers(t)
+        keep = mine & np.array([lay == last.get(key, -1) for key, lay in
+                                zip(zip(t["point"], t["series"]), t["layer"].tolist())], dtype=bool)
     else:
-        picked = [m for m in mine if m[1] == layer]
-        if not picked:
+        keep = mine & (t["layer"] == layer)
+        if not keep.any():
+            layers = sorted(set(t["layer"][mine].tolist()))
             nearest = min(layers, key=lambda v: abs(v - layer))
             raise OverlayError("layer", f"no rows at layer {layer} (the sweep has layers {layers[0]}.."
                                         f"{layers[-1]}; nearest: {nearest})")
-    return {"point": [m[0] for m in picked], "weight_var": np.array([m[2] for m in picked]),
-            "bias_var": np.array([m[3] for m in picked]), "value": np.array([m[4] for m in picked]),
+    return {"point": t["point"][keep].tolist(), "weight_var": t["sigma_w2"][keep].astype(np.float64),
+            "bias_var": t["sigma_b2"][keep].astype(np.float64), "value": t[stat][keep].astype(np.float64),
             "stat": stat, "layer": "last" if layer is None else layer, "series": label}
 
 

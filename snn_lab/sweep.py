@@ -431,12 +431,15 @@ def read(path: str | Path) -> SweepTable:
     text |= {k for k in keys if not all(_number(v) for v in meta["axes"].get(k, ()))}
     table = {}
     for name, values in zip(header, cols):
-        if name in text:
-            table[name] = np.array(values, dtype=object)
-        elif name in ("layer", "trials"):
-            table[name] = np.array([int(v) for v in values], dtype=np.int64)
-        else:
-            table[name] = np.array([float(v) for v in values], dtype=np.float64)
+        try:
+            if name in text:
+                table[name] = np.array(values, dtype=object)
+            elif name in ("layer", "trials"):
+                table[name] = np.array([int(v) for v in values], dtype=np.int64)
+            else:
+                table[name] = np.array([float(v) for v in values], dtype=np.float64)
+        except ValueError as exc:
+            raise SweepError(f"{path / TABLE}: column {name!r}: expected numbers ({exc})") from None
     return SweepTable(keys, table, meta, path)
 
 

@@ -178,8 +178,10 @@ def test_phase_needs_one_activation_and_grid_options_need_phase():
 
 
 def sweep_csv(folder, series=("SELU",), drop=()):
-    """A synthetic sweep.csv (the sweep folder contract): 3 gain points x layers 0..2 per series."""
+    """A synthetic sweep folder (the contract: sweep.json, sweep.csv): 3 gain points x layers 0..2 per series."""
     folder.mkdir()
+    (folder / "sweep.json").write_text(json.dumps({"keys": ["gain"], "axes": {"gain": [0.9, 1.0, 1.1]},
+                                                   "complete": True}))
     columns = ["point", "gain", "sigma_w2", "sigma_b2", "series", "activation", "init", "layer",
                "trials", "mean", "var", "theory_var"]
     with open(folder / "sweep.csv", "w", newline="") as f:
@@ -203,6 +205,23 @@ def test_overlay_reads_one_series_at_each_points_last_layer(tmp_path):
                  "--overlay", tmp_path / "s", "--layer", 1)
     assert out.exit_code == 0, out.output
     assert "overlay: 3 sweep points, var of SELU" in out.output and (tmp_path / "p.png").is_file()
+
+
+def test_overlay_of_a_real_sweep_marks_each_point_with_its_last_layer(tmp_path):
+    config = tmp_path / "edge.yaml"
+    config.write_text("name: edge\ntrials: 2\nwidth: 32\ndepth: 4\nbatch: 16\ndtype: float64\n"
+                      "series: [{label: tanh, activation: tanh}]\n"
+                      "sweep: {gain: [0.8, 1.5], bias_var: [0.0, 0.1]}\n")
+    ran = CliRunner().invoke(main, ["run", str(config), "--out", str(tmp_path / "s"), "-q"], catch_exceptions=False)
+    assert ran.exit_code == 0, ran.output
+    marks = plot.phase_overlay(tmp_path / "s", "var")
+    assert len(marks["point"]) == 4
+    for point, w, b, value in zip(marks["point"], marks["weight_var"], marks["bias_var"], marks["value"]):
+        gain, bias = (float(part.split("=")[1]) for part in point.split(","))
+        assert w == pytest.approx(gain ** 2, rel=1e-12) and b == bias  # LeCun normal: sigma_w^2 = gain^2
+        with open(tmp_path / "s" / "points" / point / "summary.csv", newline="") as f:
+            last = [r for r in csv.DictReader(f) if r["layer"] == "4"]
+        assert value == float(last[0]["var"])
 
 
 @pytest.mark.parametrize("kind, args, message", [
