@@ -228,8 +228,7 @@ def _run_sweep(sweep, out, jobs, executor, scheduler, force, as_json, quiet, wit
     figures = []
     if with_plot:
         from snn_lab import plot as plots
-        if hasattr(plots, "save_sweep_figures"):
-            figures = plots.save_sweep_figures(sw.read(out), out / "plots", ("png",))
+        figures = plots.save_sweep_figures(sw.read(out), out / "plots", ("png",))
     if as_json:
         click.echo(json.dumps({"name": sweep.name, "path": str(out), "table": str(table),
                                "keys": list(sweep.keys), "points": len(sweep.points), "ran": len(todo),

@@ -14,17 +14,6 @@ from contextlib import contextmanager
 
 from snn_lab.config import Experiment
 
-EXECUTORS = ("local", "dask")
-# Worker processes split the cores: the engine's own threads (random draws, activation,
-# statistics; they never change the numbers) and BLAS's, cores / jobs each, unless the user
-# set the BLAS variables. Measured on 2 cores, 16 small points: 2 workers with 2 BLAS threads
-# each took 3.5x as long as one process; with 1 each, 1.4x less. The price: OpenBLAS rounds
-# some shapes differently with 1 and 2 threads (a 100x300 @ 300x300 float64 product differs in
-# its last bits), so such a point equals its run alone with the same BLAS thread count, which
-# its meta.json records (README, Sweeps).
-ENGINE_THREADS = "SNN_LAB_THREADS"
-BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
 
 class ExecutorError(Exception):
     """An executor that cannot start (a missing extra, an unreachable scheduler)."""
@@ -55,8 +44,15 @@ def threads_per_job(jobs: int) -> int:
 
 def worker_environment(jobs: int) -> dict[str, str]:
     """Environment variables for a worker: its share of the cores for the engine and for BLAS."""
+    from snn_lab.engine import BLAS_VARIABLES, THREADS_ENV
+
+    # Both the engine's threads (which never change the numbers) and BLAS's get cores / jobs.
+    # Measured on 2 cores, 16 small points: 2 workers with 2 BLAS threads each took 3.5x as long
+    # as one process; with 1 each, 1.4x less. The price: OpenBLAS rounds some shapes differently
+    # with 1 and 2 threads, so such a point equals its run alone with the same BLAS thread count,
+    # which its meta.json records (README, Sweeps).
     share = str(threads_per_job(jobs))
-    env = {ENGINE_THREADS: share}
+    env = {THREADS_ENV: share}
     for key in BLAS_VARIABLES:  # a user's own BLAS settings win; Dask's nanny would set 1
         env[key] = os.environ.get(key, share)
     env["OPENBLAS_THREAD_TIMEOUT"] = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "1")

@@ -17,7 +17,7 @@ import yaml
 
 from snn_lab import theory
 from snn_lab.config import Experiment
-from snn_lab.engine import SeriesRun
+from snn_lab.engine import BLAS_VARIABLES, SeriesRun, default_threads
 from snn_lab.statistics import MEASURED, SUMMARY_STATS, json_number, overflow, summarize
 
 RESULTS_VERSION = 1
@@ -269,10 +269,8 @@ def environment() -> dict:
         commit = done.stdout.strip() or None if done.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         pass
-    from snn_lab.engine import default_threads
-
     # BLAS's thread count can change a product's last bits for some shapes: recorded with the run.
-    threads = {key: os.environ.get(key) for key in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    threads = {key: os.environ.get(key) for key in BLAS_VARIABLES}
     return {"snn_lab": __version__, "numpy": np.__version__, "python": sys.version.split()[0],
             "platform": platform.platform(), "host": socket.gethostname(), "blas": blas,
             "threads": {"engine": default_threads(), **threads}, "git_commit": commit}
