@@ -77,12 +77,13 @@ def load(path: str | None = None, text: str | None = None, overrides: tuple[str,
          sweeps: tuple[str, ...] = ()) -> Sweep | None:
     """The sweep of a config (its sweep: block and --sweep KEY=SPEC), or None if it has none."""
     tree, lines, source = cfg.read(path, text)
-    block = tree.pop("sweep", None) if isinstance(tree, dict) else None
-    if block is None and not sweeps:
+    has_block = isinstance(tree, dict) and "sweep" in tree
+    block = tree.pop("sweep") if has_block else None
+    if not has_block and not sweeps:
         return None
     base = cfg.build(copy.deepcopy(tree), lines, source, overrides)  # the base must be valid alone
     problems: list[Problem] = []
-    axes = _axes(block, lines, source, sweeps, problems)
+    axes = _axes(has_block, block, lines, source, sweeps, problems)
     axes = [a for a in axes if _targets(a, tree, problems)]
     if problems:
         raise ConfigError(problems)
@@ -109,10 +110,10 @@ def load(path: str | None = None, text: str | None = None, overrides: tuple[str,
     return Sweep(base.name, source, tuple(axes), tuple(points))
 
 
-def _axes(block, lines, source, sweeps, problems) -> list[Axis]:
+def _axes(has_block, block, lines, source, sweeps, problems) -> list[Axis]:
     """The swept keys and their values: the YAML block, then --sweep (which replaces a key)."""
     axes: dict[str, Axis] = {}
-    if block is not None:
+    if has_block:
         where = cfg.locate(source, lines, ("sweep",))
         if not isinstance(block, dict) or not block:
             problems.append(Problem(where, "sweep", "expected a mapping of KEY: VALUES, e.g. "

@@ -98,6 +98,7 @@ def test_a_config_without_a_sweep_is_not_a_sweep():
 
 
 @pytest.mark.parametrize("block, message", [
+    ("", "grid.yaml:11: sweep: expected a mapping of KEY: VALUES"),
     ("  gian: [1, 2]\n", "grid.yaml:12: gian: cannot sweep this key (expected one of:"),
     ("  gian: [1, 2]\n", "did you mean 'gain'?"),
     ("  gain: []\n", "grid.yaml:12: sweep.gain: expected at least one value, found an empty list"),
