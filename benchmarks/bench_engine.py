@@ -238,7 +238,8 @@ def scalar_selu(repeats: int) -> dict:
     act = config.load("<s>", text="series: [{activation: selu}]").series[0].make_activation()
     h = xs.reshape(64, 1024)
     out = np.empty_like(h)
-    vector = interleaved({"v": lambda: act.fn(h, out=out)}, max(repeats, 20))["v"] / xs.size
+    # The engine's compiled SELU, with the float64 sums it computes in the same pass.
+    vector = interleaved({"v": lambda: engine.activate_block(act, h, out)}, max(repeats, 20))["v"] / xs.size
     case = Case("per-element", 1024, 8, 2048, 1, "float64", "selu", 0)
     whole = interleaved({"e": engine_fn(case)}, repeats)["e"] / (1024 * 2048 * 8)
     return {"scalar_ns_per_element": scalar * 1e9, "engine_selu_ns_per_element": vector * 1e9,

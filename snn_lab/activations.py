@@ -45,6 +45,9 @@ class Activation:
     closed_form: ClosedForm | None = None  # (mean, std > 0) -> Moments
     saturation: float | None = None  # lim phi(x) as x -> -inf (alpha dropout's alpha')
     pair_form: PairForm | None = None  # (q, c) -> E[phi(u1) phi(u2)], closed form
+    # The engine's compiled loop for fn, as (name, p1, p2): ("elu", lambda, lambda alpha),
+    # ("leaky", slope, 0), ("relu" | "tanh" | "linear", 0, 0); None runs fn itself.
+    kernel: tuple[str, float, float] | None = None
 
     def pair_moment(self, q: float, c: float) -> float:
         """E[phi(u1) phi(u2)] for centred Gaussians of variance q and correlation c."""
@@ -243,37 +246,39 @@ class ActivationKind:
 def _selu(name, params):
     lam, alpha = params["lambda"], params["alpha"]
     return Activation(name, params, _elu(alpha, lam), _elu_deriv(alpha, lam), (0.0,),
-                      _elu_moments(alpha, lam), -lam * alpha)
+                      _elu_moments(alpha, lam), -lam * alpha, kernel=("elu", lam, lam * alpha))
 
 
 def _elu_build(name, params):
     alpha = params["alpha"]
     return Activation(name, params, _elu(alpha), _elu_deriv(alpha), (0.0,),
-                      _elu_moments(alpha), -alpha)
+                      _elu_moments(alpha), -alpha, kernel=("elu", 1.0, alpha))
 
 
 def _leaky_build(name, params):
     slope = params["slope"]
     return Activation(name, params, _leaky(slope), lambda x: np.where(x > 0, 1.0, slope),
-                      (0.0,), _leaky_moments(slope), 0.0 if slope == 0 else None, _leaky_pair(slope))
+                      (0.0,), _leaky_moments(slope), 0.0 if slope == 0 else None, _leaky_pair(slope),
+                      ("leaky", slope, 0.0))
 
 
 ACTIVATIONS: dict[str, ActivationKind] = {
     "selu": ActivationKind({"lambda": LAMBDA01, "alpha": ALPHA01}, _selu,
                            "lambda * (x if x > 0 else alpha * (exp(x) - 1))"),
     "relu": ActivationKind({}, lambda n, p: Activation(
-        n, p, _relu, lambda x: (x > 0).astype(np.float64), (0.0,), _relu_moments, 0.0, _arccos_kernel),
+        n, p, _relu, lambda x: (x > 0).astype(np.float64), (0.0,), _relu_moments, 0.0, _arccos_kernel,
+        ("relu", 0.0, 0.0)),
         "max(x, 0)"),
     "leaky_relu": ActivationKind({"slope": 0.01}, _leaky_build, "x if x > 0 else slope * x"),
     "elu": ActivationKind({"alpha": 1.0}, _elu_build, "x if x > 0 else alpha * (exp(x) - 1)"),
     "tanh": ActivationKind({}, lambda n, p: Activation(
-        n, p, _tanh, lambda x: 1.0 - np.tanh(x) ** 2, (), None, -1.0), "tanh(x)"),
+        n, p, _tanh, lambda x: 1.0 - np.tanh(x) ** 2, (), None, -1.0, kernel=("tanh", 0.0, 0.0)), "tanh(x)"),
     "gelu": ActivationKind({}, lambda n, p: Activation(
         n, p, _gelu, _gelu_deriv, (), None, 0.0), "x * Phi(x) (erf form)"),
     "silu": ActivationKind({}, lambda n, p: Activation(
         n, p, _silu, _silu_deriv, (), None, 0.0), "x * sigmoid(x)"),
     "linear": ActivationKind({}, lambda n, p: Activation(
-        n, p, _linear, np.ones_like, (), _linear_moments, None, lambda q, c: q * c), "x"),
+        n, p, _linear, np.ones_like, (), _linear_moments, None, lambda q, c: q * c, ("linear", 0.0, 0.0)), "x"),
 }
 
 

@@ -2,9 +2,9 @@
 
 One matrix product per layer is the floor; everything else is arranged to stay close to it:
 random numbers are drawn in fixed blocks, each from its own stream, by a small thread pool;
-the activation and the statistics run on cache-sized blocks in place; buffers are reused.
-Small layers (too small to split) run a group of trials in lockstep, stacked into few large
-numpy calls split between the threads by trials. Which thread does which block or trial
+the normals, the activation and the statistics run in compiled loops (snn_lab._kernels) that
+release the GIL, on cache-sized blocks; buffers are reused. Small layers (too small to split)
+run a group of trials in lockstep, one trial per task. Which thread does which block or trial
 never changes a number.
 """
 
@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from snn_lab import _kernels
 from snn_lab import probes as probing
 from snn_lab.activations import alpha_dropout_affine
 from snn_lab.config import Experiment, Series
@@ -173,22 +174,35 @@ def _stream(state: np.ndarray) -> np.random.SFC64:
     return gen
 
 
-def standard_normal_fill(bitgen: np.random.BitGenerator, out: np.ndarray, scale: float = 1.0) -> np.ndarray:
+Stream = "np.random.BitGenerator | np.ndarray"  # a bit generator, or SFC64 state words (4 uint64)
+
+
+def standard_normal_fill(stream, out: np.ndarray, scale: float = 1.0) -> np.ndarray:
     """Fill a contiguous float array with i.i.d. N(0, scale^2): Box-Muller on raw 64-bit words.
 
     Each step takes k = _PAIRS pairs (u1, u2) as 32-bit or 53-bit integers from the raw
     words: radius sqrt(-2 ln u1), angle 2 pi u2; the step's first k entries get r cos, the
-    next k r sin. float32: u1 and u2 are 32 bits (radius up to 6.7 sd); float64: u1 is 53
-    bits (radius up to 8.7 sd), u2 32 bits.
+    next k r sin. float32: the step's k words read as 2k 32-bit integers, u1 the first k and u2
+    the next k (radius up to 6.7 sd); float64: k words give u1 as ((w >> 11) + 0.5) 2^-53
+    (radius up to 8.7 sd) and the next (k + 1) // 2 words, as 32-bit integers, give u2.
+    `stream` is a bit generator (advanced), or SFC64 state words (advanced in place), which
+    the compiled loop runs itself without numpy's per-call overhead.
     """
     if not out.flags.c_contiguous:
         raise ValueError("standard_normal_fill fills a contiguous array")
     if out.dtype not in (np.float32, np.float64):
         raise TypeError(f"standard_normal_fill: float32 or float64, not {out.dtype}")
-    flat = out.reshape(-1)
-    step = _step_float32 if flat.dtype == np.float32 else _step_float64
-    for start in range(0, flat.size, 2 * _PAIRS):
-        step(bitgen, flat[start:start + 2 * _PAIRS], scale)
+    if isinstance(stream, np.ndarray):
+        _kernels.normals(stream, out, scale, _PAIRS)
+    elif isinstance(stream, np.random.SFC64):
+        state = stream.state
+        words = np.array(state["state"]["state"], np.uint64)
+        _kernels.normals(words, out, scale, _PAIRS)
+        state["state"]["state"] = words
+        stream.state = state
+    else:
+        count = _kernels.words_needed(out.dtype == np.float64, out.size, _PAIRS)
+        _kernels.normals_words(stream.random_raw(count), out, scale, _PAIRS)
     return out
 
 
@@ -198,136 +212,40 @@ def _workspace(name: str, dtype, size: int) -> np.ndarray:
     spaces = _scratch.__dict__
     buf = spaces.get(key)
     if buf is None or buf.size < size:
-        buf = spaces[key] = np.empty(max(size, _PAIRS), dtype)
+        buf = spaces[key] = np.empty(size, dtype)
     return buf[:size]
 
 
-def _step_float32(bitgen, step: np.ndarray, scale: float) -> None:
-    k = (step.size + 1) // 2
-    m = step.size - k
-    u = bitgen.random_raw(k).view(np.uint32)  # 2k 32-bit integers: u1 then u2
-    r, angle = _workspace("r", np.float32, k), _workspace("angle", np.float32, k)
-    np.copyto(r, u[:k], casting="unsafe")
-    r += np.float32(0.5)
-    r *= np.float32(2.0 ** -32)  # u1 in (0, 1]: ln u1 <= 0
-    np.log(r, out=r)
-    r *= np.float32(-2.0 * scale * scale)
-    np.sqrt(r, out=r)
-    np.copyto(angle, u[k:].view(np.int32), casting="unsafe")  # signed: an angle in [-pi, pi)
-    angle *= np.float32(2.0 * math.pi * 2.0 ** -32)
-    lo, hi = step[:k], step[k:]
-    np.cos(angle, out=lo)
-    lo *= r
-    np.sin(angle[:m], out=hi)
-    hi *= r[:m]
-
-
-_TABLE_BITS = 12
-_TABLE_ANGLES = np.arange(1 << _TABLE_BITS) * (2.0 * math.pi / (1 << _TABLE_BITS))
-_COS_TABLE, _SIN_TABLE = np.cos(_TABLE_ANGLES), np.sin(_TABLE_ANGLES)
-
-
-_WORDS_AS_DOUBLES = (np.random.SFC64, np.random.PCG64)  # next_double = (next_uint64 >> 11) 2^-53
-
-
-def _step_float64(bitgen, step: np.ndarray, scale: float) -> None:
-    """float64 Box-Muller. numpy's float64 cos and sin are scalar library calls (~15 ns each):
-    the angle t + d is split into a 4096-entry table t and a remainder d < 2 pi / 4096, with
-    sin d = d (1 - d^2/6) and cos d - 1 = d^2 (d^2/24 - 1/2): the first omitted terms,
-    d^5/120 and d^6/720, are below 1e-16 and 2e-20.
-
-    The radius's uniform is ((w >> 11) + 0.5) 2^-53 for the step's first k words w: for SFC64
-    and PCG64 it is taken as Generator.random()'s (w >> 11) 2^-53 plus 2^-54, the same
-    double (scaling by a power of two rounds alike), written straight into a reused buffer.
-    """
-    k = (step.size + 1) // 2
-    m = step.size - k
-    r = _workspace("r", np.float64, k)
-    if isinstance(bitgen, _WORDS_AS_DOUBLES):
-        np.random.Generator(bitgen).random(out=r)  # k words
-        r += 2.0 ** -54
-        words = bitgen.random_raw((k + 1) // 2)  # then 2 x 32 bits per word for u2
-        u2 = words.view(np.uint32)[:k]
-    else:
-        words = bitgen.random_raw(k + (k + 1) // 2)  # k words for u1, then 2 x 32 bits per word for u2
-        radius_bits = words[:k]
-        radius_bits >>= np.uint64(11)  # 53 random bits: exact as float64
-        np.copyto(r, radius_bits.view(np.int64))
-        r += 0.5
-        r *= 2.0 ** -53
-        u2 = words[k:].view(np.uint32)[:k]
-    np.log(r, out=r)
-    r *= -2.0 * scale * scale
-    np.sqrt(r, out=r)
-    _polar64(r, u2, step[:k], step[k:])
-
-
-def _polar64(r: np.ndarray, u2: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
-    """lo = r cos t, hi = r sin t (each row's first hi.shape[-1]) for t = 2 pi u2 / 2^32, float64.
-
-    The angle is a 4096-entry table angle plus a remainder d (see _step_float64); u2 is used
-    up. Any shape: one step's (k,) or a stack of trials' (trials, k).
-    """
-    shape, m = r.shape, hi.shape[-1]
-    low = 32 - _TABLE_BITS
-    index = _workspace("index", np.int64, r.size).reshape(shape)  # numpy indexes with int64: convert once
-    np.right_shift(u2, np.uint32(low), out=index, casting="unsafe")
-    u2 &= np.uint32((1 << low) - 1)
-    d, d2, cos_d1, c, s = (_workspace(name, np.float64, r.size).reshape(shape)
-                           for name in ("d", "d2", "cos_d1", "c", "s"))
-    np.copyto(d, u2)
-    d *= 2.0 * math.pi * 2.0 ** -32
-    np.multiply(d, d, out=d2)
-    np.multiply(d2, 1.0 / 24.0, out=cos_d1)
-    cos_d1 -= 0.5
-    cos_d1 *= d2
-    d2 *= -1.0 / 6.0
-    d2 += 1.0
-    sin_d = d
-    sin_d *= d2
-    np.take(_COS_TABLE, index, out=c, mode="clip")  # index < 4096: clip never clips
-    np.take(_SIN_TABLE, index, out=s, mode="clip")
-    tmp = d2
-    np.multiply(c, cos_d1, out=lo)  # cos(t + d) = c + (c (cos d - 1) - s sin d)
-    np.multiply(s, sin_d, out=tmp)
-    lo -= tmp
-    lo += c
-    lo *= r
-    np.multiply(s[..., :m], cos_d1[..., :m], out=hi)  # sin(t + d) = s + (s (cos d - 1) + c sin d)
-    np.multiply(c[..., :m], sin_d[..., :m], out=tmp[..., :m])
-    hi += tmp[..., :m]
-    hi += s[..., :m]
-    hi *= r[..., :m]
-
-
-def fill_weights(series: Series, bitgen: np.random.BitGenerator, out: np.ndarray) -> np.ndarray:
+def fill_weights(series: Series, stream, out: np.ndarray) -> np.ndarray:
     """Fill rows of a layer's weights (any number, contiguous) from one stream, per the init.
 
     The scale is the full layer's (fan_in = fan_out = width), whatever the number of rows.
+    `stream` is a bit generator or SFC64 state words (see standard_normal_fill).
     """
     init = series.initializer
     s = series.gain * init.scale(series.width, series.width)
     flat = out.reshape(-1)
     if init.kind == "uniform":
+        bitgen = _stream(stream) if isinstance(stream, np.ndarray) else stream
         np.random.Generator(bitgen).random(out=flat, dtype=flat.dtype)
         flat *= flat.dtype.type(2.0 * s)
         flat -= flat.dtype.type(s)
     elif init.kind == "truncated":
-        standard_normal_fill(bitgen, flat)
-        _redraw_tails(bitgen, flat)
+        standard_normal_fill(stream, flat)
+        _redraw_tails(stream, flat)
         flat *= flat.dtype.type(s)
     else:
-        standard_normal_fill(bitgen, flat, s)
+        standard_normal_fill(stream, flat, s)
     return out
 
 
-def _redraw_tails(bitgen, flat: np.ndarray) -> None:
+def _redraw_tails(stream, flat: np.ndarray) -> None:
     """Replace entries beyond the truncation by fresh draws until none is left (rejection)."""
     from snn_lab.initializers import TRUNCATION
 
     bad = np.flatnonzero(np.abs(flat) >= TRUNCATION)
     while bad.size:
-        flat[bad] = standard_normal_fill(bitgen, np.empty(bad.size, flat.dtype))
+        flat[bad] = standard_normal_fill(stream, np.empty(bad.size, flat.dtype))
         bad = bad[np.abs(flat[bad]) >= TRUNCATION]
 
 
@@ -469,26 +387,28 @@ def mean_var(x: np.ndarray) -> tuple[float, float]:
     return mean, var
 
 
-def _float64_view(block: np.ndarray) -> np.ndarray:
-    """The block's entries as a flat float64 array: itself, or a per-thread reused copy."""
-    flat = block.reshape(-1)
-    if flat.dtype == np.float64:
-        return flat
-    buf = _workspace("float64", np.float64, flat.size)
-    np.copyto(buf, flat)  # exact: every float32 is a float64, and so is its square
-    return buf
-
-
-try:  # np.einsum without its Python wrapper (~3 us a call): the same C function, the same sums
-    from numpy._core.multiarray import c_einsum as _dot
-except ImportError:  # pragma: no cover - another numpy layout
-    _dot = np.einsum
-
-
 def block_sums(block: np.ndarray) -> tuple[float, float]:
-    """(sum, sum of squares) of a block's entries, accumulated in float64."""
-    v = _float64_view(block)
-    return float(np.add.reduce(v)), float(_dot("i,i->", v, v))
+    """(sum, sum of squares) of a block's entries, accumulated in float64 (compiled, 16 lanes)."""
+    return _kernels.sums(block)
+
+
+_KERNEL_KINDS = {"linear": _kernels.LINEAR, "relu": _kernels.RELU, "leaky": _kernels.LEAKY,
+                 "elu": _kernels.ELU, "tanh": _kernels.TANH}
+
+
+def activate_block(act, h: np.ndarray, x: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
+    """x = act(h) for a contiguous block, with the float64 (sum, sum of squares) of h and of x.
+
+    One compiled pass where the activation has a kernel (Activation.kernel); else act.fn and
+    two passes of block_sums.
+    """
+    if act.kernel is None:
+        pre = block_sums(h)
+        act.fn(h, out=x)
+        return pre, block_sums(x)
+    name, p1, p2 = act.kernel
+    s = _kernels.activate(_KERNEL_KINDS[name], p1, p2, h, x)
+    return s[:2], s[2:]
 
 
 def _finish(sums: np.ndarray, count: int, blocks: list[np.ndarray]) -> tuple[float, float]:
@@ -505,7 +425,7 @@ def _finish(sums: np.ndarray, count: int, blocks: list[np.ndarray]) -> tuple[flo
     if not var * _ILL_CONDITIONED > mean * mean:
         dev = sq = 0.0
         for block in blocks:
-            v = _float64_view(block) - mean
+            v = block.reshape(-1).astype(np.float64) - mean
             dev += float(np.add.reduce(v))
             sq += float(np.einsum("i,i->", v, v))
         var = (sq - dev * dev / count) / count
@@ -603,12 +523,10 @@ def run_trial(series: Series, seed: int, trial: int, progress: Progress | None =
                 hb, xb = h_blocks[i], x_blocks[i]
                 if bias is not None:
                     hb += bias
-                pre[i] = block_sums(hb)
-                act.fn(hb, out=xb)
+                pre[i], post[i] = activate_block(act, hb, xb)  # post is redone after dropout
                 if probe is not None:
                     probe.units(i, hb, act, d_layer[i * rows:(i + 1) * rows] if grads else None)
                 if not series.dropout:
-                    post[i] = block_sums(xb)
                     if probe is not None:
                         probe.samples(i, xb)
             _parallel(first + nb, task, threads)
@@ -696,159 +614,42 @@ def _run_small(series: Series, seed: int, trials: list[int], rows: list[np.ndarr
     (BLAS spreads each over the cores, as for one trial), then each trial's activation,
     statistics and next weights as one task of the pool. rows[i] receives trial i's
     (depth + 1, STATS + PROBES) columns; samples, if given, trial trials[0]'s values."""
-    if _stackable(series, measure):
-        _run_stacked(series, seed, trials, rows, samples, progress, threads)
-        return
     group = [_SmallTrial(series, seed, t, r, samples if i == 0 else None, measure)
              for i, (t, r) in enumerate(zip(trials, rows))]
-    _parallel(len(group), lambda i: group[i].start(), threads)
+    streams = _WeightStreams(series, seed, trials)
+    first = streams.layer(1)
+    _parallel(len(group), lambda i: group[i].start(first[i]), threads)
     with np.errstate(all="ignore"):  # overflow is data here: recorded, then reported
         for layer in range(1, series.depth + 1):
             for g in group:
                 np.matmul(g.x, g.w, out=g.h)
-            _parallel(len(group), lambda i: group[i].layer(layer), threads)
+            nxt = streams.layer(layer + 1) if layer < series.depth else None
+            _parallel(len(group), lambda i: group[i].layer(layer, None if nxt is None else nxt[i]), threads)
             if progress:
                 progress(len(group))
 
 
-def _stackable(series: Series, measure: tuple[str, ...]) -> bool:
-    """Whether a group's trials can be computed as stacked arrays: normal weights in one random
-    block and one Box-Muller step, one statistics block per trial, no probes, no dropout."""
-    n = series.width
-    return (not measure and not series.dropout and not series.normalize_weights
-            and series.initializer.kind == "normal" and n * n <= min(RANDOM_BLOCK, 2 * _PAIRS)
-            and series.batch <= STATS_BLOCK // n)
+class _WeightStreams:
+    """The SFC64 states of a group's weight blocks (as block_stream's), hashed for 64 layers at
+    a time: one vectorized SeedSequence per batch instead of ~20 us per block."""
 
+    SPAN = 64
 
-def _run_stacked(series: Series, seed: int, trials: list[int], rows: list[np.ndarray],
-                 samples: dict[int, np.ndarray] | None, progress: Progress | None, threads: int) -> None:
-    """A group of small trials as (trials, batch, width) arrays: per layer, each trial's product
-    (one BLAS call each, as for one trial), then a few numpy calls over many trials at once,
-    split between the threads by trials. Every operation is elementwise or a per-trial sum of
-    one block, so each trial gets exactly the numbers _SmallTrial gives it. Few, large numpy
-    calls keep the threads from trading the GIL at every small call."""
-    g, n, batch, dtype = len(trials), series.width, series.batch, np.dtype(series.dtype)
-    depth, count = series.depth, series.batch * series.width
-    X = np.empty((g, batch, n), dtype)
-    H = np.empty_like(X)
-    W = np.empty((g, n, n), dtype)
-    act = series.make_activation()
-    keep = set(sample_layers(depth)) if samples is not None else set()
-    outs = [r[:, :len(STATS)] for r in rows]
-    for r in rows:
-        r[:, len(STATS):] = math.nan
-    parts = [range(g * p // threads, g * (p + 1) // threads) for p in range(threads)]
-    parts = [q for q in parts if len(q)]
-    scale = series.gain * series.initializer.scale(n, n)
-    states: dict[int, np.ndarray] = {}  # layer -> (g, 4) SFC64 states of its weights' block 0
+    def __init__(self, series: Series, seed: int, trials: list[int]):
+        self.series, self.seed, self.trials = series, seed, trials
+        self.blocks = -(-series.width // block_rows(series.width))
+        self.first, self.states = 0, np.empty((0, len(trials), self.blocks, 4), np.uint64)
 
-    def table(layer: int) -> None:
-        """The weight streams of `layer` and the next layers, computed for 64 layers at a time."""
-        if layer in states or layer > depth:
-            return
-        states.clear()
-        layers = np.arange(layer, min(depth, layer + 63) + 1)
-        keys = np.zeros((layers.size * g, 3), np.int64)
-        keys[:, 0] = np.tile(trials, layers.size)
-        keys[:, 1] = np.repeat(layers, g)
-        rows_ = _sfc64_states(seed, series.label, keys).reshape(layers.size, g, 4)
-        states.update(zip(layers.tolist(), rows_))
-
-    def start(p: int) -> None:
-        q = parts[p]
-        for i in q:
-            input_values(series, seed, trials[i], out=X[i], threads=1)
-        s1, s2 = _row_sums(X[q.start:q.stop])
-        for j, i in enumerate(q):
-            outs[i][0] = 2 * _finish_list([(s1[j], s2[j])], count, [X[i]])
-        if 0 in keep and 0 in q:
-            samples[0] = _sample(X[0])
-        _stacked_normals(states[1][q.start:q.stop], W[q.start:q.stop], scale)
-
-    def step(p: int, layer: int) -> None:
-        q = parts[p]
-        a, b = q.start, q.stop
-        with np.errstate(all="ignore"):
-            if series.bias_var:
-                for i in q:
-                    rng = rng_for(seed, series.label, trials[i], layer)
-                    H[i] += (rng.standard_normal(n) * math.sqrt(series.bias_var)).astype(dtype)
-            p1, p2 = _row_sums(H[a:b])
-            act.fn(H[a:b], out=X[a:b])
-            s1, s2 = _row_sums(X[a:b])
-            for j, i in enumerate(q):
-                outs[i][layer] = (*_finish_list([(s1[j], s2[j])], count, [X[i]]),
-                                  *_finish_list([(p1[j], p2[j])], count, [H[i]]))
-            if layer in keep and 0 in q:
-                samples[layer] = _sample(X[0])
-            if layer < depth:
-                _stacked_normals(states[layer + 1][a:b], W[a:b], scale)
-
-    table(1)
-    _parallel(len(parts), start, threads)
-    with np.errstate(all="ignore"):  # overflow is data here: recorded, then reported
-        for layer in range(1, depth + 1):
-            table(layer + 1)
-            for i in range(g):
-                np.matmul(X[i], W[i], out=H[i])
-            _parallel(len(parts), lambda p: step(p, layer), threads)
-            if progress:
-                progress(g)
-
-
-def _row_sums(v: np.ndarray) -> tuple[list[float], list[float]]:
-    """Per trial (first axis): the float64 sum and sum of squares of its entries, each the
-    same pairwise sum and einsum as block_sums of that trial's block."""
-    flat = v.reshape(v.shape[0], -1)
-    if flat.dtype != np.float64:
-        buf = _workspace("float64", np.float64, flat.size).reshape(flat.shape)
-        np.copyto(buf, flat)  # exact
-        flat = buf
-    # A row-wise reduce is each row's pairwise sum; a 2-D einsum is not each row's (it
-    # buffers long rows in chunks): one einsum per row.
-    return np.add.reduce(flat, axis=1).tolist(), [float(_dot("i,i->", row, row)) for row in flat]
-
-
-def _stacked_normals(states: np.ndarray, w: np.ndarray, scale: float) -> None:
-    """Each trial's layer weights (one random block, one Box-Muller step) into w (trials, n, n),
-    from the blocks' SFC64 states: _step_float32/_step_float64 on every trial's words at once."""
-    r, size = w.shape[0], w.shape[1] * w.shape[2]
-    flat = w.reshape(r, size)
-    k = (size + 1) // 2
-    m = size - k
-    gens = (_stream(state) for state in states)  # one generator, reset per trial: use in turn
-    if flat.dtype == np.float32:
-        words = _workspace("words", np.uint64, r * k).reshape(r, k)
-        for j, bg in enumerate(gens):
-            words[j] = bg.random_raw(k)
-        u = words.view(np.uint32)  # per trial: u1 (k), then u2 (k)
-        rad = _workspace("r", np.float32, r * k).reshape(r, k)
-        angle = _workspace("angle", np.float32, r * k).reshape(r, k)
-        np.copyto(rad, u[:, :k], casting="unsafe")
-        rad += np.float32(0.5)
-        rad *= np.float32(2.0 ** -32)
-        np.log(rad, out=rad)
-        rad *= np.float32(-2.0 * scale * scale)
-        np.sqrt(rad, out=rad)
-        np.copyto(angle, u[:, k:].view(np.int32), casting="unsafe")
-        angle *= np.float32(2.0 * math.pi * 2.0 ** -32)
-        lo, hi = flat[:, :k], flat[:, k:]
-        np.cos(angle, out=lo)
-        lo *= rad
-        np.sin(angle[:, :m], out=hi)
-        hi *= rad[:, :m]
-        return
-    rad = _workspace("r", np.float64, r * k).reshape(r, k)
-    h = (k + 1) // 2
-    words = _workspace("words", np.uint64, r * h).reshape(r, h)
-    for j, bg in enumerate(gens):
-        np.random.Generator(bg).random(out=rad[j])  # k words: (w >> 11) 2^-53
-        words[j] = bg.random_raw(h)
-    rad += 2.0 ** -54
-    np.log(rad, out=rad)
-    rad *= -2.0 * scale * scale
-    np.sqrt(rad, out=rad)
-    _polar64(rad, words.view(np.uint32)[:, :k], flat[:, :k], flat[:, k:])
+    def layer(self, layer: int) -> np.ndarray:
+        """(trials, blocks, 4) state words of `layer`'s weights (each row used once)."""
+        if not self.first <= layer < self.first + len(self.states):
+            layers = np.arange(layer, min(self.series.depth, layer + self.SPAN - 1) + 1)
+            keys = np.stack(np.meshgrid(self.trials, layers, np.arange(self.blocks), indexing="ij"), -1)
+            keys = keys.transpose(1, 0, 2, 3).reshape(-1, 3)  # (layer, trial, block) order
+            states = _sfc64_states(self.seed, self.series.label, keys)
+            self.first = layer
+            self.states = states.reshape(len(layers), len(self.trials), self.blocks, 4)
+        return self.states[layer - self.first]
 
 
 class _SmallTrial:
@@ -879,8 +680,8 @@ class _SmallTrial:
             with np.errstate(over="ignore"):  # a saturation beyond float32 becomes -inf: data
                 self.drop = dtype.type(a), dtype.type(b), dtype.type(self.act.saturation)
 
-    def start(self) -> None:
-        """The input (layer 0) and its statistics, and layer 1's weights."""
+    def start(self, states: np.ndarray) -> None:
+        """The input (layer 0) and its statistics, and layer 1's weights (from `states`)."""
         s, x = self.series, self.x
         input_values(s, self.seed, self.trial, out=x, threads=1)
         self.out[0] = 2 * _finish_list([block_sums(xb) for xb in self.x_blocks], self.count, self.x_blocks)
@@ -891,22 +692,23 @@ class _SmallTrial:
             self.probes[0, 3] = probe.result()[1]
         if 0 in self.keep:
             self.samples[0] = _sample(x)
-        self._draw(1)
+        self._draw(states)
 
-    def _draw(self, layer: int) -> None:
+    def _draw(self, states: np.ndarray) -> None:
+        """A layer's weights, block b from states[b] (block_stream's state words)."""
         s = self.series
         for b, wb in enumerate(self.w_blocks):
-            fill_weights(s, block_stream(self.seed, s.label, self.trial, layer, b), wb)
+            fill_weights(s, states[b], wb)
         if s.normalize_weights:
             _normalize(s, self.w)
 
-    def layer(self, layer: int) -> None:
+    def layer(self, layer: int, states: np.ndarray | None) -> None:
         """Everything of `layer` after its product h = x w, then the next layer's weights."""
         with np.errstate(all="ignore"):
-            self._layer(layer)
+            self._layer(layer, states)
 
-    def _layer(self, layer: int) -> None:
-        s, n, act, fn = self.series, self.series.width, self.act, self.act.fn
+    def _layer(self, layer: int, states: np.ndarray | None) -> None:
+        s, n, act = self.series, self.series.width, self.act
         rng = rng_for(self.seed, s.label, self.trial, layer) if s.bias_var or s.dropout else None
         bias = (rng.standard_normal(n) * math.sqrt(s.bias_var)).astype(self.x.dtype) if s.bias_var else None
         probe = probing.LayerProbe(n, len(self.x_blocks), self.dead, self.corr) if self.dead or self.corr else None
@@ -914,12 +716,12 @@ class _SmallTrial:
         for i, (hb, xb) in enumerate(zip(self.h_blocks, self.x_blocks)):
             if bias is not None:
                 hb += bias
-            pre.append(block_sums(hb))
-            fn(hb, out=xb)
+            pre_i, post_i = activate_block(act, hb, xb)
+            pre.append(pre_i)
             if probe is not None:
                 probe.units(i, hb, act, None)
             if not s.dropout:
-                post.append(block_sums(xb))
+                post.append(post_i)
                 if probe is not None:
                     probe.samples(i, xb)
         if s.dropout:
@@ -938,8 +740,8 @@ class _SmallTrial:
             self.probes[layer, 2:] = probe.result()
         if layer in self.keep:
             self.samples[layer] = _sample(self.x)
-        if layer < s.depth:
-            self._draw(layer + 1)
+        if states is not None:
+            self._draw(states)
 
 
 def run_experiment(exp: Experiment, progress: Progress | None = None) -> dict[str, SeriesRun]:
@@ -953,9 +755,8 @@ def memory_needed(series: Series, threads: int | None = None, gradients: bool = 
     """Bytes a run of this series allocates at its peak (what the memory guard checks).
 
     One layer's weights and two activation buffers (x and its pre-activation h), plus per
-    thread the scratch of one Box-Muller step and one statistics block (with the
-    activation's block-sized temporary), and a block's float64 copy for the two-pass
-    fallback: a few MiB in all. Small layers run several trials at once (run_series), each
+    thread the raw words of one Box-Muller step, a block-sized temporary (an activation
+    without a compiled loop) and a block's float64 copy (the two-pass variance): a few MiB. Small layers run several trials at once (run_series), each
     with its own weights, buffers and scratch: that many times as much.
     """
     item = np.dtype(series.dtype).itemsize
@@ -963,12 +764,11 @@ def memory_needed(series: Series, threads: int | None = None, gradients: bool = 
     workers = _trial_workers(series, (), threads)  # with gradients trials run one by one: an upper bound
     threads = 1 if workers > 1 else _threads(threads, batch * n + n * n)
     k = min(_PAIRS, (min(n * n, RANDOM_BLOCK) + 1) // 2)
-    space = max(k, _PAIRS)  # a per-thread workspace holds at least _PAIRS entries
-    step = k * 8 + 2 * space * 4 if item == 4 else k * 12 + 7 * space * 8  # raw words + workspaces
+    step = k * 8 + 16 if item == 4 else k * 12 + 16  # one step's raw words (the kernel's buffer)
     block = min(batch, max(1, STATS_BLOCK // n)) * n
     tails = min(n * n, RANDOM_BLOCK) * (item + 1) if series.initializer.kind == "truncated" else 0
     mask = block * (4 + 2) if series.dropout else 0  # uniforms and a boolean mask, one block
-    per_thread = step + tails + max(block, _PAIRS) * 8 + block * item  # float64 copy + the activation's temporary
+    per_thread = step + tails + block * 8 + block * item  # float64 copy + the activation's temporary
     trial = n * n * item + 2 * batch * n * item + threads * per_thread + block * 8 + mask
     backward = probing.gradient_memory(series) if gradients else 0
     return workers * trial + backward

@@ -255,7 +255,7 @@ def environment() -> dict:
     import subprocess
     import sys
 
-    from snn_lab import __version__
+    from snn_lab import __version__, _kernels
 
     try:
         blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
@@ -273,7 +273,9 @@ def environment() -> dict:
     threads = {key: os.environ.get(key) for key in BLAS_VARIABLES}
     return {"snn_lab": __version__, "numpy": np.__version__, "python": sys.version.split()[0],
             "platform": platform.platform(), "host": socket.gethostname(), "blas": blas,
-            "threads": {"engine": default_threads(), **threads}, "git_commit": commit}
+            "threads": {"engine": default_threads(), **threads},
+            # Which compiled copy of the engine's loops ran (every copy gives the same bits).
+            "kernels": _kernels.current(), "git_commit": commit}
 
 
 def to_json(results: Results) -> dict:

@@ -1,0 +1,369 @@
+/* The engine's inner loops in C: Box-Muller normals straight from SFC64 words, and an
+ * activation fused with its float64 statistics. A call holds the GIL only to read its
+ * arguments, so the engine's threads run them side by side.
+ *
+ * The kernels (_kernels_impl.h) are compiled three times: for AVX-512 (x86-64-v4), AVX2
+ * (x86-64-v3) and the baseline, and the widest the CPU runs is picked at import. They call no
+ * libm function and fuse no multiply-add (-ffp-contract=off; none is written by hand), and
+ * their sums add the same lanes in the same order, so every copy gives the same bits.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+enum { ACT_LINEAR = 1, ACT_RELU, ACT_LEAKY, ACT_ELU, ACT_TANH };
+
+#define LANES 16   /* float64 accumulators per sum: few dependent additions keep vectors busy */
+#define CHUNK 1024 /* entries activated, then summed, while they are in L1 */
+
+#define LN2_HI 6.93147180369123816490e-01 /* ln 2's top 32 bits: n LN2_HI is exact */
+#define LN2_LO 1.90821492927058770002e-10
+#define LN2_HI_F 0.693145751953125f /* 16 bits */
+#define LN2_LO_F 1.428606765330187045e-06f
+#define HALF_PI_HI 1.57079632673412561417e+00 /* pi/2's top 33 bits */
+#define HALF_PI_LO 6.07710050650619224932e-11
+#define HALF_PI_HI_F 1.5703125f /* 8 bits */
+#define HALF_PI_LO_F 4.8382673412561417e-4f
+
+static inline double bits_double(uint64_t b) { double d; memcpy(&d, &b, 8); return d; }
+static inline uint64_t double_bits(double d) { uint64_t b; memcpy(&b, &d, 8); return b; }
+static inline float bits_float(uint32_t b) { float f; memcpy(&f, &b, 4); return f; }
+static inline uint32_t float_bits(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
+
+typedef double lanes_t __attribute__((vector_size(8 * LANES)));  /* one float64 accumulator per lane */
+typedef float floats_t __attribute__((vector_size(4 * LANES)));  /* LANES float32 entries */
+
+/* The lanes added in one fixed order. */
+static inline double reduce_lanes(lanes_t acc)
+{
+    double lane[LANES], total = 0.0;
+    memcpy(lane, &acc, sizeof lane);
+    for (int j = 0; j < LANES; j++)
+        total += lane[j];
+    return total;
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#define MULTI_TARGET 1
+#pragma GCC push_options
+#pragma GCC target("arch=x86-64-v4")
+#define NAME(f) f##_v4
+#include "_kernels_impl.h"
+#undef NAME
+#pragma GCC pop_options
+#pragma GCC push_options
+#pragma GCC target("arch=x86-64-v3")
+#define NAME(f) f##_v3
+#include "_kernels_impl.h"
+#undef NAME
+#pragma GCC pop_options
+#endif
+#define NAME(f) f##_base
+#include "_kernels_impl.h"
+#undef NAME
+
+typedef struct {
+    const char *name;
+    void (*step32)(const uint32_t *, Py_ssize_t, Py_ssize_t, float *, float);
+    void (*step64)(const uint64_t *, Py_ssize_t, Py_ssize_t, double *, double);
+    void (*sums32)(const float *, Py_ssize_t, double *);
+    void (*sums64)(const double *, Py_ssize_t, double *);
+    void (*activate32)(int, double, double, const float *, float *, Py_ssize_t, double *);
+    void (*activate64)(int, double, double, const double *, double *, Py_ssize_t, double *);
+} kernel_set;
+
+#define KERNEL_SET(label, S) {label, step32##S, step64##S, sums32##S, sums64##S, activate32##S, activate64##S}
+static const kernel_set SETS[] = {
+    KERNEL_SET("baseline", _base),
+#ifdef MULTI_TARGET
+    KERNEL_SET("x86-64-v3", _v3),
+    KERNEL_SET("x86-64-v4", _v4),
+#endif
+};
+static const int NSETS = (int)(sizeof SETS / sizeof SETS[0]);
+static const kernel_set *K = &SETS[0];
+
+/* The widest set this CPU runs. */
+static int best_set(void)
+{
+#ifdef MULTI_TARGET
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("x86-64-v4"))
+        return 2;
+    if (__builtin_cpu_supports("x86-64-v3"))
+        return 1;
+#endif
+    return 0;
+}
+
+/* ---- SFC64 (numpy's small fast chaotic generator): state words a, b, c, counter ---------- */
+
+typedef struct { uint64_t a, b, c, w; } sfc64;
+
+static void take_sfc64(void *ctx, uint64_t *buf, Py_ssize_t count)
+{
+    sfc64 s = *(sfc64 *)ctx; /* a local copy stays in registers */
+    for (Py_ssize_t i = 0; i < count; i++) {
+        uint64_t tmp = s.a + s.b + s.w++;
+        s.a = s.b ^ (s.b >> 11);
+        s.b = s.c + (s.c << 3);
+        s.c = ((s.c << 24) | (s.c >> 40)) + tmp;
+        buf[i] = tmp;
+    }
+    *(sfc64 *)ctx = s;
+}
+
+typedef struct { const uint64_t *next; } word_reader;
+
+static void take_words(void *ctx, uint64_t *buf, Py_ssize_t count)
+{
+    word_reader *r = (word_reader *)ctx;
+    memcpy(buf, r->next, (size_t)count * 8);
+    r->next += count;
+}
+
+/* ---- Box-Muller ------------------------------------------------------------------------------
+ * A step of 2k entries takes k pairs (u1, u2): its first k entries get r cos t and the next
+ * ones r sin t (the last sine is dropped for an odd count), r = sqrt(-2 scale^2 ln u1),
+ * t = 2 pi u2. float32: the step's k words, read as 2k 32-bit integers, give u1 (the first k)
+ * and u2 (the next k); float64: k words give u1 (53 bits) and the next (k + 1) / 2 words, read
+ * as 32-bit integers, give u2. Steps hold `pairs` pairs, the last one what is left. */
+
+static Py_ssize_t step_words(int is64, Py_ssize_t k) { return is64 ? k + (k + 1) / 2 : k; }
+
+static Py_ssize_t words_needed(int is64, Py_ssize_t n, Py_ssize_t pairs)
+{
+    Py_ssize_t total = 0;
+    for (Py_ssize_t start = 0; start < n; start += 2 * pairs) {
+        Py_ssize_t size = n - start < 2 * pairs ? n - start : 2 * pairs;
+        total += step_words(is64, (size + 1) / 2);
+    }
+    return total;
+}
+
+static void fill_normals(int is64, void *out, Py_ssize_t n, double scale, Py_ssize_t pairs, uint64_t *buf,
+                         void (*take)(void *, uint64_t *, Py_ssize_t), void *ctx)
+{
+    for (Py_ssize_t start = 0; start < n; start += 2 * pairs) {
+        Py_ssize_t size = n - start < 2 * pairs ? n - start : 2 * pairs;
+        Py_ssize_t k = (size + 1) / 2, m = size - k;
+        take(ctx, buf, step_words(is64, k));
+        if (is64)
+            K->step64(buf, k, m, (double *)out + start, -2.0 * scale * scale);
+        else
+            K->step32((const uint32_t *)buf, k, m, (float *)out + start, (float)(-2.0 * scale * scale));
+    }
+}
+
+/* ---- Python bindings ---------------------------------------------------------------------- */
+
+/* A C-contiguous buffer of float32 ('f') or float64 ('d'). */
+static int float_buffer(PyObject *obj, Py_buffer *view, int writable, const char *what)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0)
+        return -1;
+    const char *f = view->format ? view->format : "B";
+    if (*f == '<' || *f == '=' || *f == '@')
+        f++;
+    if (!((f[0] == 'f' || f[0] == 'd') && f[1] == '\0')) {
+        PyErr_Format(PyExc_TypeError, "%s: a float32 or float64 array, not format '%s'", what, view->format);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *normals_common(PyObject *args, int from_words)
+{
+    PyObject *src_obj, *out_obj;
+    double scale;
+    Py_ssize_t pairs;
+    if (!PyArg_ParseTuple(args, "OOdn", &src_obj, &out_obj, &scale, &pairs))
+        return NULL;
+    if (pairs < 1)
+        return PyErr_Format(PyExc_ValueError, "pairs must be positive, not %zd", pairs);
+    Py_buffer src, out;
+    if (PyObject_GetBuffer(src_obj, &src, PyBUF_C_CONTIGUOUS | (from_words ? 0 : PyBUF_WRITABLE)) < 0)
+        return NULL;
+    if (float_buffer(out_obj, &out, 1, "normals") < 0) {
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    int is64 = out.itemsize == 8;
+    Py_ssize_t n = out.len / out.itemsize;
+    Py_ssize_t expected = from_words ? 8 * words_needed(is64, n, pairs) : 32;
+    if (src.len != expected) {
+        PyErr_Format(PyExc_ValueError, "normals: %s of %zd bytes, expected %zd",
+                     from_words ? "words" : "state", src.len, expected);
+        PyBuffer_Release(&src);
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    Py_ssize_t k_max = pairs < (n + 1) / 2 ? pairs : (n + 1) / 2;
+    uint64_t *buf = (uint64_t *)PyMem_RawMalloc((size_t)(step_words(is64, k_max) + 1) * 8);
+    if (!buf) {
+        PyBuffer_Release(&src);
+        PyBuffer_Release(&out);
+        return PyErr_NoMemory();
+    }
+    sfc64 state;
+    word_reader reader = {(const uint64_t *)src.buf};
+    if (!from_words)
+        memcpy(&state, src.buf, 32);
+    Py_BEGIN_ALLOW_THREADS
+    if (from_words)
+        fill_normals(is64, out.buf, n, scale, pairs, buf, take_words, &reader);
+    else
+        fill_normals(is64, out.buf, n, scale, pairs, buf, take_sfc64, &state);
+    Py_END_ALLOW_THREADS
+    if (!from_words)
+        memcpy(src.buf, &state, 32);
+    PyMem_RawFree(buf);
+    PyBuffer_Release(&src);
+    PyBuffer_Release(&out);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_normals(PyObject *self, PyObject *args) { (void)self; return normals_common(args, 0); }
+static PyObject *py_normals_words(PyObject *self, PyObject *args) { (void)self; return normals_common(args, 1); }
+
+static PyObject *py_words_needed(PyObject *self, PyObject *args)
+{
+    (void)self;
+    int is64;
+    Py_ssize_t n, pairs;
+    if (!PyArg_ParseTuple(args, "pnn", &is64, &n, &pairs))
+        return NULL;
+    if (pairs < 1 || n < 0)
+        return PyErr_Format(PyExc_ValueError, "words_needed: n >= 0 and pairs >= 1");
+    return PyLong_FromSsize_t(words_needed(is64, n, pairs));
+}
+
+static PyObject *py_sums(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *x_obj;
+    if (!PyArg_ParseTuple(args, "O", &x_obj))
+        return NULL;
+    Py_buffer x;
+    if (float_buffer(x_obj, &x, 0, "sums") < 0)
+        return NULL;
+    double out[2];
+    Py_ssize_t n = x.len / x.itemsize;
+    Py_BEGIN_ALLOW_THREADS
+    if (x.itemsize == 8)
+        K->sums64((const double *)x.buf, n, out);
+    else
+        K->sums32((const float *)x.buf, n, out);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&x);
+    return Py_BuildValue("(dd)", out[0], out[1]);
+}
+
+static PyObject *py_activate(PyObject *self, PyObject *args)
+{
+    (void)self;
+    int kind;
+    double p1, p2;
+    PyObject *h_obj, *x_obj;
+    if (!PyArg_ParseTuple(args, "iddOO", &kind, &p1, &p2, &h_obj, &x_obj))
+        return NULL;
+    if (kind < ACT_LINEAR || kind > ACT_TANH)
+        return PyErr_Format(PyExc_ValueError, "activate: unknown kind %d", kind);
+    Py_buffer h, x;
+    if (float_buffer(h_obj, &h, 0, "activate") < 0)
+        return NULL;
+    if (float_buffer(x_obj, &x, 1, "activate") < 0) {
+        PyBuffer_Release(&h);
+        return NULL;
+    }
+    if (h.len != x.len || h.itemsize != x.itemsize) {
+        PyBuffer_Release(&h);
+        PyBuffer_Release(&x);
+        return PyErr_Format(PyExc_ValueError, "activate: h and x differ in size or dtype");
+    }
+    double out[4];
+    Py_ssize_t n = h.len / h.itemsize;
+    Py_BEGIN_ALLOW_THREADS
+    if (h.itemsize == 8)
+        K->activate64(kind, p1, p2, (const double *)h.buf, (double *)x.buf, n, out);
+    else
+        K->activate32(kind, p1, p2, (const float *)h.buf, (float *)x.buf, n, out);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&h);
+    PyBuffer_Release(&x);
+    return Py_BuildValue("(dddd)", out[0], out[1], out[2], out[3]);
+}
+
+/* use(name) -> the previous name: run a narrower set (tests compare their bits). */
+static PyObject *py_use(PyObject *self, PyObject *args)
+{
+    (void)self;
+    const char *name;
+    if (!PyArg_ParseTuple(args, "s", &name))
+        return NULL;
+    int best = best_set();
+    for (int i = 0; i < NSETS; i++)
+        if (strcmp(SETS[i].name, name) == 0) {
+            if (i > best)
+                return PyErr_Format(PyExc_ValueError, "this CPU cannot run the %s kernels", name);
+            const char *previous = K->name;
+            K = &SETS[i];
+            return PyUnicode_FromString(previous);
+        }
+    return PyErr_Format(PyExc_ValueError, "unknown kernel set '%s'", name);
+}
+
+static PyObject *py_available(PyObject *self, PyObject *noargs)
+{
+    (void)self;
+    (void)noargs;
+    int best = best_set();
+    PyObject *names = PyList_New(best + 1);
+    for (int i = 0; names && i <= best; i++)
+        PyList_SET_ITEM(names, i, PyUnicode_FromString(SETS[i].name));
+    return names;
+}
+
+static PyObject *py_current(PyObject *self, PyObject *noargs)
+{
+    (void)self;
+    (void)noargs;
+    return PyUnicode_FromString(K->name);
+}
+
+static PyMethodDef methods[] = {
+    {"normals", py_normals, METH_VARARGS,
+     "normals(state, out, scale, pairs): Box-Muller N(0, scale^2) from an SFC64 state (4 uint64, advanced in place)."},
+    {"normals_words", py_normals_words, METH_VARARGS,
+     "normals_words(words, out, scale, pairs): the same from raw 64-bit words (exactly words_needed of them)."},
+    {"words_needed", py_words_needed, METH_VARARGS, "words_needed(float64, n, pairs) -> raw words a fill of n entries takes."},
+    {"sums", py_sums, METH_VARARGS, "sums(x) -> (sum, sum of squares), accumulated in float64."},
+    {"activate", py_activate, METH_VARARGS,
+     "activate(kind, p1, p2, h, x) -> (sum h, sum h^2, sum x, sum x^2): x = phi(h), sums in float64."},
+    {"use", py_use, METH_VARARGS, "use(name) -> previous: switch kernel sets (all give the same bits)."},
+    {"available", py_available, METH_NOARGS, "available() -> the kernel sets this CPU runs, narrowest first."},
+    {"current", py_current, METH_NOARGS, "current() -> the kernel set in use."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernels", "The engine's inner loops in C.", -1, methods,
+                                    NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__kernels(void)
+{
+    K = &SETS[best_set()];
+    PyObject *m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    if (PyModule_AddIntConstant(m, "LINEAR", ACT_LINEAR) < 0 || PyModule_AddIntConstant(m, "RELU", ACT_RELU) < 0
+        || PyModule_AddIntConstant(m, "LEAKY", ACT_LEAKY) < 0 || PyModule_AddIntConstant(m, "ELU", ACT_ELU) < 0
+        || PyModule_AddIntConstant(m, "TANH", ACT_TANH) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

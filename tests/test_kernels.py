@@ -1,0 +1,139 @@
+"""The compiled loops (snn_lab._kernels) against independent references: numpy's libm-based
+activations, exact sums (math.fsum), and each other across instruction sets."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from snn_lab import _kernels, engine
+from snn_lab.activations import ACTIVATIONS, make_activation
+
+SPECIAL = [0.0, -0.0, 1e-300, -1e-300, 5e-324, -5e-324, 1e-30, -1e-30, 1e-8, -1e-8, 0.3, -0.3,
+           0.5, -0.5, 0.69, -0.69, 1.0, -1.0, 10.0, -10.0, 19.9, -20.1, 39.0, -39.0, 41.0, -41.0,
+           88.0, -88.0, 700.0, -700.0, 1e30, -1e30, 3e38, -3e38, 1e300, -1e300,
+           math.inf, -math.inf, math.nan]
+
+
+def grid(dtype) -> np.ndarray:
+    """Special values, a dense sweep of [-45, 45] and random magnitudes over many decades."""
+    rng = np.random.default_rng(5)
+    values = np.concatenate([SPECIAL, np.linspace(-45, 45, 200_001),
+                             rng.standard_normal(50_000) * 10.0 ** rng.uniform(-30, 3, 50_000)])
+    with np.errstate(over="ignore"):
+        return values.astype(dtype)
+
+
+def ulps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance in units in the last place of a's dtype (inf where only one is finite)."""
+    tiny = np.finfo(a.dtype).tiny
+    spacing = np.spacing(np.maximum(np.abs(b), tiny).astype(a.dtype)).astype(np.float64)
+    return np.abs(a.astype(np.float64) - b.astype(np.float64)) / spacing
+
+
+KERNEL_ACTIVATIONS = sorted(name for name in ACTIVATIONS if make_activation(name).kernel is not None)
+
+
+@pytest.mark.parametrize("name", KERNEL_ACTIVATIONS + ["leaky_relu(slope=0)", "leaky_relu(slope=0.2)", "elu(alpha=0.5)"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_activation_matches_numpy_to_a_few_ulps(name, dtype):
+    """Each compiled activation against the Activation's numpy fn computed in float64 (libm's
+    expm1 and tanh) and rounded once: within 2 ulps of the dtype for the elu family (half an
+    ulp from rounding the reference, the rest the polynomial's and the final rounding), 3 for
+    tanh (-e / (e + 2) with e = expm1(-2|v|) rounds three times near |tanh| = 1); the same
+    infinities and NaNs."""
+    base, _, rest = name.partition("(")
+    params = dict(p.split("=") for p in rest.rstrip(")").split(", ")) if rest else {}
+    act = make_activation(base, **{k: float(v) for k, v in params.items()})
+    h = grid(dtype)
+    x = np.empty_like(h)
+    engine.activate_block(act, h, x)
+    with np.errstate(all="ignore"):
+        ref = act.fn(h.astype(np.float64)).astype(dtype)
+    assert np.array_equal(np.isnan(x), np.isnan(ref))
+    finite = np.isfinite(ref)
+    assert np.array_equal(x[~finite & ~np.isnan(ref)], ref[~finite & ~np.isnan(ref)])
+    err = ulps(x[finite], ref[finite])
+    assert err.max() <= (3.0 if base == "tanh" else 2.0), (name, float(err.max()), float(h[finite][np.argmax(err)]))
+    # Signed zeros as numpy: tanh(-0.0) is -0.0.
+    if base == "tanh":
+        assert np.signbit(x[h == 0]).tolist() == np.signbit(h[h == 0]).tolist()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 1023, 1024, 1025, 100_003])
+def test_sums_are_float64_sums_of_the_entries(dtype, n):
+    """Within the bound of any float64 summation order (n eps sum |x|) of the exact fsum."""
+    x = (np.random.default_rng(n).standard_normal(n) * 3 + 0.5).astype(dtype)
+    s1, s2 = _kernels.sums(x)
+    exact = x.astype(np.float64)
+    eps = np.finfo(np.float64).eps
+    assert abs(s1 - math.fsum(exact)) <= n * eps * np.abs(exact).sum()
+    assert abs(s2 - math.fsum(exact * exact)) <= n * eps * (exact * exact).sum()
+    h, out = x.copy(), np.empty_like(x)
+    a1, a2, b1, b2 = _kernels.activate(_kernels.LINEAR, 0.0, 0.0, h, out)
+    assert (a1, a2) == (b1, b2) == (s1, s2)  # the same lanes in the same order
+    assert np.array_equal(out, x)
+
+
+def test_sums_of_an_exactly_summable_array_are_exact():
+    """Integers (exact in float64 at any order): the sums are exactly fsum's."""
+    x = np.arange(-5000, 7001, dtype=np.float32)
+    assert _kernels.sums(x) == (math.fsum(x), math.fsum(x.astype(np.float64) ** 2))
+
+
+def test_overflow_is_reported_as_inf_and_nan_not_hidden():
+    x = np.array([3e38, 3e38, -1.0], np.float32)
+    s1, s2 = _kernels.sums(x)
+    assert s1 == pytest.approx(6e38 - 1) and s2 == pytest.approx(1.8e77)  # float64 does not overflow
+    y = np.array([1e300, 1e300, math.nan], np.float64)
+    s1, s2 = _kernels.sums(y[:2])
+    assert s1 == 2e300 and s2 == math.inf
+    assert all(math.isnan(v) for v in _kernels.sums(y))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_instruction_set_gives_the_same_bits(dtype):
+    """The baseline, AVX2 and AVX-512 copies of the loops: identical normals, activations and
+    sums (no fused multiply-add, fixed lane order)."""
+    sets = _kernels.available()
+    h = grid(dtype)
+    results = []
+    previous = _kernels.current()
+    try:
+        for name in sets:
+            _kernels.use(name)
+            out = []
+            for act in KERNEL_ACTIVATIONS:
+                kind, p1, p2 = make_activation(act).kernel
+                x = np.empty_like(h)
+                out.append((x, _kernels.activate(engine._KERNEL_KINDS[kind], p1, p2, h, x)))
+            state = np.array([1, 2, 3, 1], np.uint64)
+            z = np.empty(70_001, dtype)
+            _kernels.normals(state, z, 0.9, 4096)
+            out.append((z, _kernels.sums(h[np.isfinite(h)])))
+            results.append(out)
+    finally:
+        _kernels.use(previous)
+    for other in results[1:]:
+        for (a, sa), (b, sb) in zip(results[0], other):
+            assert np.array_equal(a, b, equal_nan=True)
+            assert np.array_equal(np.array(sa), np.array(sb), equal_nan=True)
+
+
+def test_kernel_errors_are_clear():
+    with pytest.raises(TypeError, match="float32 or float64"):
+        _kernels.sums(np.zeros(3, np.int64))
+    with pytest.raises(ValueError, match="differ"):
+        _kernels.activate(_kernels.RELU, 0.0, 0.0, np.zeros(3), np.zeros(4))
+    with pytest.raises(ValueError, match="expected"):
+        _kernels.normals_words(np.zeros(2, np.uint64), np.zeros(10), 1.0, 8)
+    with pytest.raises(ValueError, match="state"):
+        _kernels.normals(np.zeros(3, np.uint64), np.zeros(10), 1.0, 8)
+    with pytest.raises(ValueError, match="unknown kernel set"):
+        _kernels.use("sse9")
+    # Steps of 16 and 4 entries (8 and 2 pairs): float64 k + ceil(k / 2) words, float32 k.
+    assert _kernels.words_needed(True, 20, 8) == (8 + 4) + (2 + 1)
+    assert _kernels.words_needed(False, 20, 8) == 8 + 2
