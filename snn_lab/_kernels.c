@@ -32,16 +32,17 @@ static inline uint64_t double_bits(double d) { uint64_t b; memcpy(&b, &d, 8); re
 static inline float bits_float(uint32_t b) { float f; memcpy(&f, &b, 4); return f; }
 static inline uint32_t float_bits(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
 
-typedef double lanes_t __attribute__((vector_size(8 * LANES)));  /* one float64 accumulator per lane */
-typedef float floats_t __attribute__((vector_size(4 * LANES)));  /* LANES float32 entries */
+/* A sum is LANES float64 accumulators: two vectors of 8, each one register on AVX-512 (a
+ * single 16-wide vector type would live in memory). */
+typedef double lanes_t __attribute__((vector_size(64)));  /* 8 float64 accumulators */
+typedef float floats_t __attribute__((vector_size(32)));  /* 8 float32 entries */
 
-/* The lanes added in one fixed order. */
-static inline double reduce_lanes(lanes_t acc)
+/* Lane j of a and then of b, added in one fixed order. */
+static inline double reduce_lanes(lanes_t a, lanes_t b)
 {
-    double lane[LANES], total = 0.0;
-    memcpy(lane, &acc, sizeof lane);
-    for (int j = 0; j < LANES; j++)
-        total += lane[j];
+    double total = 0.0;
+    for (int j = 0; j < 8; j++)
+        total += a[j] + b[j];
     return total;
 }
 
@@ -66,8 +67,8 @@ static inline double reduce_lanes(lanes_t acc)
 
 typedef struct {
     const char *name;
-    void (*step32)(const uint32_t *, Py_ssize_t, Py_ssize_t, float *, float);
-    void (*step64)(const uint64_t *, Py_ssize_t, Py_ssize_t, double *, double);
+    void (*step32)(const uint32_t *, const uint32_t *, Py_ssize_t, float *, float *, float);
+    void (*step64)(const uint64_t *, const uint32_t *, Py_ssize_t, double *, double *, double);
     void (*sums32)(const float *, Py_ssize_t, double *);
     void (*sums64)(const double *, Py_ssize_t, double *);
     void (*activate32)(int, double, double, const float *, float *, Py_ssize_t, double *);
@@ -150,10 +151,19 @@ static void fill_normals(int is64, void *out, Py_ssize_t n, double scale, Py_ssi
         Py_ssize_t size = n - start < 2 * pairs ? n - start : 2 * pairs;
         Py_ssize_t k = (size + 1) / 2, m = size - k;
         take(ctx, buf, step_words(is64, k));
-        if (is64)
-            K->step64(buf, k, m, (double *)out + start, -2.0 * scale * scale);
-        else
-            K->step32((const uint32_t *)buf, k, m, (float *)out + start, (float)(-2.0 * scale * scale));
+        if (is64) {
+            const uint32_t *u2 = (const uint32_t *)(buf + k);
+            double *o = (double *)out + start, factor = -2.0 * scale * scale, spare;
+            K->step64(buf, u2, m, o, o + k, factor);
+            if (m < k) /* an odd count: the last pair's sine is dropped */
+                K->step64(buf + m, u2 + m, 1, o + m, &spare, factor);
+        } else {
+            const uint32_t *u1 = (const uint32_t *)buf, *u2 = u1 + k;
+            float *o = (float *)out + start, factor = (float)(-2.0 * scale * scale), spare;
+            K->step32(u1, u2, m, o, o + k, factor);
+            if (m < k)
+                K->step32(u1 + m, u2 + m, 1, o + m, &spare, factor);
+        }
     }
 }
 
@@ -298,6 +308,109 @@ static PyObject *py_activate(PyObject *self, PyObject *args)
     return Py_BuildValue("(dddd)", out[0], out[1], out[2], out[3]);
 }
 
+/* activate_many(kind, p1, p2, h, x, trials, block, out): activate(...) over `trials` equal
+ * slices of h and x, each cut into blocks of `block` entries (the last one shorter); out
+ * (float64, trials x blocks x 4) receives each block's sums. One call, the GIL released
+ * throughout: a group of small trials costs one Python call, not one per trial and block. */
+static PyObject *py_activate_many(PyObject *self, PyObject *args)
+{
+    (void)self;
+    int kind;
+    double p1, p2;
+    Py_ssize_t trials, block;
+    PyObject *h_obj, *x_obj, *out_obj;
+    if (!PyArg_ParseTuple(args, "iddOOnnO", &kind, &p1, &p2, &h_obj, &x_obj, &trials, &block, &out_obj))
+        return NULL;
+    if (kind < ACT_LINEAR || kind > ACT_TANH)
+        return PyErr_Format(PyExc_ValueError, "activate_many: unknown kind %d", kind);
+    Py_buffer h, x, out;
+    if (float_buffer(h_obj, &h, 0, "activate_many") < 0)
+        return NULL;
+    if (float_buffer(x_obj, &x, 1, "activate_many") < 0) {
+        PyBuffer_Release(&h);
+        return NULL;
+    }
+    if (float_buffer(out_obj, &out, 1, "activate_many") < 0) {
+        PyBuffer_Release(&h);
+        PyBuffer_Release(&x);
+        return NULL;
+    }
+    Py_ssize_t n = h.len / h.itemsize;
+    Py_ssize_t per = trials > 0 ? n / trials : 0;
+    Py_ssize_t blocks = block > 0 ? (per + block - 1) / block : 0;
+    if (trials < 1 || block < 1 || per * trials != n || h.len != x.len || h.itemsize != x.itemsize
+        || out.itemsize != 8 || out.len != 8 * 4 * trials * blocks) {
+        PyBuffer_Release(&h);
+        PyBuffer_Release(&x);
+        PyBuffer_Release(&out);
+        return PyErr_Format(PyExc_ValueError, "activate_many: h and x must be trials equal slices, out float64 "
+                            "of trials x blocks x 4");
+    }
+    double *o = (double *)out.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t t = 0; t < trials; t++)
+        for (Py_ssize_t b = 0; b < blocks; b++) {
+            Py_ssize_t start = t * per + b * block;
+            Py_ssize_t len = per - b * block < block ? per - b * block : block;
+            double *sums = o + 4 * (t * blocks + b);
+            if (h.itemsize == 8)
+                K->activate64(kind, p1, p2, (const double *)h.buf + start, (double *)x.buf + start, len, sums);
+            else
+                K->activate32(kind, p1, p2, (const float *)h.buf + start, (float *)x.buf + start, len, sums);
+        }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&h);
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&out);
+    Py_RETURN_NONE;
+}
+
+/* normals_many(states, out, scale, pairs): normals(states[i], out's i-th equal slice, ...) for
+ * each row i of states (trials x 4 uint64, each advanced in place), the GIL released. */
+static PyObject *py_normals_many(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *st_obj, *out_obj;
+    double scale;
+    Py_ssize_t pairs;
+    if (!PyArg_ParseTuple(args, "OOdn", &st_obj, &out_obj, &scale, &pairs))
+        return NULL;
+    Py_buffer st, out;
+    if (PyObject_GetBuffer(st_obj, &st, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
+        return NULL;
+    if (float_buffer(out_obj, &out, 1, "normals_many") < 0) {
+        PyBuffer_Release(&st);
+        return NULL;
+    }
+    Py_ssize_t trials = st.len / 32, n = out.len / out.itemsize;
+    if (pairs < 1 || trials < 1 || st.len != 32 * trials || n % trials) {
+        PyBuffer_Release(&st);
+        PyBuffer_Release(&out);
+        return PyErr_Format(PyExc_ValueError, "normals_many: states of trials x 4 words, out of trials equal slices");
+    }
+    int is64 = out.itemsize == 8;
+    Py_ssize_t per = n / trials;
+    Py_ssize_t k_max = pairs < (per + 1) / 2 ? pairs : (per + 1) / 2;
+    uint64_t *buf = (uint64_t *)PyMem_RawMalloc((size_t)(step_words(is64, k_max) + 1) * 8);
+    if (!buf) {
+        PyBuffer_Release(&st);
+        PyBuffer_Release(&out);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t t = 0; t < trials; t++) {
+        sfc64 state;
+        memcpy(&state, (char *)st.buf + 32 * t, 32);
+        fill_normals(is64, (char *)out.buf + t * per * out.itemsize, per, scale, pairs, buf, take_sfc64, &state);
+        memcpy((char *)st.buf + 32 * t, &state, 32);
+    }
+    Py_END_ALLOW_THREADS
+    PyMem_RawFree(buf);
+    PyBuffer_Release(&st);
+    PyBuffer_Release(&out);
+    Py_RETURN_NONE;
+}
+
 /* use(name) -> the previous name: run a narrower set (tests compare their bits). */
 static PyObject *py_use(PyObject *self, PyObject *args)
 {
@@ -344,6 +457,10 @@ static PyMethodDef methods[] = {
     {"sums", py_sums, METH_VARARGS, "sums(x) -> (sum, sum of squares), accumulated in float64."},
     {"activate", py_activate, METH_VARARGS,
      "activate(kind, p1, p2, h, x) -> (sum h, sum h^2, sum x, sum x^2): x = phi(h), sums in float64."},
+    {"activate_many", py_activate_many, METH_VARARGS,
+     "activate_many(kind, p1, p2, h, x, trials, block, out): activate over trials' blocks; out[t, b] = the 4 sums."},
+    {"normals_many", py_normals_many, METH_VARARGS,
+     "normals_many(states, out, scale, pairs): normals from each state row into out's equal slices."},
     {"use", py_use, METH_VARARGS, "use(name) -> previous: switch kernel sets (all give the same bits)."},
     {"available", py_available, METH_NOARGS, "available() -> the kernel sets this CPU runs, narrowest first."},
     {"current", py_current, METH_NOARGS, "current() -> the kernel set in use."},

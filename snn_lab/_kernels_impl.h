@@ -108,79 +108,80 @@ static inline float NAME(expm1_32)(float v) /* v <= 0; r^8 last: relative error 
     return scale * p + (scale - 1.0f);
 }
 
-/* ---- Box-Muller steps: k cosines, then m = k or k - 1 sines (see _kernels.c) -------------- */
+/* ---- Box-Muller: `count` pairs (u1[i], u2[i]) -> cosines c[i] and sines s[i] (_kernels.c) --- */
 
-static void NAME(step32)(const uint32_t *u, Py_ssize_t k, Py_ssize_t m, float *out, float factor)
+static void NAME(step32)(const uint32_t *u1, const uint32_t *u2, Py_ssize_t count, float *c, float *s,
+                         float factor)
 {
     const float angle_step = (float)(2.0 * M_PI * 0x1.0p-32);
-    for (Py_ssize_t i = 0; i < k; i++) { /* as numpy's float32 steps: u1 in (0, 1] */
-        float r = ((float)u[i] + 0.5f) * 0x1.0p-32f;
+    for (Py_ssize_t i = 0; i < count; i++) { /* as numpy's float32 steps: u1 in (0, 1] */
+        float r = ((float)u1[i] + 0.5f) * 0x1.0p-32f;
         r = sqrtf(NAME(log32)(r) * factor);
-        float c, s;
-        NAME(cos_sin32)((float)(int32_t)u[k + i] * angle_step, &c, &s); /* signed: [-pi, pi) */
-        out[i] = c * r;
-        if (i < m)
-            out[k + i] = s * r;
+        float ci, si;
+        NAME(cos_sin32)((float)(int32_t)u2[i] * angle_step, &ci, &si); /* signed: [-pi, pi) */
+        c[i] = ci * r;
+        s[i] = si * r;
     }
 }
 
-static void NAME(step64)(const uint64_t *w, Py_ssize_t k, Py_ssize_t m, double *out, double factor)
+static void NAME(step64)(const uint64_t *w, const uint32_t *u2, Py_ssize_t count, double *c, double *s,
+                         double factor)
 {
-    const uint32_t *u2 = (const uint32_t *)(w + k);
-    for (Py_ssize_t i = 0; i < k; i++) {
+    for (Py_ssize_t i = 0; i < count; i++) {
         /* Generator.random()'s (w >> 11) 2^-53 from two exact halves, plus 2^-54 */
         double top = bits_double(0x4330000000000000ULL | (w[i] >> 32)) - 0x1.0p52;
         double low = bits_double(0x4330000000000000ULL | ((w[i] >> 11) & 0x1fffff)) - 0x1.0p52;
         double r = (top * 0x1.0p21 + low) * 0x1.0p-53 + 0x1.0p-54;
         r = sqrt(NAME(log64)(r) * factor);
-        double c, s; /* 2 pi u2 / 2^32, less a turn past pi: the same cosine and sine */
-        NAME(cos_sin64)((double)(int32_t)u2[i] * (2.0 * M_PI * 0x1.0p-32), &c, &s);
-        out[i] = r * c;
-        if (i < m)
-            out[k + i] = r * s;
+        double ci, si; /* 2 pi u2 / 2^32, less a turn past pi: the same cosine and sine */
+        NAME(cos_sin64)((double)(int32_t)u2[i] * (2.0 * M_PI * 0x1.0p-32), &ci, &si);
+        c[i] = r * ci;
+        s[i] = r * si;
     }
 }
 
 /* ---- activations with their sums ---------------------------------------------------------- */
 
-/* LANES float64 accumulators per sum, written as GCC vector types so that each lane is one
- * slot of a vector register (a loop vectorizer interleaves them instead); a chunk's tail is
- * padded with zeros, which add nothing. */
-#define ACCUMULATE(T, VT, x, n, acc1, acc2)                                                     \
+/* A sum accumulates in two vectors of 8 float64 lanes, (acc)a and (acc)b: entries i..i+7 of
+ * each 16 into a, i+8..i+15 into b; a chunk's tail is padded with zeros, which add nothing. */
+#define ADD8(VT, p, a1, a2)                                                                     \
+    do {                                                                                        \
+        VT raw_;                                                                                \
+        memcpy(&raw_, (p), sizeof raw_);                                                        \
+        lanes_t v_ = __builtin_convertvector(raw_, lanes_t);                                    \
+        (a1) += v_;                                                                             \
+        (a2) += v_ * v_;                                                                        \
+    } while (0)
+
+#define ACCUMULATE(T, VT, x, n, s1a, s1b, s2a, s2b)                                             \
     do {                                                                                        \
         Py_ssize_t i_ = 0;                                                                      \
         for (; i_ + LANES <= (n); i_ += LANES) {                                                \
-            VT raw_;                                                                            \
-            memcpy(&raw_, (x) + i_, sizeof raw_);                                               \
-            lanes_t v_ = __builtin_convertvector(raw_, lanes_t);                                \
-            (acc1) += v_;                                                                       \
-            (acc2) += v_ * v_;                                                                  \
+            ADD8(VT, (x) + i_, s1a, s2a);                                                       \
+            ADD8(VT, (x) + i_ + 8, s1b, s2b);                                                   \
         }                                                                                       \
         if (i_ < (n)) {                                                                         \
             T pad_[LANES] = {0};                                                                \
-            VT raw_;                                                                            \
             memcpy(pad_, (x) + i_, (size_t)((n) - i_) * sizeof(T));                             \
-            memcpy(&raw_, pad_, sizeof raw_);                                                   \
-            lanes_t v_ = __builtin_convertvector(raw_, lanes_t);                                \
-            (acc1) += v_;                                                                       \
-            (acc2) += v_ * v_;                                                                  \
+            ADD8(VT, pad_, s1a, s2a);                                                           \
+            ADD8(VT, pad_ + 8, s1b, s2b);                                                       \
         }                                                                                       \
     } while (0)
 
 static void NAME(sums32)(const float *x, Py_ssize_t n, double *out)
 {
-    lanes_t s1 = {0}, s2 = {0};
-    ACCUMULATE(float, floats_t, x, n, s1, s2);
-    out[0] = reduce_lanes(s1);
-    out[1] = reduce_lanes(s2);
+    lanes_t s1a = {0}, s1b = {0}, s2a = {0}, s2b = {0};
+    ACCUMULATE(float, floats_t, x, n, s1a, s1b, s2a, s2b);
+    out[0] = reduce_lanes(s1a, s1b);
+    out[1] = reduce_lanes(s2a, s2b);
 }
 
 static void NAME(sums64)(const double *x, Py_ssize_t n, double *out)
 {
-    lanes_t s1 = {0}, s2 = {0};
-    ACCUMULATE(double, lanes_t, x, n, s1, s2);
-    out[0] = reduce_lanes(s1);
-    out[1] = reduce_lanes(s2);
+    lanes_t s1a = {0}, s1b = {0}, s2a = {0}, s2b = {0};
+    ACCUMULATE(double, lanes_t, x, n, s1a, s1b, s2a, s2b);
+    out[0] = reduce_lanes(s1a, s1b);
+    out[1] = reduce_lanes(s2a, s2b);
 }
 
 /* phi(v) for one kind (a constant where inlined); p1, p2: the leaky slope, or elu's scale
@@ -209,7 +210,7 @@ static inline double NAME(tanh_from_expm1_double)(double e, double v)
 static void NAME(activate##BITS##_##KNAME)(T p1, T p2, const T *h, T *x, Py_ssize_t n,          \
                                            double *out)                                         \
 {                                                                                               \
-    lanes_t sh1 = {0}, sh2 = {0}, sx1 = {0}, sx2 = {0};                                         \
+    lanes_t h1a = {0}, h1b = {0}, h2a = {0}, h2b = {0}, x1a = {0}, x1b = {0}, x2a = {0}, x2b = {0}; \
     for (Py_ssize_t start = 0; start < n; start += CHUNK) {                                     \
         Py_ssize_t len = n - start < CHUNK ? n - start : CHUNK;                                 \
         const T *hc = h + start;                                                                \
@@ -218,13 +219,13 @@ static void NAME(activate##BITS##_##KNAME)(T p1, T p2, const T *h, T *x, Py_ssiz
             T v = hc[i];                                                                        \
             xc[i] = PHI(T, NAME(expm1_##BITS), KIND, v, p1, p2);                                \
         }                                                                                       \
-        ACCUMULATE(T, VT, hc, len, sh1, sh2);                                                   \
-        ACCUMULATE(T, VT, xc, len, sx1, sx2);                                                   \
+        ACCUMULATE(T, VT, hc, len, h1a, h1b, h2a, h2b);                                         \
+        ACCUMULATE(T, VT, xc, len, x1a, x1b, x2a, x2b);                                         \
     }                                                                                           \
-    out[0] = reduce_lanes(sh1);                                                                 \
-    out[1] = reduce_lanes(sh2);                                                                 \
-    out[2] = reduce_lanes(sx1);                                                                 \
-    out[3] = reduce_lanes(sx2);                                                                 \
+    out[0] = reduce_lanes(h1a, h1b);                                                            \
+    out[1] = reduce_lanes(h2a, h2b);                                                            \
+    out[2] = reduce_lanes(x1a, x1b);                                                            \
+    out[3] = reduce_lanes(x2a, x2b);                                                            \
 }
 
 DEFINE_ACTIVATE(float, floats_t, 32, ACT_LINEAR, linear)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from snn_lab import _kernels
+from snn_lab import _kernels, blas
 from snn_lab import probes as probing
 from snn_lab.activations import alpha_dropout_affine
 from snn_lab.config import Experiment, Series
@@ -591,7 +591,7 @@ def run_series(series: Series, seed: int, trials: int, progress: Progress | None
     return SeriesRun(stats, samples)
 
 
-_GROUP_PER_THREAD = 4  # trials in lockstep per thread (small layers): few pool round trips per layer
+_GROUP_PER_THREAD = 8  # trials in lockstep per thread (small layers): few pool round trips per layer
 
 
 def _small(series: Series, measure: tuple[str, ...] = ()) -> bool:
@@ -610,23 +610,129 @@ def _trial_workers(series: Series, measure: tuple[str, ...] = (), threads: int |
 def _run_small(series: Series, seed: int, trials: list[int], rows: list[np.ndarray],
                samples: dict[int, np.ndarray] | None, measure: tuple[str, ...],
                progress: Progress | None, threads: int) -> None:
-    """Trials of a small series in lockstep: per layer, every trial's product in this thread
-    (BLAS spreads each over the cores, as for one trial), then each trial's activation,
-    statistics and next weights as one task of the pool. rows[i] receives trial i's
-    (depth + 1, STATS + PROBES) columns; samples, if given, trial trials[0]'s values."""
-    group = [_SmallTrial(series, seed, t, r, samples if i == 0 else None, measure)
-             for i, (t, r) in enumerate(zip(trials, rows))]
+    """Trials of a small series in lockstep, layer by layer: each trial's product, activation,
+    statistics and next weights as tasks of the pool, the products single-threaded so that
+    the threads run trials side by side (blas.py). Where BLAS's threads cannot be limited the
+    products run in this thread first, each spread over the cores by BLAS. rows[i] receives
+    trial i's (depth + 1, STATS + PROBES) columns; samples, if given, trial trials[0]'s."""
+    with blas.single_threaded() as side_by_side:
+        if _batchable(series, measure):
+            _run_batched(series, seed, trials, rows, samples, progress, threads, side_by_side)
+            return
+        group = [_SmallTrial(series, seed, t, r, samples if i == 0 else None, measure)
+                 for i, (t, r) in enumerate(zip(trials, rows))]
+        streams = _WeightStreams(series, seed, trials)
+        first = streams.layer(1)
+        _parallel(len(group), lambda i: group[i].start(first[i]), threads)
+        with np.errstate(all="ignore"):  # overflow is data here: recorded, then reported
+            for layer in range(1, series.depth + 1):
+                if not side_by_side:
+                    for g in group:
+                        np.matmul(g.x, g.w, out=g.h)
+                nxt = streams.layer(layer + 1) if layer < series.depth else None
+                _parallel(len(group), lambda i: group[i].layer(
+                    layer, None if nxt is None else nxt[i], side_by_side), threads)
+                if progress:
+                    progress(len(group))
+
+
+def _finish_one(sums: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """_finish_list of one block for many rows of (sum, sum of squares) at once: (means,
+    variances, done), the same IEEE operations; rows not done need the two-pass."""
+    with np.errstate(all="ignore"):
+        mean = (0.0 + sums[:, 0]) / count
+        var = sums[:, 1] / count - mean * mean
+        finite = np.isfinite(mean)
+        done = ~finite | (var * _ILL_CONDITIONED > mean * mean)
+        var = np.where(np.isfinite(var) & (0.0 > var), 0.0, var)  # max(var, 0.0), as Python's max
+    return mean, np.where(finite, var, math.nan), done
+
+
+def _batchable(series: Series, measure: tuple[str, ...]) -> bool:
+    """Whether a small group can run as a few compiled calls per layer: an activation with a
+    compiled loop, normal weights in one random block, no probes, dropout or normalization."""
+    return (not measure and not series.dropout and not series.normalize_weights
+            and series.initializer.kind == "normal" and block_rows(series.width) >= series.width
+            and series.make_activation().kernel is not None)
+
+
+def _run_batched(series: Series, seed: int, trials: list[int], rows: list[np.ndarray],
+                 samples: dict[int, np.ndarray] | None, progress: Progress | None, threads: int,
+                 side_by_side: bool) -> None:
+    """_run_small's common case with the group's arrays stacked, (trials, batch, width): per
+    layer and thread, its trials' products (one BLAS call each, as alone), then one compiled
+    call for their activations and block sums and one for their next weights, with the GIL
+    released. The same loops on the same blocks as _SmallTrial: the same numbers."""
+    g, n, batch, dtype = len(trials), series.width, series.batch, np.dtype(series.dtype)
+    depth, count = series.depth, batch * n
+    X = np.empty((g, batch, n), dtype)
+    H = np.empty_like(X)
+    W = np.empty((g, n, n), dtype)
+    name, p1, p2 = series.make_activation().kernel
+    kind = _KERNEL_KINDS[name]
+    per_block = max(1, STATS_BLOCK // n)  # rows of a statistics block, as run_trial's
+    blocks = -(-batch // per_block)
+    sums = np.empty((g, blocks, 4))
+    keep = set(sample_layers(depth)) if samples is not None else set()
+    outs = [r[:, :len(STATS)] for r in rows]
+    for r in rows:
+        r[:, len(STATS):] = math.nan
+    parts = [(g * p // threads, g * (p + 1) // threads) for p in range(threads)]
+    parts = [(a, b) for a, b in parts if b > a]
+    scale = series.gain * series.initializer.scale(n, n)
     streams = _WeightStreams(series, seed, trials)
+    sd = math.sqrt(series.bias_var)
+
+    def split(a: np.ndarray) -> list[np.ndarray]:
+        return [a[i:i + per_block] for i in range(0, batch, per_block)]
+
+    def start(p: int, states: np.ndarray) -> None:
+        a, b = parts[p]
+        for i in range(a, b):
+            input_values(series, seed, trials[i], out=X[i], threads=1)
+            xb = split(X[i])
+            outs[i][0] = 2 * _finish_list([block_sums(v) for v in xb], count, xb)
+        if 0 in keep and a == 0:
+            samples[0] = _sample(X[0])
+        _kernels.normals_many(states[a:b, 0], W[a:b], scale, _PAIRS)
+
+    def step(p: int, layer: int, states: np.ndarray | None) -> None:
+        a, b = parts[p]
+        with np.errstate(all="ignore"):
+            if side_by_side:
+                for i in range(a, b):
+                    np.matmul(X[i], W[i], out=H[i])
+            if sd:
+                for i in range(a, b):
+                    H[i] += (rng_for(seed, series.label, trials[i], layer).standard_normal(n) * sd).astype(dtype)
+            _kernels.activate_many(kind, p1, p2, H[a:b], X[a:b], b - a, per_block * n, sums[a:b])
+            done = [False] * (b - a)
+            if blocks == 1:
+                post, pre = _finish_one(sums[a:b, 0, 2:], count), _finish_one(sums[a:b, 0, :2], count)
+                table = np.stack([post[0], post[1], pre[0], pre[1]], axis=1)
+                done = (post[2] & pre[2]).tolist()
+            for i in range(a, b):
+                if done[i - a]:
+                    outs[i][layer] = table[i - a]
+                else:
+                    outs[i][layer] = (*_finish_list(sums[i, :, 2:], count, split(X[i])),
+                                      *_finish_list(sums[i, :, :2], count, split(H[i])))
+            if layer in keep and a == 0:
+                samples[layer] = _sample(X[0])
+            if states is not None:
+                _kernels.normals_many(states[a:b, 0], W[a:b], scale, _PAIRS)
+
     first = streams.layer(1)
-    _parallel(len(group), lambda i: group[i].start(first[i]), threads)
+    _parallel(len(parts), lambda p: start(p, first), threads)
     with np.errstate(all="ignore"):  # overflow is data here: recorded, then reported
-        for layer in range(1, series.depth + 1):
-            for g in group:
-                np.matmul(g.x, g.w, out=g.h)
-            nxt = streams.layer(layer + 1) if layer < series.depth else None
-            _parallel(len(group), lambda i: group[i].layer(layer, None if nxt is None else nxt[i]), threads)
+        for layer in range(1, depth + 1):
+            if not side_by_side:
+                for i in range(g):
+                    np.matmul(X[i], W[i], out=H[i])
+            nxt = streams.layer(layer + 1) if layer < depth else None
+            _parallel(len(parts), lambda p: step(p, layer, nxt), threads)
             if progress:
-                progress(len(group))
+                progress(g)
 
 
 class _WeightStreams:
@@ -702,9 +808,12 @@ class _SmallTrial:
         if s.normalize_weights:
             _normalize(s, self.w)
 
-    def layer(self, layer: int, states: np.ndarray | None) -> None:
-        """Everything of `layer` after its product h = x w, then the next layer's weights."""
+    def layer(self, layer: int, states: np.ndarray | None, product: bool) -> None:
+        """Everything of `layer` (its product h = x w too if `product`), then the next layer's
+        weights."""
         with np.errstate(all="ignore"):
+            if product:
+                np.matmul(self.x, self.w, out=self.h)
             self._layer(layer, states)
 
     def _layer(self, layer: int, states: np.ndarray | None) -> None:
