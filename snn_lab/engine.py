@@ -35,7 +35,7 @@ SAMPLE_SIZE = 1000  # post-activation values kept per sampled layer (trial 0), f
 
 RANDOM_BLOCK = 1 << 18  # entries per random block: each has its own stream, any thread draws it
 STATS_BLOCK = 1 << 16  # entries per activation/statistics block (fits in L2 with its float64 copy)
-_PAIRS = 1 << 15  # Box-Muller pairs per step (the step's temporaries stay in cache)
+_PAIRS = 1 << 15  # Box-Muller pairs per step (its raw words, 256 or 384 KiB, stay in L2)
 _SERIAL_BELOW = 1 << 17  # entries per layer under which threads cost more than they save
 _ILL_CONDITIONED = 64.0  # mean^2 / var above which the one-pass variance is recomputed
 
@@ -60,7 +60,7 @@ class SeriesRun:
     samples: dict[int, np.ndarray] = field(default_factory=dict)
 
 
-_scratch = threading.local()  # per-thread workspaces
+_scratch = threading.local()  # per-thread reusable objects
 
 
 # ---- random streams ------------------------------------------------------------------------
@@ -174,9 +174,6 @@ def _stream(state: np.ndarray) -> np.random.SFC64:
     return gen
 
 
-Stream = "np.random.BitGenerator | np.ndarray"  # a bit generator, or SFC64 state words (4 uint64)
-
-
 def standard_normal_fill(stream, out: np.ndarray, scale: float = 1.0) -> np.ndarray:
     """Fill a contiguous float array with i.i.d. N(0, scale^2): Box-Muller on raw 64-bit words.
 
@@ -204,16 +201,6 @@ def standard_normal_fill(stream, out: np.ndarray, scale: float = 1.0) -> np.ndar
         count = _kernels.words_needed(out.dtype == np.float64, out.size, _PAIRS)
         _kernels.normals_words(stream.random_raw(count), out, scale, _PAIRS)
     return out
-
-
-def _workspace(name: str, dtype, size: int) -> np.ndarray:
-    """A per-thread scratch array, reused from call to call (no page faults, stays in cache)."""
-    key = (name, np.dtype(dtype).char)
-    spaces = _scratch.__dict__
-    buf = spaces.get(key)
-    if buf is None or buf.size < size:
-        buf = spaces[key] = np.empty(size, dtype)
-    return buf[:size]
 
 
 def fill_weights(series: Series, stream, out: np.ndarray) -> np.ndarray:
