@@ -10,6 +10,7 @@ never changes a number.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
@@ -445,6 +446,19 @@ def run_trial(series: Series, seed: int, trial: int, progress: Progress | None =
     With `measure` (gradients, dead, correlation), `probes` (depth + 1, len(PROBES)) receives
     those measurements (NaN where not measured).
     """
+    with _blas_for(series):
+        return _run_trial(series, seed, trial, progress, samples, threads, measure, probes)
+
+
+def _blas_for(series: Series) -> contextlib.AbstractContextManager[bool]:
+    """Small layers' products on one BLAS thread, whatever the path (blas.py): their numbers
+    do not depend on BLAS's thread count. Large ones run as numpy's BLAS is set."""
+    n = series.width
+    return blas.single_threaded() if series.batch * n + n * n < _SERIAL_BELOW else contextlib.nullcontext(False)
+
+
+def _run_trial(series, seed, trial, progress, samples, threads, measure, probes) -> np.ndarray:
+    """run_trial, with BLAS's threads set."""
     dead, corr, grads = ("dead" in measure), ("correlation" in measure), ("gradients" in measure)
     if probes is None:
         probes = np.empty((series.depth + 1, len(probing.PROBES)))
@@ -602,7 +616,7 @@ def _run_small(series: Series, seed: int, trials: list[int], rows: list[np.ndarr
     the threads run trials side by side (blas.py). Where BLAS's threads cannot be limited the
     products run in this thread first, each spread over the cores by BLAS. rows[i] receives
     trial i's (depth + 1, STATS + PROBES) columns; samples, if given, trial trials[0]'s."""
-    with blas.single_threaded() as side_by_side:
+    with _blas_for(series) as side_by_side:
         if _batchable(series, measure):
             _run_batched(series, seed, trials, rows, samples, progress, threads, side_by_side)
             return

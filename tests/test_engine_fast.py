@@ -285,16 +285,12 @@ def test_memory_needed_bounds_what_a_trial_allocates(dtype, extra):
 # ---- small networks: trials in lockstep ------------------------------------------------------
 
 def generic_series(s, seed: int, trials: int, measure=()):
-    """Trial by trial on run_trial's threaded path (threads=2: per-block tasks of the pool),
-    with BLAS on one thread as the small path runs it (for some shapes, e.g. 100 x 300 by
-    300 x 300 in float64, OpenBLAS's last bits depend on its thread count)."""
+    """Trial by trial on run_trial's threaded path (threads=2: per-block tasks of the pool)."""
     samples: dict[int, np.ndarray] = {}
     stats = np.empty((trials, s.depth + 1, len(engine.STATS) + 4))
-    with blas.single_threaded() as limited:
-        assert limited  # numpy's OpenBLAS here; the small path's products are single-threaded
-        for t in range(trials):
-            stats[t, :, :4] = engine.run_trial(s, seed, t, samples=samples if t == 0 else None, threads=2,
-                                               measure=measure, probes=stats[t, :, 4:])
+    for t in range(trials):
+        stats[t, :, :4] = engine.run_trial(s, seed, t, samples=samples if t == 0 else None, threads=2,
+                                           measure=measure, probes=stats[t, :, 4:])
     return stats, samples
 
 
@@ -422,15 +418,21 @@ def test_vectorized_seeding_equals_block_stream(seed, label):
 
 def test_small_networks_do_not_depend_on_the_blas_thread_count(monkeypatch):
     """Small layers run each product on one BLAS thread (several trials at once), whatever
-    numpy's BLAS is set to: the same bits under 1 and 2 BLAS threads, on a shape whose
-    product OpenBLAS rounds differently with 2 threads (100 x 300 by 300 x 300, float64)."""
+    numpy's BLAS is set to and whichever path: the same bits under 1 and 2 BLAS threads, on a
+    shape whose product OpenBLAS rounds differently with 2 threads (100 x 300 by 300 x 300,
+    float64)."""
     from threadpoolctl import threadpool_limits
 
     monkeypatch.setenv("SNN_LAB_THREADS", "2")
     s, seed = series_of("width: 300\ndepth: 3\nbatch: 100\ndtype: float64\nseries: [{activation: selu}]")
     assert engine._small(s)
+    assert blas._blas_controller() is not None  # numpy's OpenBLAS: its threads can be limited
     runs = []
     for blas_threads in (1, 2):
         with threadpool_limits(blas_threads, user_api="blas"):
             runs.append(engine.run_series(s, seed, 4).stats)
-    assert np.array_equal(runs[0], runs[1], equal_nan=True)
+            runs.append(np.stack([engine.run_trial(s, seed, t, threads=threads) for t in range(4)
+                                  for threads in (2,)]))
+    assert np.array_equal(runs[0], runs[2], equal_nan=True)
+    assert np.array_equal(runs[1], runs[3])  # the per-block path too
+    assert np.array_equal(runs[0][:, :, :4], runs[1])
