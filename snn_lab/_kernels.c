@@ -186,6 +186,10 @@ static int float_buffer(PyObject *obj, Py_buffer *view, int writable, const char
     return 0;
 }
 
+/* normals(states, out, scale, pairs): out, cut into as many equal slices as states has rows
+ * of 4 words, slice i from SFC64 state row i (advanced in place): one stream or a group of
+ * small trials' streams in one call. normals_words(words, out, scale, pairs): one stream
+ * given as exactly words_needed raw words. */
 static PyObject *normals_common(PyObject *args, int from_words)
 {
     PyObject *src_obj, *out_obj;
@@ -204,33 +208,38 @@ static PyObject *normals_common(PyObject *args, int from_words)
     }
     int is64 = out.itemsize == 8;
     Py_ssize_t n = out.len / out.itemsize;
-    Py_ssize_t expected = from_words ? 8 * words_needed(is64, n, pairs) : 32;
-    if (src.len != expected) {
-        PyErr_Format(PyExc_ValueError, "normals: %s of %zd bytes, expected %zd",
-                     from_words ? "words" : "state", src.len, expected);
+    Py_ssize_t streams = from_words ? 1 : src.len / 32;
+    int ok = from_words ? src.len == 8 * words_needed(is64, n, pairs)
+                        : streams >= 1 && src.len == 32 * streams && n % streams == 0;
+    if (!ok) {
+        PyErr_Format(PyExc_ValueError, from_words ? "normals_words: %zd bytes of words, expected %zd"
+                     : "normals: %zd bytes of state, expected rows of 4 words that divide the %zd entries",
+                     src.len, from_words ? 8 * words_needed(is64, n, pairs) : n);
         PyBuffer_Release(&src);
         PyBuffer_Release(&out);
         return NULL;
     }
-    Py_ssize_t k_max = pairs < (n + 1) / 2 ? pairs : (n + 1) / 2;
+    Py_ssize_t per = n / streams;
+    Py_ssize_t k_max = pairs < (per + 1) / 2 ? pairs : (per + 1) / 2;
     uint64_t *buf = (uint64_t *)PyMem_RawMalloc((size_t)(step_words(is64, k_max) + 1) * 8);
     if (!buf) {
         PyBuffer_Release(&src);
         PyBuffer_Release(&out);
         return PyErr_NoMemory();
     }
-    sfc64 state;
-    word_reader reader = {(const uint64_t *)src.buf};
-    if (!from_words)
-        memcpy(&state, src.buf, 32);
     Py_BEGIN_ALLOW_THREADS
-    if (from_words)
+    if (from_words) {
+        word_reader reader = {(const uint64_t *)src.buf};
         fill_normals(is64, out.buf, n, scale, pairs, buf, take_words, &reader);
-    else
-        fill_normals(is64, out.buf, n, scale, pairs, buf, take_sfc64, &state);
+    } else {
+        for (Py_ssize_t t = 0; t < streams; t++) {
+            sfc64 state;
+            memcpy(&state, (char *)src.buf + 32 * t, 32);
+            fill_normals(is64, (char *)out.buf + t * per * out.itemsize, per, scale, pairs, buf, take_sfc64, &state);
+            memcpy((char *)src.buf + 32 * t, &state, 32);
+        }
+    }
     Py_END_ALLOW_THREADS
-    if (!from_words)
-        memcpy(src.buf, &state, 32);
     PyMem_RawFree(buf);
     PyBuffer_Release(&src);
     PyBuffer_Release(&out);
@@ -365,52 +374,6 @@ static PyObject *py_activate_many(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* normals_many(states, out, scale, pairs): normals(states[i], out's i-th equal slice, ...) for
- * each row i of states (trials x 4 uint64, each advanced in place), the GIL released. */
-static PyObject *py_normals_many(PyObject *self, PyObject *args)
-{
-    (void)self;
-    PyObject *st_obj, *out_obj;
-    double scale;
-    Py_ssize_t pairs;
-    if (!PyArg_ParseTuple(args, "OOdn", &st_obj, &out_obj, &scale, &pairs))
-        return NULL;
-    Py_buffer st, out;
-    if (PyObject_GetBuffer(st_obj, &st, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
-        return NULL;
-    if (float_buffer(out_obj, &out, 1, "normals_many") < 0) {
-        PyBuffer_Release(&st);
-        return NULL;
-    }
-    Py_ssize_t trials = st.len / 32, n = out.len / out.itemsize;
-    if (pairs < 1 || trials < 1 || st.len != 32 * trials || n % trials) {
-        PyBuffer_Release(&st);
-        PyBuffer_Release(&out);
-        return PyErr_Format(PyExc_ValueError, "normals_many: states of trials x 4 words, out of trials equal slices");
-    }
-    int is64 = out.itemsize == 8;
-    Py_ssize_t per = n / trials;
-    Py_ssize_t k_max = pairs < (per + 1) / 2 ? pairs : (per + 1) / 2;
-    uint64_t *buf = (uint64_t *)PyMem_RawMalloc((size_t)(step_words(is64, k_max) + 1) * 8);
-    if (!buf) {
-        PyBuffer_Release(&st);
-        PyBuffer_Release(&out);
-        return PyErr_NoMemory();
-    }
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t t = 0; t < trials; t++) {
-        sfc64 state;
-        memcpy(&state, (char *)st.buf + 32 * t, 32);
-        fill_normals(is64, (char *)out.buf + t * per * out.itemsize, per, scale, pairs, buf, take_sfc64, &state);
-        memcpy((char *)st.buf + 32 * t, &state, 32);
-    }
-    Py_END_ALLOW_THREADS
-    PyMem_RawFree(buf);
-    PyBuffer_Release(&st);
-    PyBuffer_Release(&out);
-    Py_RETURN_NONE;
-}
-
 /* use(name) -> the previous name: run a narrower set (tests compare their bits). */
 static PyObject *py_use(PyObject *self, PyObject *args)
 {
@@ -450,7 +413,8 @@ static PyObject *py_current(PyObject *self, PyObject *noargs)
 
 static PyMethodDef methods[] = {
     {"normals", py_normals, METH_VARARGS,
-     "normals(state, out, scale, pairs): Box-Muller N(0, scale^2) from an SFC64 state (4 uint64, advanced in place)."},
+     "normals(states, out, scale, pairs): Box-Muller N(0, scale^2); out's i-th equal slice from SFC64 state row i "
+     "(4 uint64 a row, advanced in place)."},
     {"normals_words", py_normals_words, METH_VARARGS,
      "normals_words(words, out, scale, pairs): the same from raw 64-bit words (exactly words_needed of them)."},
     {"words_needed", py_words_needed, METH_VARARGS, "words_needed(float64, n, pairs) -> raw words a fill of n entries takes."},
@@ -459,8 +423,6 @@ static PyMethodDef methods[] = {
      "activate(kind, p1, p2, h, x) -> (sum h, sum h^2, sum x, sum x^2): x = phi(h), sums in float64."},
     {"activate_many", py_activate_many, METH_VARARGS,
      "activate_many(kind, p1, p2, h, x, trials, block, out): activate over trials' blocks; out[t, b] = the 4 sums."},
-    {"normals_many", py_normals_many, METH_VARARGS,
-     "normals_many(states, out, scale, pairs): normals from each state row into out's equal slices."},
     {"use", py_use, METH_VARARGS, "use(name) -> previous: switch kernel sets (all give the same bits)."},
     {"available", py_available, METH_NOARGS, "available() -> the kernel sets this CPU runs, narrowest first."},
     {"current", py_current, METH_NOARGS, "current() -> the kernel set in use."},

@@ -695,7 +695,7 @@ def _run_batched(series: Series, seed: int, trials: list[int], rows: list[np.nda
             outs[i][0] = 2 * _finish_list([block_sums(v) for v in xb], count, xb)
         if 0 in keep and a == 0:
             samples[0] = _sample(X[0])
-        _kernels.normals_many(states[a:b, 0], W[a:b], scale, _PAIRS)
+        _kernels.normals(states[a:b, 0], W[a:b], scale, _PAIRS)
 
     def step(p: int, layer: int, states: np.ndarray | None) -> None:
         a, b = parts[p]
@@ -721,7 +721,7 @@ def _run_batched(series: Series, seed: int, trials: list[int], rows: list[np.nda
             if layer in keep and a == 0:
                 samples[layer] = _sample(X[0])
             if states is not None:
-                _kernels.normals_many(states[a:b, 0], W[a:b], scale, _PAIRS)
+                _kernels.normals(states[a:b, 0], W[a:b], scale, _PAIRS)
 
     first = streams.layer(1)
     _parallel(len(parts), lambda p: start(p, first), threads)

@@ -137,3 +137,19 @@ def test_kernel_errors_are_clear():
     # Steps of 16 and 4 entries (8 and 2 pairs): float64 k + ceil(k / 2) words, float32 k.
     assert _kernels.words_needed(True, 20, 8) == (8 + 4) + (2 + 1)
     assert _kernels.words_needed(False, 20, 8) == 8 + 2
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_normals_of_many_streams_are_each_streams_own(dtype):
+    """One call for a group's streams (rows of state) gives each slice what its stream gives
+    alone, and leaves each state where that stream would be."""
+    states = np.array([np.random.SFC64(s).state["state"]["state"] for s in range(5)], np.uint64)
+    together = np.empty((5, 1001), dtype)
+    advanced = states.copy()
+    _kernels.normals(advanced, together, 0.8, 64)
+    for i in range(5):
+        alone, state = np.empty(1001, dtype), states[i].copy()
+        _kernels.normals(state, alone, 0.8, 64)
+        assert np.array_equal(together[i], alone) and np.array_equal(advanced[i], state)
+    with pytest.raises(ValueError, match="divide"):
+        _kernels.normals(states[:3].copy(), np.empty(1000, dtype), 1.0, 64)
