@@ -30,7 +30,7 @@ from pathlib import Path
 import snn_lab.cli  # noqa: F401  (before numpy: the CLI's OPENBLAS_THREAD_TIMEOUT default applies here too)
 import numpy as np
 
-from snn_lab import config, engine
+from snn_lab import config, engine, threads
 
 TARGETS = {"float64": 1.2, "float32": 1.3, "small": 2.0, "torch": 0.8, "startup_s": 0.3}
 
@@ -156,7 +156,7 @@ def memory_child(case: Case) -> dict:
     del a, b
     small = config.load("<warm>", text=f"width: 64\ndepth: 1\nbatch: 64\ndtype: {case.dtype}\n"
                         "series: [{activation: selu}]").series[0]
-    engine.run_trial(small, 0, 0, threads=engine.default_threads())
+    engine.run_trial(small, 0, 0, threads=threads.default_threads())
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
     baseline = _status("VmRSS")
@@ -284,7 +284,7 @@ def environment() -> dict:
     except ImportError:
         torch_version = None
     return {"python": platform.python_version(), "numpy": np.__version__, "torch": torch_version,
-            "machine": platform.machine(), "cpus": engine.default_threads(), "blas": blas_info(),
+            "machine": platform.machine(), "cpus": threads.default_threads(), "blas": blas_info(),
             "loadavg_before": os.getloadavg()}
 
 
@@ -311,7 +311,7 @@ def main(argv=None) -> int:
     if not args.no_torch:
         try:
             import torch
-            torch.set_num_threads(engine.default_threads())
+            torch.set_num_threads(threads.default_threads())
         except ImportError:
             print("torch is not installed: the PyTorch comparison is skipped "
                   "(pip install torch==2.13.0 for it; never a runtime dependency)")

@@ -11,21 +11,20 @@ never changes a number.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
 import os
-import threading
-import zlib
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from snn_lab import _kernels, blas
+from snn_lab import _kernels, blas, streams
 from snn_lab import probes as probing
 from snn_lab.activations import alpha_dropout_affine
 from snn_lab.config import Experiment, Series
+from snn_lab.streams import (WeightStreams, block_rows, block_stream, fill_weights, input_values,
+                             layer_weights, normalize_weights, rng_for, standard_normal_fill, weight_task)
+from snn_lab.threads import SERIAL_BELOW, default_threads, parallel, threads_for
 
 # Columns of the per-layer statistics array, in order. Layer 0 is the input (no activation:
 # its pre-activation columns repeat the input's).
@@ -34,10 +33,7 @@ STATS = ("mean", "var", "preact_mean", "preact_var")
 Progress = Callable[[int], None]  # called with the number of layers just finished
 SAMPLE_SIZE = 1000  # post-activation values kept per sampled layer (trial 0), for histograms
 
-RANDOM_BLOCK = 1 << 18  # entries per random block: each has its own stream, any thread draws it
-STATS_BLOCK = 1 << 16  # entries per activation/statistics block (fits in L2 with its float64 copy)
-_PAIRS = 1 << 15  # Box-Muller pairs per step (its raw words, 256 or 384 KiB, stay in L2)
-_SERIAL_BELOW = 1 << 17  # entries per layer under which threads cost more than they save
+STATS_BLOCK = 1 << 16  # entries per activation/statistics block (fits in L2 beside its input)
 _ILL_CONDITIONED = 64.0  # mean^2 / var above which the one-pass variance is recomputed
 
 
@@ -61,308 +57,6 @@ class SeriesRun:
     samples: dict[int, np.ndarray] = field(default_factory=dict)
 
 
-_scratch = threading.local()  # per-thread reusable objects
-
-
-# ---- random streams ------------------------------------------------------------------------
-
-def seed_sequence(seed: int, label: str, trial: int, layer: int) -> np.random.SeedSequence:
-    """The stream of one (series, trial, layer): keyed by label, so series are independent.
-
-    Keying on the label rather than the position means that adding, removing or reordering
-    series, or changing the trial count, leaves every other series' numbers unchanged; a
-    per-layer stream lets a backward pass regenerate a layer's weights instead of storing them.
-    """
-    return np.random.SeedSequence(seed, spawn_key=(zlib.crc32(label.encode("utf-8")), trial, layer))
-
-
-def rng_for(seed: int, label: str, trial: int, layer: int) -> np.random.Generator:
-    """A generator for one (series, trial, layer) stream (biases and dropout masks)."""
-    return np.random.Generator(np.random.PCG64(seed_sequence(seed, label, trial, layer)))
-
-
-def block_rows(width: int) -> int:
-    """Rows of a (rows, width) array in one random block: fixed by the width alone."""
-    return max(1, RANDOM_BLOCK // width)
-
-
-def block_stream(seed: int, label: str, trial: int, layer: int, block: int) -> np.random.SFC64:
-    """The stream of one random block: the layer's spawn_key extended by the block index.
-
-    Its SeedSequence is seed_sequence(seed, label, trial, layer).spawn(n)[block] for any
-    n > block. SFC64 (numpy's small fast chaotic generator) makes raw words ~25% faster than
-    PCG64, and raw words are what the Box-Muller sampler eats.
-    """
-    key = (zlib.crc32(label.encode("utf-8")), trial, layer, block)
-    return np.random.SFC64(np.random.SeedSequence(seed, spawn_key=key))
-
-
-# SeedSequence and SFC64's seeding, for many keys at once: the same states as block_stream
-# (~1 us a key instead of ~20 us, most of it holding the GIL). Constants from numpy's
-# SeedSequence (after Melissa O'Neill's seed_seq_fe) and SFC64.
-_INIT_A, _MULT_A, _INIT_B, _MULT_B = 0x43B0D7E5, 0x931E8875, 0x8B51F9DD, 0x58F38DED
-_MIX_L, _MIX_R, _M32 = 0xCA01F9DD, 0x4973F715, 0xFFFFFFFF
-
-
-def _words32(value: int) -> list[int]:
-    """An integer as SeedSequence takes it: 32-bit words, least significant first ([0] for 0)."""
-    out = [value & _M32]
-    value >>= 32
-    while value:
-        out.append(value & _M32)
-        value >>= 32
-    return out
-
-
-def _sfc64_states(seed: int, label: str, keys: np.ndarray) -> np.ndarray:
-    """SFC64(SeedSequence(seed, spawn_key=(crc32(label), *key))).state words for each row
-    of keys (int, (m, 3): trial, layer, block), computed for all rows at once: (m, 4) uint64."""
-    keys = np.asarray(keys, np.int64)
-    if keys.size and (keys.min() < 0 or keys.max() > _M32):
-        raise ValueError("keys must be 32-bit")
-    m = keys.shape[0]
-    run = _words32(seed)
-    run += [0] * (4 - len(run))  # padded to the pool size when a spawn key follows
-    u32 = np.uint32
-    columns = [np.full(m, w, u32) for w in run + [zlib.crc32(label.encode("utf-8"))]]
-    columns += [keys[:, j].astype(u32) for j in range(3)]
-    hc = _INIT_A
-
-    def hashmix(value):
-        nonlocal hc
-        value = value ^ u32(hc)
-        hc = (hc * _MULT_A) & _M32
-        value = value * u32(hc)
-        return value ^ (value >> u32(16))
-
-    def mix(x, y):
-        r = u32(_MIX_L) * x - u32(_MIX_R) * y
-        return r ^ (r >> u32(16))
-
-    pool = [hashmix(columns[i]) for i in range(4)]
-    for src in range(4):
-        for dst in range(4):
-            if src != dst:
-                pool[dst] = mix(pool[dst], hashmix(pool[src]))
-    for src in range(4, len(columns)):
-        for dst in range(4):
-            pool[dst] = mix(pool[dst], hashmix(columns[src]))
-    hb = _INIT_B
-    halves = []
-    for i in range(6):  # generate_state(3, uint64): six 32-bit words, little-endian pairs
-        v = pool[i % 4] ^ u32(hb)
-        hb = (hb * _MULT_B) & _M32
-        v = v * u32(hb)
-        halves.append((v ^ (v >> u32(16))).astype(np.uint64))
-    u64 = np.uint64
-    a, b, c = (halves[2 * j] | (halves[2 * j + 1] << u64(32)) for j in range(3))
-    w = np.ones(m, u64)
-    for _ in range(12):  # sfc64_set_seed: 12 rounds of the generator
-        tmp = a + b + w
-        w = w + u64(1)
-        a = b ^ (b >> u64(11))
-        b = c + (c << u64(3))
-        c = ((c << u64(24)) | (c >> u64(40))) + tmp
-    return np.stack([a, b, c, w], axis=1)
-
-
-def _stream(state: np.ndarray) -> np.random.SFC64:
-    """This thread's reusable SFC64, set to a state from _sfc64_states (no SeedSequence)."""
-    gen = _scratch.__dict__.get("sfc64")
-    if gen is None:
-        gen = _scratch.__dict__["sfc64"] = np.random.SFC64(0)
-    gen.state = {"bit_generator": "SFC64", "state": {"state": state}, "has_uint32": 0, "uinteger": 0}
-    return gen
-
-
-def standard_normal_fill(stream, out: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """Fill a contiguous float array with i.i.d. N(0, scale^2): Box-Muller on raw 64-bit words.
-
-    Each step takes k = _PAIRS pairs (u1, u2) as 32-bit or 53-bit integers from the raw
-    words: radius sqrt(-2 ln u1), angle 2 pi u2; the step's first k entries get r cos, the
-    next k r sin. float32: the step's k words read as 2k 32-bit integers, u1 the first k and u2
-    the next k (radius up to 6.7 sd); float64: k words give u1 as ((w >> 11) + 0.5) 2^-53
-    (radius up to 8.7 sd) and the next (k + 1) // 2 words, as 32-bit integers, give u2.
-    `stream` is a bit generator (advanced), or SFC64 state words (advanced in place), which
-    the compiled loop runs itself without numpy's per-call overhead.
-    """
-    if not out.flags.c_contiguous:
-        raise ValueError("standard_normal_fill fills a contiguous array")
-    if out.dtype not in (np.float32, np.float64):
-        raise TypeError(f"standard_normal_fill: float32 or float64, not {out.dtype}")
-    if isinstance(stream, np.ndarray):
-        _kernels.normals(stream, out, scale, _PAIRS)
-    elif isinstance(stream, np.random.SFC64):
-        state = stream.state
-        words = np.array(state["state"]["state"], np.uint64)
-        _kernels.normals(words, out, scale, _PAIRS)
-        state["state"]["state"] = words
-        stream.state = state
-    else:
-        count = _kernels.words_needed(out.dtype == np.float64, out.size, _PAIRS)
-        _kernels.normals_words(stream.random_raw(count), out, scale, _PAIRS)
-    return out
-
-
-def fill_weights(series: Series, stream, out: np.ndarray) -> np.ndarray:
-    """Fill rows of a layer's weights (any number, contiguous) from one stream, per the init.
-
-    The scale is the full layer's (fan_in = fan_out = width), whatever the number of rows.
-    `stream` is a bit generator or SFC64 state words (see standard_normal_fill).
-    """
-    init = series.initializer
-    s = series.gain * init.scale(series.width, series.width)
-    flat = out.reshape(-1)
-    if init.kind == "uniform":
-        bitgen = _stream(stream) if isinstance(stream, np.ndarray) else stream
-        np.random.Generator(bitgen).random(out=flat, dtype=flat.dtype)
-        flat *= flat.dtype.type(2.0 * s)
-        flat -= flat.dtype.type(s)
-    elif init.kind == "truncated":
-        standard_normal_fill(stream, flat)
-        _redraw_tails(stream, flat)
-        flat *= flat.dtype.type(s)
-    else:
-        standard_normal_fill(stream, flat, s)
-    return out
-
-
-def _redraw_tails(stream, flat: np.ndarray) -> None:
-    """Replace entries beyond the truncation by fresh draws until none is left (rejection)."""
-    from snn_lab.initializers import TRUNCATION
-
-    bad = np.flatnonzero(np.abs(flat) >= TRUNCATION)
-    while bad.size:
-        flat[bad] = standard_normal_fill(stream, np.empty(bad.size, flat.dtype))
-        bad = bad[np.abs(flat[bad]) >= TRUNCATION]
-
-
-def _normalize(series: Series, w: np.ndarray) -> None:
-    """Each unit's incoming weights: sum 0, sum of squares gain^2 (omega = 0, tau = gain^2)."""
-    dtype = w.dtype
-    w -= w.mean(axis=0, dtype=np.float64).astype(dtype)
-    w *= (series.gain / np.sqrt(np.einsum("ij,ij->j", w, w, dtype=np.float64))).astype(dtype)
-
-
-def draw_weights(series: Series, rng: np.random.Generator) -> np.ndarray:
-    """One layer's (fan_in, fan_out) weights from a single stream, normalized if asked."""
-    w = np.empty((series.width, series.width), np.dtype(series.dtype))
-    fill_weights(series, rng.bit_generator, w)
-    if series.normalize_weights:
-        _normalize(series, w)
-    return w
-
-
-def layer_weights(series: Series, seed: int, trial: int, layer: int, out: np.ndarray | None = None,
-                  threads: int | None = None) -> np.ndarray:
-    """Layer `layer`'s weights: row blocks of block_rows(width), block b from block_stream(b).
-
-    The public way to (re)generate a layer's weights; the numbers do not depend on `threads`.
-    """
-    n = series.width
-    w = np.empty((n, n), np.dtype(series.dtype)) if out is None else out
-    rows = block_rows(n)
-    _parallel(-(-n // rows), _weight_task(series, seed, trial, layer, w), _threads(threads, n * n))
-    if series.normalize_weights:
-        _normalize(series, w)
-    return w
-
-
-def _weight_task(series, seed, trial, layer, w):
-    rows = block_rows(series.width)
-
-    def task(b: int) -> None:
-        fill_weights(series, block_stream(seed, series.label, trial, layer, b), w[b * rows:(b + 1) * rows])
-    return task
-
-
-def input_values(series: Series, seed: int, trial: int, out: np.ndarray | None = None,
-                 threads: int | None = None) -> np.ndarray:
-    """The (batch, width) input of a trial: entries N(mean, var), layer 0's row blocks.
-
-    With input.correlation c > 0 every sample also shares one N(0, var c) vector (drawn from
-    the layer-0 generator rng_for(..., 0)), so distinct samples have correlation c.
-    """
-    x = np.empty((series.batch, series.width), np.dtype(series.dtype)) if out is None else out
-    rows = block_rows(series.width)
-    c = series.input.correlation
-    sd, mean = math.sqrt(series.input.var * (1.0 - c)), x.dtype.type(series.input.mean)
-    shared = None
-    if c > 0:
-        shared = rng_for(seed, series.label, trial, 0).standard_normal(series.width)
-        shared = (shared * math.sqrt(series.input.var * c) + series.input.mean).astype(x.dtype)
-
-    def task(b: int) -> None:
-        block = x[b * rows:(b + 1) * rows]
-        standard_normal_fill(block_stream(seed, series.label, trial, 0, b), block, sd)
-        block += mean if shared is None else shared
-    _parallel(-(-series.batch // rows), task, _threads(threads, x.size))
-    return x
-
-
-# ---- threads -------------------------------------------------------------------------------
-
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
-_pool_lock = threading.Lock()
-
-
-THREADS_ENV = "SNN_LAB_THREADS"  # a sweep's worker processes share the cores: each gets its part
-# numpy's BLAS reads its thread count from these at start-up. For some shapes the count changes
-# a product's last bits (OpenBLAS: 100x300 @ 300x300 in float64 with 1 vs 2 threads).
-BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def default_threads() -> int:
-    """Threads for random draws and blocks: $SNN_LAB_THREADS, else the CPUs this process may use."""
-    value = os.environ.get(THREADS_ENV, "")
-    if value.isdigit() and int(value) > 0:
-        return int(value)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-def _threads(threads: int | None, entries: int) -> int:
-    if threads is not None:
-        return max(1, int(threads))
-    return 1 if entries < _SERIAL_BELOW else default_threads()
-
-
-def _get_pool(size: int) -> ThreadPoolExecutor:
-    """The shared pool, with at least `size` threads."""
-    global _pool, _pool_size
-    with _pool_lock:
-        if _pool_size < size:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool, _pool_size = ThreadPoolExecutor(size, thread_name_prefix="snn-lab"), size
-        return _pool
-
-
-def _parallel(count: int, task: Callable[[int], None], threads: int) -> None:
-    """task(0) ... task(count - 1), on `threads` threads (the caller's included), any order."""
-    threads = min(threads, count)
-    if threads <= 1:
-        for i in range(count):
-            task(i)
-        return
-    pool = _get_pool(threads - 1)
-    items, stop = itertools.count(), threading.Event()  # next() on a count is atomic under the GIL
-
-    def work() -> None:
-        for i in items:
-            if i >= count or stop.is_set():
-                return
-            task(i)
-    helpers = [pool.submit(work) for _ in range(threads - 1)]
-    try:
-        work()
-    finally:
-        stop.set()
-        for h in helpers:
-            h.result()
 
 
 # ---- statistics ----------------------------------------------------------------------------
@@ -454,7 +148,7 @@ def _blas_for(series: Series) -> contextlib.AbstractContextManager[bool]:
     """Small layers' products on one BLAS thread, whatever the path (blas.py): their numbers
     do not depend on BLAS's thread count. Large ones run as numpy's BLAS is set."""
     n = series.width
-    return blas.single_threaded() if series.batch * n + n * n < _SERIAL_BELOW else contextlib.nullcontext(False)
+    return blas.single_threaded() if series.batch * n + n * n < SERIAL_BELOW else contextlib.nullcontext(False)
 
 
 def _run_trial(series, seed, trial, progress, samples, threads, measure, probes) -> np.ndarray:
@@ -465,7 +159,7 @@ def _run_trial(series, seed, trial, progress, samples, threads, measure, probes)
     probes[:] = math.nan
     keep = set(sample_layers(series.depth)) if samples is not None else set()
     n, batch, dtype = series.width, series.batch, np.dtype(series.dtype)
-    threads = _threads(threads, batch * n + n * n)
+    threads = threads_for(threads, batch * n + n * n)
     if threads == 1 and not grads:  # one thread, no backward pass: a group of one trial
         row = np.empty((series.depth + 1, len(STATS) + len(probing.PROBES)))
         _run_small(series, seed, [trial], [row], samples, measure, progress, 1)
@@ -485,7 +179,7 @@ def _run_trial(series, seed, trial, progress, samples, threads, measure, probes)
 
     def x_sums(i: int) -> None:
         post[i] = block_sums(x_blocks[i])
-    _parallel(nb, x_sums, threads)
+    parallel(nb, x_sums, threads)
     out[0] = 2 * _finish(post, count, x_blocks)
     derivs = np.empty((series.depth, batch, n), dtype) if grads else None
     if corr:
@@ -511,7 +205,7 @@ def _run_trial(series, seed, trial, progress, samples, threads, measure, probes)
             # The next layer's weights are drawn into w (free after the product) while the
             # activation and statistics of this layer run: one pool of tasks, any order.
             more = layer < series.depth
-            draw = _weight_task(series, seed, trial, layer + 1, w) if more else None
+            draw = weight_task(series, seed, trial, layer + 1, w) if more else None
             first = w_blocks if more else 0
             probe = probing.LayerProbe(n, nb, dead, corr) if (dead or corr or grads) else None
             d_layer = derivs[layer - 1] if grads else None
@@ -530,7 +224,7 @@ def _run_trial(series, seed, trial, progress, samples, threads, measure, probes)
                 if not series.dropout:
                     if probe is not None:
                         probe.samples(i, xb)
-            _parallel(first + nb, task, threads)
+            parallel(first + nb, task, threads)
 
             if series.dropout:
                 # Serial, in block order, from the layer's own stream.
@@ -552,7 +246,7 @@ def _run_trial(series, seed, trial, progress, samples, threads, measure, probes)
             if layer in keep:
                 samples[layer] = _sample(x)
             if more and series.normalize_weights:
-                _normalize(series, w)
+                normalize_weights(series, w)
             if progress:
                 progress(1)
     if grads:
@@ -598,7 +292,7 @@ _GROUP_PER_THREAD = 8  # trials in lockstep per thread (small layers): few pool 
 def _small(series: Series, measure: tuple[str, ...] = ()) -> bool:
     """Layers too small to split (a trial runs on one thread), and no backward pass."""
     n = series.width
-    return "gradients" not in measure and series.batch * n + n * n < _SERIAL_BELOW
+    return "gradients" not in measure and series.batch * n + n * n < SERIAL_BELOW
 
 
 def _trial_workers(series: Series, measure: tuple[str, ...] = (), threads: int | None = None) -> int:
@@ -622,16 +316,16 @@ def _run_small(series: Series, seed: int, trials: list[int], rows: list[np.ndarr
             return
         group = [_SmallTrial(series, seed, t, r, samples if i == 0 else None, measure)
                  for i, (t, r) in enumerate(zip(trials, rows))]
-        streams = _WeightStreams(series, seed, trials)
-        first = streams.layer(1)
-        _parallel(len(group), lambda i: group[i].start(first[i]), threads)
+        weight_streams = WeightStreams(series, seed, trials)
+        first = weight_streams.layer(1)
+        parallel(len(group), lambda i: group[i].start(first[i]), threads)
         with np.errstate(all="ignore"):  # overflow is data here: recorded, then reported
             for layer in range(1, series.depth + 1):
                 if not side_by_side:
                     for g in group:
                         np.matmul(g.x, g.w, out=g.h)
-                nxt = streams.layer(layer + 1) if layer < series.depth else None
-                _parallel(len(group), lambda i: group[i].layer(
+                nxt = weight_streams.layer(layer + 1) if layer < series.depth else None
+                parallel(len(group), lambda i: group[i].layer(
                     layer, None if nxt is None else nxt[i], side_by_side), threads)
                 if progress:
                     progress(len(group))
@@ -681,7 +375,7 @@ def _run_batched(series: Series, seed: int, trials: list[int], rows: list[np.nda
     parts = [(g * p // threads, g * (p + 1) // threads) for p in range(threads)]
     parts = [(a, b) for a, b in parts if b > a]
     scale = series.gain * series.initializer.scale(n, n)
-    streams = _WeightStreams(series, seed, trials)
+    weight_streams = WeightStreams(series, seed, trials)
     sd = math.sqrt(series.bias_var)
 
     def split(a: np.ndarray) -> list[np.ndarray]:
@@ -695,7 +389,7 @@ def _run_batched(series: Series, seed: int, trials: list[int], rows: list[np.nda
             outs[i][0] = 2 * _finish_list([block_sums(v) for v in xb], count, xb)
         if 0 in keep and a == 0:
             samples[0] = _sample(X[0])
-        _kernels.normals(states[a:b, 0], W[a:b], scale, _PAIRS)
+        streams.normals_from_states(states[a:b, 0], W[a:b], scale)
 
     def step(p: int, layer: int, states: np.ndarray | None) -> None:
         a, b = parts[p]
@@ -721,42 +415,19 @@ def _run_batched(series: Series, seed: int, trials: list[int], rows: list[np.nda
             if layer in keep and a == 0:
                 samples[layer] = _sample(X[0])
             if states is not None:
-                _kernels.normals(states[a:b, 0], W[a:b], scale, _PAIRS)
+                streams.normals_from_states(states[a:b, 0], W[a:b], scale)
 
-    first = streams.layer(1)
-    _parallel(len(parts), lambda p: start(p, first), threads)
+    first = weight_streams.layer(1)
+    parallel(len(parts), lambda p: start(p, first), threads)
     with np.errstate(all="ignore"):  # overflow is data here: recorded, then reported
         for layer in range(1, depth + 1):
             if not side_by_side:
                 for i in range(g):
                     np.matmul(X[i], W[i], out=H[i])
-            nxt = streams.layer(layer + 1) if layer < depth else None
-            _parallel(len(parts), lambda p: step(p, layer, nxt), threads)
+            nxt = weight_streams.layer(layer + 1) if layer < depth else None
+            parallel(len(parts), lambda p: step(p, layer, nxt), threads)
             if progress:
                 progress(g)
-
-
-class _WeightStreams:
-    """The SFC64 states of a group's weight blocks (as block_stream's), hashed for 64 layers at
-    a time: one vectorized SeedSequence per batch instead of ~20 us per block."""
-
-    SPAN = 64
-
-    def __init__(self, series: Series, seed: int, trials: list[int]):
-        self.series, self.seed, self.trials = series, seed, trials
-        self.blocks = -(-series.width // block_rows(series.width))
-        self.first, self.states = 0, np.empty((0, len(trials), self.blocks, 4), np.uint64)
-
-    def layer(self, layer: int) -> np.ndarray:
-        """(trials, blocks, 4) state words of `layer`'s weights (each row used once)."""
-        if not self.first <= layer < self.first + len(self.states):
-            layers = np.arange(layer, min(self.series.depth, layer + self.SPAN - 1) + 1)
-            keys = np.stack(np.meshgrid(self.trials, layers, np.arange(self.blocks), indexing="ij"), -1)
-            keys = keys.transpose(1, 0, 2, 3).reshape(-1, 3)  # (layer, trial, block) order
-            states = _sfc64_states(self.seed, self.series.label, keys)
-            self.first = layer
-            self.states = states.reshape(len(layers), len(self.trials), self.blocks, 4)
-        return self.states[layer - self.first]
 
 
 class _SmallTrial:
@@ -807,7 +478,7 @@ class _SmallTrial:
         for b, wb in enumerate(self.w_blocks):
             fill_weights(s, states[b], wb)
         if s.normalize_weights:
-            _normalize(s, self.w)
+            normalize_weights(s, self.w)
 
     def layer(self, layer: int, states: np.ndarray | None, product: bool) -> None:
         """Everything of `layer` (its product h = x w too if `product`), then the next layer's
@@ -872,11 +543,11 @@ def memory_needed(series: Series, threads: int | None = None, gradients: bool = 
     item = np.dtype(series.dtype).itemsize
     n, batch = series.width, series.batch
     workers = _trial_workers(series, (), threads)  # with gradients trials run one by one: an upper bound
-    threads = 1 if workers > 1 else _threads(threads, batch * n + n * n)
-    k = min(_PAIRS, (min(n * n, RANDOM_BLOCK) + 1) // 2)
+    threads = 1 if workers > 1 else threads_for(threads, batch * n + n * n)
+    k = min(streams.PAIRS, (min(n * n, streams.RANDOM_BLOCK) + 1) // 2)
     step = k * 8 + 16 if item == 4 else k * 12 + 16  # one step's raw words (the kernel's buffer)
     block = min(batch, max(1, STATS_BLOCK // n)) * n
-    tails = min(n * n, RANDOM_BLOCK) * (item + 1) if series.initializer.kind == "truncated" else 0
+    tails = min(n * n, streams.RANDOM_BLOCK) * (item + 1) if series.initializer.kind == "truncated" else 0
     mask = block * (4 + 2) if series.dropout else 0  # uniforms and a boolean mask, one block
     per_thread = step + tails + block * 8 + block * item  # float64 copy + the activation's temporary
     trial = n * n * item + 2 * batch * n * item + threads * per_thread + block * 8 + mask

@@ -37,14 +37,14 @@ def _utc(t: float) -> str:
 
 def threads_per_job(jobs: int) -> int:
     """Cores per worker, so that `jobs` workers do not oversubscribe the machine."""
-    from snn_lab.engine import default_threads
+    from snn_lab.threads import default_threads
 
     return max(1, default_threads() // max(1, jobs))
 
 
 def worker_environment(jobs: int) -> dict[str, str]:
     """Environment variables for a worker: its share of the cores for the engine and for BLAS."""
-    from snn_lab.engine import BLAS_VARIABLES, THREADS_ENV
+    from snn_lab.threads import BLAS_VARIABLES, THREADS_ENV
 
     # Both the engine's threads (which never change the numbers) and BLAS's get cores / jobs.
     # Measured on 2 cores, 16 small points: 2 workers with 2 BLAS threads each took 3.5x as long

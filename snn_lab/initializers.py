@@ -21,7 +21,7 @@ def truncated_variance(c: float = TRUNCATION) -> float:
 
 @dataclass(frozen=True)
 class Initializer:
-    """A weight ensemble: its scale and shape (engine.fill_weights draws it) and its variance."""
+    """A weight ensemble: its scale and shape (streams.fill_weights draws it) and its variance."""
 
     name: str
     scale: Callable[[int, int], float]  # (fan_in, fan_out) -> the sampler's std parameter

@@ -17,7 +17,8 @@ import yaml
 
 from snn_lab import theory
 from snn_lab.config import Experiment
-from snn_lab.engine import BLAS_VARIABLES, SeriesRun, default_threads
+from snn_lab.engine import SeriesRun
+from snn_lab.threads import BLAS_VARIABLES, default_threads
 from snn_lab.statistics import MEASURED, SUMMARY_STATS, json_number, overflow, summarize
 
 RESULTS_VERSION = 1

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_matches, experiment
-from snn_lab import engine
+from snn_lab import engine, streams
 from snn_lab.activations import LAMBDA01, ALPHA01
 from snn_lab.initializers import INITIALIZERS, KERAS_TRUNCATION_STD
 
@@ -97,10 +97,10 @@ def test_series_are_independent_of_each_other_and_of_the_trial_count():
 
 def reference_trial(series, seed: int, trial: int) -> np.ndarray:
     """A plain float64 implementation: textbook formulas, the same draws (the engine's public samplers)."""
-    x = engine.input_values(series, seed, trial, threads=1)
+    x = streams.input_values(series, seed, trial, threads=1)
     rows = [(x.mean(), x.var(), x.mean(), x.var())]
     for layer in range(1, series.depth + 1):
-        w = engine.layer_weights(series, seed, trial, layer, threads=1)
+        w = streams.layer_weights(series, seed, trial, layer, threads=1)
         h = x @ w
         if series.activation == "selu":
             x = np.where(h > 0, LAMBDA01 * h, LAMBDA01 * ALPHA01 * (np.exp(h) - 1.0))
@@ -127,7 +127,7 @@ def test_initializer_variance_matches_its_samples(init):
     """Sample variance of a large draw against the stated per-weight variance (SE-based)."""
     ini = INITIALIZERS[init]
     s = experiment(f"width: 400\ndtype: float64\nseries: [{{activation: selu, init: {init}}}]").series[0]
-    w = engine.layer_weights(s, seed=0, trial=0, layer=1)
+    w = streams.layer_weights(s, seed=0, trial=0, layer=1)
     n = w.size
     # The variance estimator's standard error: sqrt((m4 - var^2) / n), measured from the draw.
     m2 = np.mean(w ** 2)
@@ -143,13 +143,13 @@ def test_truncated_normal_constants_match_keras():
     assert INITIALIZERS["lecun_truncated_uncorrected"].variance(fan, fan) * fan == pytest.approx(
         KERAS_TRUNCATION_STD ** 2, rel=1e-15)
     s = experiment("width: 50\nseries: [{activation: selu, init: lecun_truncated}]").series[0]
-    w = engine.layer_weights(s, seed=1, trial=0, layer=1)
+    w = streams.layer_weights(s, seed=1, trial=0, layer=1)
     assert np.abs(w).max() < 2.0 * math.sqrt(1 / 50) / KERAS_TRUNCATION_STD
 
 
 def test_normalized_weights_have_zero_sum_and_unit_sum_of_squares():
     exp = experiment("width: 64\nseries: [{activation: selu, normalize_weights: true, gain: 1.5}]")
-    w = engine.draw_weights(exp.series[0], np.random.default_rng(0)).astype(np.float64)
+    w = streams.draw_weights(exp.series[0], np.random.default_rng(0)).astype(np.float64)
     np.testing.assert_allclose(w.sum(axis=0), 0.0, atol=1e-5)
     np.testing.assert_allclose((w ** 2).sum(axis=0), 1.5 ** 2, rtol=1e-5)
 

@@ -11,16 +11,16 @@ import numpy as np
 import pytest
 
 from conftest import experiment
-from snn_lab import blas, engine
+from snn_lab import blas, engine, streams
 from snn_lab.initializers import INITIALIZERS, TRUNCATION
 
 
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Blocks of a few hundred entries: every path splits small arrays into many blocks."""
-    monkeypatch.setattr(engine, "RANDOM_BLOCK", 96)
+    monkeypatch.setattr(streams, "RANDOM_BLOCK", 96)
     monkeypatch.setattr(engine, "STATS_BLOCK", 160)
-    monkeypatch.setattr(engine, "_PAIRS", 50)
+    monkeypatch.setattr(streams, "PAIRS", 50)
 
 
 def series_of(yaml_text: str):
@@ -32,11 +32,11 @@ def series_of(yaml_text: str):
 
 def test_block_stream_is_the_layer_stream_spawned():
     """Block b's stream is child b of the layer's SeedSequence: the spawn_key, extended."""
-    child = engine.seed_sequence(7, "SELU", 3, 5).spawn(4)[2]
-    direct = engine.block_stream(7, "SELU", 3, 5, 2)
+    child = streams.seed_sequence(7, "SELU", 3, 5).spawn(4)[2]
+    direct = streams.block_stream(7, "SELU", 3, 5, 2)
     assert np.array_equal(np.random.SFC64(child).random_raw(8), direct.random_raw(8))
-    assert not np.array_equal(engine.block_stream(7, "SELU", 3, 5, 1).random_raw(8),
-                              engine.block_stream(7, "SELU", 3, 5, 2).random_raw(8))
+    assert not np.array_equal(streams.block_stream(7, "SELU", 3, 5, 1).random_raw(8),
+                              streams.block_stream(7, "SELU", 3, 5, 2).random_raw(8))
 
 
 LONG = np.longdouble  # 64-bit mantissa on x86: a reference more precise than float64
@@ -75,9 +75,9 @@ def box_muller_reference(words_for, size: int, dtype, pairs: int, scale: float):
 @pytest.mark.parametrize("size", [1, 2, 99, 100, 301, 20_000])
 def test_standard_normal_fill_is_box_muller_on_the_raw_words(dtype, size, small_blocks, monkeypatch):
     if size > 1000:
-        monkeypatch.setattr(engine, "_PAIRS", 4096)  # steps of realistic size
-    fast = engine.standard_normal_fill(np.random.SFC64(11), np.empty(size, dtype), 0.7)
-    ref, r = box_muller_reference(np.random.SFC64(11).random_raw, size, dtype, engine._PAIRS, 0.7)
+        monkeypatch.setattr(streams, "PAIRS", 4096)  # steps of realistic size
+    fast = streams.standard_normal_fill(np.random.SFC64(11), np.empty(size, dtype), 0.7)
+    ref, r = box_muller_reference(np.random.SFC64(11).random_raw, size, dtype, streams.PAIRS, 0.7)
     err = np.abs(fast - ref).astype(np.float64)
     if dtype == np.float64:
         # A few float64 ulp: 4096-entry table, Taylor remainder below 1e-16, rounding.
@@ -95,7 +95,7 @@ def normal_cdf(z: np.ndarray) -> np.ndarray:
 def test_standard_normal_fill_draws_standard_normals(dtype):
     """Moments, tails and the whole distribution (Kolmogorov-Smirnov) of 2^20 draws."""
     n = 1 << 20
-    z = engine.standard_normal_fill(np.random.PCG64(2024), np.empty(n, dtype)).astype(np.float64)
+    z = streams.standard_normal_fill(np.random.PCG64(2024), np.empty(n, dtype)).astype(np.float64)
     limit = 5.0  # standard errors; about 6e-7 two-sided per check
     assert abs(z.mean()) < limit * math.sqrt(1 / n)
     assert abs(z.var() - 1) < limit * math.sqrt(2 / n)
@@ -109,7 +109,7 @@ def test_standard_normal_fill_draws_standard_normals(dtype):
     d = max(np.max(np.arange(1, m + 1) / m - cdf), np.max(cdf - np.arange(m) / m))
     assert math.sqrt(m) * d < 1.95
     # The two halves of a step (cos and sin) are uncorrelated.
-    k = engine._PAIRS
+    k = streams.PAIRS
     assert abs(np.mean(z[:k] * z[k:2 * k])) < limit / math.sqrt(k)
 
 
@@ -122,22 +122,22 @@ INITS = sorted(INITIALIZERS)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_layer_weights_do_not_depend_on_the_thread_count(init, dtype, small_blocks):
     s, seed = series_of(f"width: 37\ndtype: {dtype}\nseries: [{{activation: selu, init: {init}}}]")
-    one = engine.layer_weights(s, seed, 2, 3, threads=1)
+    one = streams.layer_weights(s, seed, 2, 3, threads=1)
     for threads in (2, 3, 5):
-        assert np.array_equal(engine.layer_weights(s, seed, 2, 3, threads=threads), one)
-    assert not np.array_equal(engine.layer_weights(s, seed, 2, 4, threads=1), one)
+        assert np.array_equal(streams.layer_weights(s, seed, 2, 3, threads=threads), one)
+    assert not np.array_equal(streams.layer_weights(s, seed, 2, 4, threads=1), one)
 
 
 def test_layer_weights_are_row_blocks_each_from_its_own_stream(small_blocks):
     """lecun_normal: rows [b R, (b + 1) R) are N(0, 1/width) drawn from block_stream(b)."""
     s, seed = series_of("width: 37\ndtype: float64\nseries: [{label: A, activation: selu}]")
-    w = engine.layer_weights(s, seed, 1, 2, threads=3)
-    rows = engine.block_rows(37)
+    w = streams.layer_weights(s, seed, 1, 2, threads=3)
+    rows = streams.block_rows(37)
     assert rows == 96 // 37
     sd = math.sqrt(1 / 37)
     for b, start in enumerate(range(0, 37, rows)):
         block = w[start:start + rows]
-        z = engine.standard_normal_fill(engine.block_stream(seed, "A", 1, 2, b), np.empty(block.shape))
+        z = streams.standard_normal_fill(streams.block_stream(seed, "A", 1, 2, b), np.empty(block.shape))
         np.testing.assert_allclose(block, z * sd, rtol=1e-15, atol=0)
 
 
@@ -145,7 +145,7 @@ def test_layer_weights_are_row_blocks_each_from_its_own_stream(small_blocks):
 def test_weights_follow_the_initializer(init):
     """Per-weight variance (SE-based) and support of each initializer, on the engine's draw."""
     s, seed = series_of(f"width: 400\ndtype: float64\nseries: [{{activation: selu, init: {init}}}]")
-    w = engine.layer_weights(s, seed, 0, 1)
+    w = streams.layer_weights(s, seed, 0, 1)
     ini = INITIALIZERS[init]
     m2 = np.mean(w ** 2)
     se = math.sqrt((np.mean(w ** 4) - m2 ** 2) / w.size)
@@ -158,7 +158,7 @@ def test_weights_follow_the_initializer(init):
 
 def test_draw_weights_normalizes_each_unit():
     s, _ = series_of("width: 50\ndtype: float64\nseries: [{activation: selu, normalize_weights: true, gain: 1.5}]")
-    w = engine.draw_weights(s, np.random.default_rng(4))
+    w = streams.draw_weights(s, np.random.default_rng(4))
     np.testing.assert_allclose(w.sum(axis=0), 0.0, atol=1e-12)
     np.testing.assert_allclose((w ** 2).sum(axis=0), 1.5 ** 2, rtol=1e-12)
 
@@ -167,12 +167,12 @@ def test_draw_weights_normalizes_each_unit():
 def test_input_values_are_row_blocks_of_normals(dtype, small_blocks):
     s, seed = series_of(f"width: 21\nbatch: 30\ndtype: {dtype}\ninput: {{mean: 0.5, var: 4.0}}\n"
                         "series: [{label: A, activation: selu}]")
-    x = engine.input_values(s, seed, 1, threads=1)
-    assert np.array_equal(engine.input_values(s, seed, 1, threads=4), x)
-    rows = engine.block_rows(21)
+    x = streams.input_values(s, seed, 1, threads=1)
+    assert np.array_equal(streams.input_values(s, seed, 1, threads=4), x)
+    rows = streams.block_rows(21)
     for b, start in enumerate(range(0, 30, rows)):
         block = x[start:start + rows]
-        z = engine.standard_normal_fill(engine.block_stream(seed, "A", 1, 0, b), np.empty(block.shape, dtype), 2.0)
+        z = streams.standard_normal_fill(streams.block_stream(seed, "A", 1, 0, b), np.empty(block.shape, dtype), 2.0)
         np.testing.assert_allclose(block, z + np.dtype(dtype).type(0.5), rtol=0, atol=0)
 
 
@@ -191,11 +191,11 @@ def test_block_sums_equal_exact_sums(dtype):
 def plain_trial(series, seed: int, trial: int):
     """Straightforward propagation in the series' dtype on whole arrays; float64 np.mean/np.var."""
     act = series.make_activation()
-    x = engine.input_values(series, seed, trial, threads=1)
+    x = streams.input_values(series, seed, trial, threads=1)
     rows = [(x.mean(dtype=np.float64), x.var(dtype=np.float64))] * 2
     stats = [(*rows[0], *rows[1])]
     for layer in range(1, series.depth + 1):
-        h = x @ engine.layer_weights(series, seed, trial, layer, threads=1)
+        h = x @ streams.layer_weights(series, seed, trial, layer, threads=1)
         x = act.fn(h)
         stats.append((x.mean(dtype=np.float64), x.var(dtype=np.float64),
                       h.mean(dtype=np.float64), h.var(dtype=np.float64)))
@@ -272,7 +272,7 @@ def test_memory_needed_bounds_what_a_trial_allocates(dtype, extra):
     item = np.dtype(dtype).itemsize
     for threads in (1, 2):
         engine.run_trial(s, seed, 0, threads=threads)  # the pool's threads and their scratch exist
-        engine._scratch.__dict__.clear()  # this thread's scratch is allocated again, under trace
+        streams._scratch.__dict__.clear()  # this thread's scratch is allocated again, under trace
         tracemalloc.start()
         try:
             engine.run_trial(s, seed, 0, threads=threads)
@@ -375,13 +375,13 @@ def test_normals_from_a_generator_its_state_or_its_words_are_the_same(dtype):
     generator) give the same normals, and leave the stream at the same place."""
     for size in (1, 5, 20_001, 65_536, 100_003):
         by_object, gen = np.empty(size, dtype), np.random.SFC64(size)
-        engine.standard_normal_fill(gen, by_object, 0.3)
+        streams.standard_normal_fill(gen, by_object, 0.3)
         state = np.array(np.random.SFC64(size).state["state"]["state"], np.uint64)
-        by_state = engine.standard_normal_fill(state, np.empty(size, dtype), 0.3)
+        by_state = streams.standard_normal_fill(state, np.empty(size, dtype), 0.3)
         words = np.random.SFC64(size)
         by_words = np.empty(size, dtype)
         engine._kernels.normals_words(words.random_raw(engine._kernels.words_needed(
-            dtype == np.float64, size, engine._PAIRS)), by_words, 0.3, engine._PAIRS)
+            dtype == np.float64, size, streams.PAIRS)), by_words, 0.3, streams.PAIRS)
         assert np.array_equal(by_object, by_state) and np.array_equal(by_object, by_words)
         assert list(gen.state["state"]["state"]) == list(state) == list(words.state["state"]["state"])
 
@@ -392,7 +392,7 @@ def test_memory_needed_bounds_a_small_series(dtype, monkeypatch):
     monkeypatch.setenv("SNN_LAB_THREADS", "2")
     s, seed = series_of(f"width: 128\ndepth: 3\nbatch: 256\ndtype: {dtype}\nseries: [{{activation: selu}}]")
     engine.run_series(s, seed, 8)
-    engine._scratch.__dict__.clear()
+    streams._scratch.__dict__.clear()
     tracemalloc.start()
     try:
         engine.run_series(s, seed, 8)
@@ -405,15 +405,15 @@ def test_memory_needed_bounds_a_small_series(dtype, monkeypatch):
 @pytest.mark.parametrize("seed", [0, 7, 2**32 - 1, 2**32, 2**70 + 12345])
 @pytest.mark.parametrize("label", ["SELU", "ReLU (He)", "é-ü"])
 def test_vectorized_seeding_equals_block_stream(seed, label):
-    """_sfc64_states hashes many (trial, layer, block) keys at once: the states SeedSequence and
+    """sfc64_states hashes many (trial, layer, block) keys at once: the states SeedSequence and
     SFC64 give block_stream, and the same words from them."""
     rng = np.random.default_rng(seed % 1000)
     keys = np.column_stack([rng.integers(0, 10_001, 40), rng.integers(0, 100_002, 40), rng.integers(0, 64, 40)])
     keys[0] = (0, 0, 0)
-    for (t, l, b), state in zip(keys, engine._sfc64_states(seed, label, keys)):
-        ref = engine.block_stream(seed, label, int(t), int(l), int(b))
+    for (t, l, b), state in zip(keys, streams.sfc64_states(seed, label, keys)):
+        ref = streams.block_stream(seed, label, int(t), int(l), int(b))
         assert np.array_equal(ref.state["state"]["state"], state)
-        assert np.array_equal(ref.random_raw(6), engine._stream(state).random_raw(6))
+        assert np.array_equal(ref.random_raw(6), streams._stream(state).random_raw(6))
 
 
 def test_small_networks_do_not_depend_on_the_blas_thread_count(monkeypatch):

@@ -1,0 +1,74 @@
+"""How many threads the engine uses, and the small pool that runs its tasks in any order."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+SERIAL_BELOW = 1 << 17  # entries per layer under which threads cost more than they save
+
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+THREADS_ENV = "SNN_LAB_THREADS"  # a sweep's worker processes share the cores: each gets its part
+# numpy's BLAS reads its thread count from these at start-up. For some shapes the count changes
+# a product's last bits (OpenBLAS: 100x300 @ 300x300 in float64 with 1 vs 2 threads).
+BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def default_threads() -> int:
+    """Threads for random draws and blocks: $SNN_LAB_THREADS, else the CPUs this process may use."""
+    value = os.environ.get(THREADS_ENV, "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def threads_for(threads: int | None, entries: int) -> int:
+    """`threads` if given, else 1 for a layer too small to split, else default_threads()."""
+    if threads is not None:
+        return max(1, int(threads))
+    return 1 if entries < SERIAL_BELOW else default_threads()
+
+
+def _get_pool(size: int) -> ThreadPoolExecutor:
+    """The shared pool, with at least `size` threads."""
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool_size < size:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool, _pool_size = ThreadPoolExecutor(size, thread_name_prefix="snn-lab"), size
+        return _pool
+
+
+def parallel(count: int, task: Callable[[int], None], threads: int) -> None:
+    """task(0) ... task(count - 1), on `threads` threads (the caller's included), any order."""
+    threads = min(threads, count)
+    if threads <= 1:
+        for i in range(count):
+            task(i)
+        return
+    pool = _get_pool(threads - 1)
+    items, stop = itertools.count(), threading.Event()  # next() on a count is atomic under the GIL
+
+    def work() -> None:
+        for i in items:
+            if i >= count or stop.is_set():
+                return
+            task(i)
+    helpers = [pool.submit(work) for _ in range(threads - 1)]
+    try:
+        work()
+    finally:
+        stop.set()
+        for h in helpers:
+            h.result()
