@@ -232,6 +232,7 @@ def layer_weights(series: Series, seed: int, trial: int, layer: int, out: np.nda
 
 
 def weight_task(series, seed, trial, layer, w):
+    """task(b) fills row block b of layer `layer`'s weights w from its stream (for a pool)."""
     rows = block_rows(series.width)
 
     def task(b: int) -> None:

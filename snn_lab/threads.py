@@ -50,25 +50,37 @@ def _get_pool(size: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def parallel(count: int, task: Callable[[int], None], threads: int) -> None:
-    """task(0) ... task(count - 1), on `threads` threads (the caller's included), any order."""
+def parallel(count: int, task: Callable[[int], None], threads: int,
+             stop: threading.Event | None = None) -> None:
+    """task(0) ... task(count - 1), on `threads` threads (the caller's included), any order.
+
+    `stop` is set when a task raises (or the caller is interrupted): no task starts after it,
+    and long tasks may watch it to end early.
+    """
     threads = min(threads, count)
+    stop = threading.Event() if stop is None else stop
     if threads <= 1:
         for i in range(count):
             task(i)
         return
     pool = _get_pool(threads - 1)
-    items, stop = itertools.count(), threading.Event()  # next() on a count is atomic under the GIL
+    items = itertools.count()  # next() on a count is atomic under the GIL
 
     def work() -> None:
         for i in items:
             if i >= count or stop.is_set():
                 return
-            task(i)
+            try:
+                task(i)
+            except BaseException:
+                stop.set()
+                raise
     helpers = [pool.submit(work) for _ in range(threads - 1)]
     try:
-        work()
-    finally:
+        work()  # returns when no item is left (the helpers may still be running one)
+    except BaseException:  # a task failed or Ctrl-C: the helpers stop at their next check
         stop.set()
+        raise
+    finally:
         for h in helpers:
             h.result()
