@@ -58,8 +58,6 @@ class SeriesRun:
     samples: dict[int, np.ndarray] = field(default_factory=dict)
 
 
-
-
 # ---- statistics ----------------------------------------------------------------------------
 
 def mean_var(x: np.ndarray) -> tuple[float, float]:
@@ -116,17 +114,25 @@ def _finish(sums: np.ndarray, count: int, blocks: list[np.ndarray]) -> tuple[flo
 
 
 def _finish_list(sums: list[tuple[float, float]], count: int, blocks: list[np.ndarray]) -> tuple[float, float]:
-    """_finish for a list of per-block sums; one block skips the array (a sum of one is itself)."""
+    """_finish for a list of per-block sums; one block skips the sum over blocks (_finish_one)."""
     if len(sums) > 1:
         return _finish(np.array(sums), count, blocks)
-    s1, s2 = sums[0]
-    mean = (0.0 + s1) / count  # as numpy's sum of one element: the identity 0.0 plus it (-0.0 -> 0.0)
-    if not math.isfinite(mean):
-        return mean, math.nan
-    var = s2 / count - mean * mean
-    if not var * _ILL_CONDITIONED > mean * mean:
+    mean, var, done = _finish_one(np.asarray(sums, np.float64).reshape(1, 2), count)
+    if not done[0]:
         return _finish(np.array(sums), count, blocks)
-    return mean, (max(var, 0.0) if math.isfinite(var) else var)
+    return float(mean[0]), float(var[0])
+
+
+def _finish_one(sums: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """_finish of a single block for many rows of (sum, sum of squares) at once: (means,
+    variances, done); rows not done are ill-conditioned and need the two-pass."""
+    with np.errstate(all="ignore"):
+        mean = (0.0 + sums[:, 0]) / count  # as numpy's sum of one element: 0.0 plus it (-0.0 -> 0.0)
+        var = sums[:, 1] / count - mean * mean
+        finite = np.isfinite(mean)
+        done = ~finite | (var * _ILL_CONDITIONED > mean * mean)
+        var = np.where(np.isfinite(var) & (0.0 > var), 0.0, var)  # max(var, 0.0), as _finish's
+    return mean, np.where(finite, var, math.nan), done
 
 
 # ---- the propagation -----------------------------------------------------------------------
@@ -148,8 +154,7 @@ def run_trial(series: Series, seed: int, trial: int, progress: Progress | None =
 def _blas_for(series: Series) -> contextlib.AbstractContextManager[bool]:
     """Small layers' products on one BLAS thread, whatever the path (blas.py): their numbers
     do not depend on BLAS's thread count. Large ones run as numpy's BLAS is set."""
-    n = series.width
-    return blas.single_threaded() if series.batch * n + n * n < SERIAL_BELOW else contextlib.nullcontext(False)
+    return blas.single_threaded() if _small_layers(series) else contextlib.nullcontext(False)
 
 
 def _run_trial(series, seed, trial, progress, samples, threads, measure, probes) -> np.ndarray:
@@ -222,9 +227,8 @@ def _run_trial(series, seed, trial, progress, samples, threads, measure, probes)
                 pre[i], post[i] = activate_block(act, hb, xb)  # post is redone after dropout
                 if probe is not None:
                     probe.units(i, hb, act, d_layer[i * rows:(i + 1) * rows] if grads else None)
-                if not series.dropout:
-                    if probe is not None:
-                        probe.samples(i, xb)
+                if probe is not None and not series.dropout:
+                    probe.samples(i, xb)
             parallel(first + nb, task, threads)
 
             if series.dropout:
@@ -290,10 +294,15 @@ def run_series(series: Series, seed: int, trials: int, progress: Progress | None
 _GROUP_PER_THREAD = 8  # trials in lockstep per thread (small layers): few pool round trips per layer
 
 
-def _small(series: Series, measure: tuple[str, ...] = ()) -> bool:
-    """Layers too small to split (a trial runs on one thread), and no backward pass."""
+def _small_layers(series: Series) -> bool:
+    """Layers too small to split: a trial's layer runs on one thread."""
     n = series.width
-    return "gradients" not in measure and series.batch * n + n * n < SERIAL_BELOW
+    return series.batch * n + n * n < SERIAL_BELOW
+
+
+def _small(series: Series, measure: tuple[str, ...] = ()) -> bool:
+    """Small layers and no backward pass: trials run in lockstep groups (_run_small)."""
+    return "gradients" not in measure and _small_layers(series)
 
 
 def _trial_workers(series: Series, measure: tuple[str, ...] = (), threads: int | None = None) -> int:
@@ -330,18 +339,6 @@ def _run_small(series: Series, seed: int, trials: list[int], rows: list[np.ndarr
                     layer, None if nxt is None else nxt[i], side_by_side), threads)
                 if progress:
                     progress(len(group))
-
-
-def _finish_one(sums: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """_finish_list of one block for many rows of (sum, sum of squares) at once: (means,
-    variances, done), the same IEEE operations; rows not done need the two-pass."""
-    with np.errstate(all="ignore"):
-        mean = (0.0 + sums[:, 0]) / count
-        var = sums[:, 1] / count - mean * mean
-        finite = np.isfinite(mean)
-        done = ~finite | (var * _ILL_CONDITIONED > mean * mean)
-        var = np.where(np.isfinite(var) & (0.0 > var), 0.0, var)  # max(var, 0.0), as Python's max
-    return mean, np.where(finite, var, math.nan), done
 
 
 def _batchable(series: Series, measure: tuple[str, ...]) -> bool:
@@ -560,8 +557,9 @@ def memory_needed(series: Series, threads: int | None = None, gradients: bool = 
 
     One layer's weights and two activation buffers (x and its pre-activation h), plus per
     thread the raw words of one Box-Muller step, a block-sized temporary (an activation
-    without a compiled loop) and a block's float64 copy (the two-pass variance): a few MiB. Small layers run several trials at once (run_series), each
-    with its own weights, buffers and scratch: that many times as much.
+    without a compiled loop) and a block's float64 copy (the two-pass variance): a few MiB.
+    Small layers run several trials at once (run_series), each with its own weights, buffers
+    and scratch: that many times as much.
     """
     item = np.dtype(series.dtype).itemsize
     n, batch = series.width, series.batch
