@@ -46,7 +46,9 @@ static inline double reduce_lanes(lanes_t a, lanes_t b)
     return total;
 }
 
-#if defined(__GNUC__) && defined(__x86_64__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+/* GCC on x86-64: per-copy target pragmas and __builtin_cpu_supports("x86-64-v4"). Elsewhere
+ * (clang, other CPUs) only the baseline copy is built. */
 #define MULTI_TARGET 1
 #pragma GCC push_options
 #pragma GCC target("arch=x86-64-v4")
