@@ -388,7 +388,7 @@ def _run_batched(series: Series, seed: int, trials: list[int], rows: list[np.nda
             outs[i][0] = 2 * _finish_list([block_sums(v) for v in xb], count, xb)
         if 0 in keep and a == 0:
             samples[0] = _sample(X[0])
-        streams.normals_from_states(weight_streams[p].layer(1)[:, 0], W[a:b], scale)
+        standard_normal_fill(weight_streams[p].layer(1)[:, 0], W[a:b], scale)
 
     def step(p: int, layer: int) -> None:
         a, b = parts[p]
@@ -414,7 +414,7 @@ def _run_batched(series: Series, seed: int, trials: list[int], rows: list[np.nda
             if layer in keep and a == 0:
                 samples[layer] = _sample(X[0])
             if layer < depth:
-                streams.normals_from_states(weight_streams[p].layer(layer + 1)[:, 0], W[a:b], scale)
+                standard_normal_fill(weight_streams[p].layer(layer + 1)[:, 0], W[a:b], scale)
 
     stop, lock = threading.Event(), threading.Lock()
 

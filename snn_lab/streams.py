@@ -141,7 +141,8 @@ def standard_normal_fill(stream, out: np.ndarray, scale: float = 1.0) -> np.ndar
     the next k (radius up to 6.7 sd); float64: k words give u1 as ((w >> 11) + 0.5) 2^-53
     (radius up to 8.7 sd) and the next (k + 1) // 2 words, as 32-bit integers, give u2.
     `stream` is a bit generator (advanced), or SFC64 state words (advanced in place), which
-    the compiled loop runs itself without numpy's per-call overhead.
+    the compiled loop runs itself without numpy's per-call overhead; rows of state words fill
+    as many equal slices of out, one stream each (a group of trials' weights in one call).
     """
     if not out.flags.c_contiguous:
         raise ValueError("standard_normal_fill fills a contiguous array")
@@ -159,12 +160,6 @@ def standard_normal_fill(stream, out: np.ndarray, scale: float = 1.0) -> np.ndar
         count = _kernels.words_needed(out.dtype == np.float64, out.size, PAIRS)
         _kernels.normals_words(stream.random_raw(count), out, scale, PAIRS)
     return out
-
-
-def normals_from_states(states: np.ndarray, out: np.ndarray, scale: float) -> None:
-    """out's i-th equal slice: N(0, scale^2) from SFC64 state row i (advanced), as
-    standard_normal_fill; one compiled call for a group of trials' weights."""
-    _kernels.normals(states, out, scale, PAIRS)
 
 
 def fill_weights(series: Series, stream, out: np.ndarray) -> np.ndarray:
