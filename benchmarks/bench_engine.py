@@ -30,7 +30,8 @@ from pathlib import Path
 import snn_lab.cli  # noqa: F401  (before numpy: the CLI's OPENBLAS_THREAD_TIMEOUT default applies here too)
 import numpy as np
 
-from snn_lab import config, engine, threads
+from snn_lab import config
+from snn_lab.simulate import engine, threads
 
 TARGETS = {"float64": 1.2, "float32": 1.3, "small": 2.0, "torch": 0.8, "startup_s": 0.3}
 

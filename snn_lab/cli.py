@@ -56,7 +56,7 @@ def _load(config: str | None, overrides: tuple[str, ...], check_resources: bool 
           text: str | None = None):
     """Load an experiment ('-': standard input; `text`: that YAML, named `config`), problems -> exit 2."""
     from snn_lab import config as cfg
-    from snn_lab.engine import check_memory, memory_available
+    from snn_lab.simulate.engine import check_memory, memory_available
     from snn_lab.results import check_size
 
     try:
@@ -163,7 +163,7 @@ def _load_sweep(config, overrides, sweeps, text, jobs):
     """The config's sweep (None without one), every point validated and its memory checked."""
     from snn_lab import config as cfg
     from snn_lab import sweep as sw
-    from snn_lab.engine import check_memory, memory_available
+    from snn_lab.simulate.engine import check_memory, memory_available
     from snn_lab.results import check_size
 
     try:
@@ -437,7 +437,7 @@ def _theory_phase(exp, defaulted, weight_grid, bias_grid, out, overlay, stat, la
 
     import numpy as np
 
-    from snn_lab import phase as ph
+    from snn_lab.theory import phase as ph
     from snn_lab import plot as plots
     from snn_lab.activations import ACTIVATIONS
 

@@ -12,7 +12,7 @@ from statistics import NormalDist
 import numpy as np
 
 from snn_lab.results import Results, ResultsError, read
-from snn_lab.engine import STATS as FORWARD
+from snn_lab.statistics import STATS as FORWARD
 from snn_lab.statistics import MEASURED as STATS, SUMMARY_STATS, json_number
 
 MODES = ("statistical", "exact", "theory")

@@ -21,7 +21,8 @@ class ExecutorError(Exception):
 
 def simulate(exp: Experiment, progress: Callable[[int], None] | None = None, meta: dict | None = None):
     """Run one experiment and collect its Results (what `snn-lab run` and each point do)."""
-    from snn_lab import engine, results
+    from snn_lab import results
+    from snn_lab.simulate import engine
 
     started, t0 = time.time(), time.perf_counter()
     runs = engine.run_experiment(exp, progress)
@@ -37,14 +38,14 @@ def _utc(t: float) -> str:
 
 def threads_per_job(jobs: int) -> int:
     """Cores per worker, so that `jobs` workers do not oversubscribe the machine."""
-    from snn_lab.threads import default_threads
+    from snn_lab.simulate.threads import default_threads
 
     return max(1, default_threads() // max(1, jobs))
 
 
 def worker_environment(jobs: int) -> dict[str, str]:
     """Environment variables for a worker: its share of the cores for the engine and for BLAS."""
-    from snn_lab.threads import BLAS_VARIABLES, THREADS_ENV
+    from snn_lab.simulate.threads import BLAS_VARIABLES, THREADS_ENV
 
     # Both the engine's threads (which never change the numbers) and BLAS's get cores / jobs.
     # Measured on 2 cores, 16 small points: 2 workers with 2 BLAS threads each took 3.5x as long

@@ -17,8 +17,8 @@ import yaml
 
 from snn_lab import theory
 from snn_lab.config import Experiment
-from snn_lab.engine import SeriesRun
-from snn_lab.threads import BLAS_VARIABLES, default_threads
+from snn_lab.simulate.engine import SeriesRun
+from snn_lab.simulate.threads import BLAS_VARIABLES, default_threads
 from snn_lab.statistics import MEASURED, SUMMARY_STATS, json_number, overflow, summarize
 
 RESULTS_VERSION = 1
@@ -256,7 +256,8 @@ def environment() -> dict:
     import subprocess
     import sys
 
-    from snn_lab import __version__, _kernels
+    from snn_lab import __version__
+    from snn_lab.simulate.backends import _kernels
 
     try:
         blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})

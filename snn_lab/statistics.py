@@ -6,9 +6,11 @@ import math
 
 import numpy as np
 
-from snn_lab.engine import STATS
-from snn_lab.probes import PROBES
-
+# Columns of the per-layer statistics array, in order. Layer 0 is the input (no activation:
+# its pre-activation columns repeat the input's).
+STATS = ("mean", "var", "preact_mean", "preact_var")
+# Columns of the optional probes, in order (NaN where a measurement was not asked for).
+PROBES = ("grad_sq", "grad_ratio", "dead_fraction", "correlation")
 # Every measured per-layer column: the statistics, then the optional probes (NaN if not asked).
 MEASURED = (*STATS, *PROBES)
 # summary.csv's statistic columns: each measured column's mean across trials, then its spread.

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from snn_lab import __version__, config, engine, results
+from snn_lab import __version__, config, results
+from snn_lab.simulate import engine
 from snn_lab.cli import main
 
 SMALL = ["--set", "width=32", "--set", "batch=32", "--set", "depth=6", "--set", "trials=3"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_matches, experiment
-from snn_lab import engine, streams
+from snn_lab.simulate import engine, streams
 from snn_lab.activations import LAMBDA01, ALPHA01
 from snn_lab.initializers import INITIALIZERS, KERAS_TRUNCATION_STD
 

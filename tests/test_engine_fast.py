@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import experiment
-from snn_lab import blas, engine, streams
+from snn_lab.simulate import blas, engine, streams
 from snn_lab.initializers import INITIALIZERS, TRUNCATION
 
 

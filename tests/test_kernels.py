@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from snn_lab import _kernels, engine
+from snn_lab.simulate.backends import _kernels
+from snn_lab.simulate import engine
 from snn_lab.activations import ACTIVATIONS, make_activation
 
 SPECIAL = [0.0, -0.0, 1e-300, -1e-300, 5e-324, -5e-324, 1e-30, -1e-30, 1e-8, -1e-8, 0.3, -0.3,

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from snn_lab import phase, plot
+from snn_lab import plot
+from snn_lab.theory import phase
 from snn_lab.activations import ALPHA01, LAMBDA01
 from snn_lab.cli import main
 

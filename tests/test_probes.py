@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from conftest import assert_matches, experiment
-from snn_lab import engine, probes, theory
+from snn_lab import theory
+from snn_lab.simulate import engine, probes
 
 GRAD, RATIO, DEAD, CORR = (len(engine.STATS) + probes.PROBES.index(c) for c in probes.PROBES)
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import t_quantile
-from snn_lab import engine, gaussian, special, theory
+from snn_lab import gaussian, special, theory
+from snn_lab.simulate import engine
 from snn_lab.activations import (ACTIVATIONS, ALPHA01, LAMBDA01, Activation, ActivationKind,
                                  alpha_dropout_affine, make_activation)
 from snn_lab.config import InputSpec, Series

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from snn_lab import threads
+from snn_lab.simulate import threads
 
 
 @pytest.mark.parametrize("n_threads", [1, 2, 3])

@@ -14,9 +14,8 @@ import numpy as np
 
 from snn_lab.activations import Activation
 from snn_lab.config import Series
+from snn_lab.statistics import PROBES
 
-# Columns of the probes array, in order (NaN where a measurement was not asked for).
-PROBES = ("grad_sq", "grad_ratio", "dead_fraction", "correlation")
 DEAD_BELOW = 1e-6  # |phi'(h)| below this for every sample of the batch: a dead (or saturated) unit
 
 

@@ -13,9 +13,9 @@ import zlib
 
 import numpy as np
 
-from snn_lab import _kernels
+from snn_lab.simulate.backends import _kernels
 from snn_lab.config import Series
-from snn_lab.threads import parallel, threads_for
+from snn_lab.simulate.threads import parallel, threads_for
 
 RANDOM_BLOCK = 1 << 18  # entries per random block: each has its own stream, any thread draws it
 PAIRS = 1 << 15  # Box-Muller pairs per step (its raw words, 256 or 384 KiB, stay in L2)

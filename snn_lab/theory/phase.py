@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from snn_lab import theory
+from snn_lab.theory import meanfield as theory
 from snn_lab.config import InputSpec, Series
 from snn_lab.statistics import json_number
 

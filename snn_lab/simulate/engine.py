@@ -19,17 +19,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from snn_lab import _kernels, blas, streams
-from snn_lab import probes as probing
+from snn_lab.simulate.backends import _kernels
+from snn_lab.simulate import blas, streams
+from snn_lab.simulate import probes as probing
 from snn_lab.activations import alpha_dropout_affine
 from snn_lab.config import Experiment, Series
-from snn_lab.streams import (WeightStreams, block_rows, block_stream, fill_weights, input_values,
+from snn_lab.statistics import STATS
+from snn_lab.simulate.streams import (WeightStreams, block_rows, block_stream, fill_weights, input_values,
                              layer_weights, normalize_weights, rng_for, standard_normal_fill, weight_task)
-from snn_lab.threads import SERIAL_BELOW, default_threads, parallel, threads_for
+from snn_lab.simulate.threads import SERIAL_BELOW, default_threads, parallel, threads_for
 
-# Columns of the per-layer statistics array, in order. Layer 0 is the input (no activation:
-# its pre-activation columns repeat the input's).
-STATS = ("mean", "var", "preact_mean", "preact_var")
 
 Progress = Callable[[int], None]  # called with the number of layers just finished
 SAMPLE_SIZE = 1000  # post-activation values kept per sampled layer (trial 0), for histograms

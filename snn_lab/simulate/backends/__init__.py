@@ -1,0 +1,1 @@
+"""Backends: the few primitives of the engine that need speed (numpy always, compiled optional)."""
