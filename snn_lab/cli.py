@@ -56,7 +56,7 @@ def _load(config: str | None, overrides: tuple[str, ...], check_resources: bool 
           text: str | None = None):
     """Load an experiment ('-': standard input; `text`: that YAML, named `config`), problems -> exit 2."""
     from snn_lab import config as cfg
-    from snn_lab.simulate.engine import check_memory, memory_available
+    from snn_lab.simulate.memory import check_memory, memory_available
     from snn_lab.results import check_size
 
     try:
@@ -163,7 +163,7 @@ def _load_sweep(config, overrides, sweeps, text, jobs):
     """The config's sweep (None without one), every point validated and its memory checked."""
     from snn_lab import config as cfg
     from snn_lab import sweep as sw
-    from snn_lab.simulate.engine import check_memory, memory_available
+    from snn_lab.simulate.memory import check_memory, memory_available
     from snn_lab.results import check_size
 
     try:
@@ -691,6 +691,8 @@ def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, updat
                               + "\n  ".join(exc.differences)) from None
     except compare.BaselineError as exc:
         raise BaselineProblem(str(exc)) from None
+    except compare.WrongMode as exc:
+        raise UsageProblem(str(exc)) from None
     if as_json:
         click.echo(json.dumps(rep.to_json(), indent=2))
     elif as_md:

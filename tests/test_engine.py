@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_matches, experiment
-from snn_lab.simulate import engine, streams
+from snn_lab.simulate import engine, memory, streams
 from snn_lab.activations import LAMBDA01, ALPHA01
 from snn_lab.initializers import INITIALIZERS, KERAS_TRUNCATION_STD
 
@@ -149,7 +149,7 @@ def test_truncated_normal_constants_match_keras():
 
 def test_normalized_weights_have_zero_sum_and_unit_sum_of_squares():
     exp = experiment("width: 64\nseries: [{activation: selu, normalize_weights: true, gain: 1.5}]")
-    w = streams.draw_weights(exp.series[0], np.random.default_rng(0)).astype(np.float64)
+    w = streams.layer_weights(exp.series[0], seed=0, trial=0, layer=1).astype(np.float64)
     np.testing.assert_allclose(w.sum(axis=0), 0.0, atol=1e-5)
     np.testing.assert_allclose((w ** 2).sum(axis=0), 1.5 ** 2, rtol=1e-5)
 
@@ -170,9 +170,10 @@ def test_memory_estimate_refuses_a_huge_width():
 
     exp = experiment("width: 1000000\nbatch: 1024\nseries: [{activation: selu}]")
     with pytest.raises(ConfigError) as err:
-        engine.check_memory(exp, available=8 * 2**30)
+        memory.check_memory(exp, available=8 * 2**30)
     message = str(err.value)
-    # At least the float32 weights alone (10^12 * 4 bytes), at most weights plus 8 activation buffers.
+    # At least the float32 weights alone (10^12 * 4 bytes), at most this layer's and the next
+    # layer's weights (drawn while this one runs) plus 8 activation buffers.
     need = float(message.split("needs about ")[1].split(" GiB")[0])
-    assert 4e12 / 2**30 <= need <= (4e12 + 8 * 1024 * 10**6 * 8) / 2**30
+    assert 4e12 / 2**30 <= need <= (2 * 4e12 + 8 * 1024 * 10**6 * 8) / 2**30
     assert "lower 'width' or 'batch'" in message and message.startswith("<test>:1: series.0:")

@@ -109,10 +109,3 @@ def test_input_correlation_is_followed_from_a_chosen_start():
 def test_probes_not_asked_for_are_nan_and_cost_nothing():
     s, stats = run(BASE % ("selu", "lecun_normal"), "depth=2", "trials=1", "measure=[]")
     assert np.all(np.isnan(stats[:, :, len(engine.STATS):]))
-
-
-def test_gradient_memory_is_counted_by_the_guard():
-    exp = experiment(BASE % ("selu", "lecun_normal"))
-    s = exp.series[0]
-    extra = engine.memory_needed(s, gradients=True) - engine.memory_needed(s)
-    assert extra == (s.depth + 2) * s.batch * s.width * 8

@@ -11,9 +11,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.optimize import brentq
 
 from snn_lab.activations import Activation
 from snn_lab.config import Series
+from snn_lab.simulate.backends.numpy import as_float64
 from snn_lab.statistics import PROBES
 
 DEAD_BELOW = 1e-6  # |phi'(h)| below this for every sample of the batch: a dead (or saturated) unit
@@ -22,30 +24,41 @@ DEAD_BELOW = 1e-6  # |phi'(h)| below this for every sample of the batch: a dead 
 class LayerProbe:
     """Accumulates one layer's dead-unit and cosine-similarity measurements, block by block."""
 
-    def __init__(self, width: int, blocks: int, dead: bool, correlation: bool):
+    def __init__(self, width: int, blocks: int, dead: bool, correlation: bool, act: Activation):
         self.dead, self.correlation = dead, correlation
+        self.live = live_intervals(act) if dead else ()
         self.alive = np.zeros((blocks, width), bool) if dead else None
         self.rows = np.zeros((blocks, width)) if correlation else None
         self.counts = np.zeros(blocks, np.int64)
 
-    def units(self, i: int, h_block: np.ndarray, act: Activation, deriv_out: np.ndarray | None) -> None:
-        """Block i's pre-activations: which units are alive; phi'(h) kept for the backward pass."""
-        if not (self.dead or deriv_out is not None):
+    def units(self, i: int, h: np.ndarray) -> None:
+        """Block i's pre-activations: which units have a sample where |phi'(h)| >= DEAD_BELOW.
+
+        From the live intervals of phi' (live_intervals): a column maximum or minimum per
+        half-line, a comparison per bounded interval, instead of phi' of every entry."""
+        if not self.dead:
             return
-        d = act.deriv(h_block)
-        if self.dead:
-            np.any(np.abs(d) >= DEAD_BELOW, axis=0, out=self.alive[i])
-        if deriv_out is not None:
-            np.copyto(deriv_out, d, casting="unsafe")
+        alive = self.alive[i]
+        for lo, hi in self.live:
+            if lo == -math.inf and hi == math.inf:
+                alive[:] = True
+            elif hi == math.inf:
+                alive |= h.max(axis=0) > lo
+            elif lo == -math.inf:
+                alive |= h.min(axis=0) < hi
+            else:
+                alive |= ((h > lo) & (h < hi)).any(axis=0)
 
     def samples(self, i: int, x_block: np.ndarray) -> None:
         """Block i's post-activations: the sum of its rows scaled to unit length (float64)."""
         if not self.correlation:
             return
-        x = x_block.astype(np.float64)
+        x = as_float64(x_block).reshape(x_block.shape)
         norms = np.sqrt(np.einsum("ij,ij->i", x, x))
         ok = norms > 0  # an all-zero row has no direction: left out of the average
-        self.rows[i] = (x[ok] / norms[ok, None]).sum(axis=0)
+        with np.errstate(divide="ignore"):
+            scale = np.where(ok, 1.0 / norms, 0.0)
+        self.rows[i] = scale @ x
         self.counts[i] = int(ok.sum())
 
     def result(self) -> tuple[float, float]:
@@ -57,6 +70,47 @@ class LayerProbe:
             # sum_{a != b} r_a . r_b = |sum_a r_a|^2 - sum_a |r_a|^2, and |r_a| = 1.
             corr = (float(s @ s) - m) / (m * (m - 1)) if m > 1 else math.nan
         return dead, corr
+
+
+_LIVE_RANGE, _LIVE_GRID = 100.0, 400_001  # where phi' is classified; beyond, as at the ends
+
+
+_live_cache: dict[tuple, tuple[tuple[float, float], ...]] = {}
+
+
+def live_intervals(act: Activation) -> tuple[tuple[float, float], ...]:
+    """The open intervals where |phi'(h)| >= DEAD_BELOW, edges found with scipy's brentq
+    (computed once per activation and parameters)."""
+    key = (act.name, tuple(sorted(act.params.items())))
+    if key not in _live_cache:
+        _live_cache[key] = _live(act)
+    return _live_cache[key]
+
+
+def _live(act: Activation) -> tuple[tuple[float, float], ...]:
+    x = np.linspace(-_LIVE_RANGE, _LIVE_RANGE, _LIVE_GRID)
+    with np.errstate(all="ignore"):
+        d = act.deriv(x)
+    live = np.abs(d) >= DEAD_BELOW
+    deriv = lambda v: float(act.deriv(np.array([v]))[0])  # noqa: E731
+    excess = lambda v: abs(deriv(v)) - DEAD_BELOW  # noqa: E731
+
+    def edge(a: float, b: float) -> float:
+        """Where |phi'| crosses DEAD_BELOW in [a, b] (the jump itself where phi' jumps)."""
+        return brentq(excess, a, b, xtol=1e-15) if excess(a) * excess(b) < 0 else b
+
+    edges = []
+    flips = live[1:] != live[:-1]
+    zeros = live[1:] & live[:-1] & (np.sign(d[1:]) != np.sign(d[:-1]))  # phi' = 0 between grid points
+    for j in np.flatnonzero(flips | zeros):
+        if flips[j]:
+            edges.append(edge(x[j], x[j + 1]))
+        else:
+            zero = brentq(deriv, x[j], x[j + 1], xtol=1e-15)
+            edges += [edge(x[j], zero), edge(zero, x[j + 1])]
+    bounds = [-math.inf, *edges, math.inf]
+    pieces = zip(bounds[:-1], bounds[1:])
+    return tuple((lo, hi) for k, (lo, hi) in enumerate(pieces) if bool(live[0]) == (k % 2 == 0))
 
 
 def backward(series: Series, derivs: np.ndarray, weights, top: np.ndarray) -> np.ndarray:
@@ -81,7 +135,7 @@ def backward(series: Series, derivs: np.ndarray, weights, top: np.ndarray) -> np
 
 
 def _mean_square(x: np.ndarray) -> float:
-    v = x.reshape(-1).astype(np.float64)
+    v = as_float64(x)
     return float(v @ v) / v.size
 
 

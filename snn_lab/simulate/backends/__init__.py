@@ -1,1 +1,95 @@
-"""Backends: the few primitives of the engine that need speed (numpy always, compiled optional)."""
+"""Backends: the few loops of the engine that need speed, behind one small interface.
+
+A backend draws normals from keyed SFC64 streams (Box-Muller on the streams' raw words, in one
+documented layout) and applies an activation in place with the float64 sums of its input and
+output. `numpy` is always there; `compiled` (the optional C extension `_kernels`) is used
+automatically when it was built. Both draw the same numbers from the same streams, to within
+rounding (README, "Backends"). Choose one with SNN_LAB_BACKEND, `--backend` or the config's
+`backend:` key: auto (the default), numpy or compiled.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Protocol
+
+import numpy as np
+
+ENV = "SNN_LAB_BACKEND"
+CHOICES = ("auto", "numpy", "compiled")
+PAIRS = 1 << 15  # Box-Muller pairs per step: a step's raw words (256 or 384 KiB) stay in L2
+
+
+class Backend(Protocol):
+    """What the engine asks of a backend."""
+
+    name: str
+
+    def normals(self, streams: list[np.random.SFC64], out: np.ndarray, scale: float) -> None:
+        """Fill out's len(streams) equal slices with N(0, scale^2), slice i from streams[i] (advanced)."""
+
+    def activate(self, act, h: np.ndarray, x: np.ndarray, block: int, sums: np.ndarray) -> None:
+        """x = act(h) for (trials, entries) arrays cut into blocks of `block` entries per trial;
+        sums[t, b] = float64 (sum h, sum h^2, sum x, sum x^2) of block b of trial t."""
+
+    def sums(self, x: np.ndarray) -> tuple[float, float]:
+        """(sum, sum of squares) of a contiguous array's entries, accumulated in float64."""
+
+
+class BackendError(ValueError):
+    """An unknown backend name, or the compiled one asked for where it was not built."""
+
+
+def compiled_missing() -> str | None:
+    """Why the compiled backend cannot run here, or None when it can."""
+    try:
+        from snn_lab.simulate.backends import _kernels  # noqa: F401
+    except ImportError as err:
+        return f"the C extension was not built ({err}); reinstall with a C compiler to build it"
+    return None
+
+
+def available() -> dict[str, str | None]:
+    """Each backend's name -> None if it runs here, else why not."""
+    return {"numpy": None, "compiled": compiled_missing()}
+
+
+def resolve(name: str | None = None) -> str:
+    """The backend a run uses: `name`, else $SNN_LAB_BACKEND, else auto (compiled if built)."""
+    name = (name or os.environ.get(ENV) or "auto").strip().lower()
+    if name not in CHOICES:
+        raise BackendError(f"unknown backend {name!r}: expected one of {', '.join(CHOICES)}")
+    missing = compiled_missing()
+    if name == "auto":
+        return "numpy" if missing else "compiled"
+    if name == "compiled" and missing:
+        raise BackendError(f"the compiled backend is not available: {missing}; use --backend numpy")
+    return name
+
+
+_instances: dict[str, Backend] = {}
+
+
+def get(name: str | None = None) -> Backend:
+    """The backend object for `name` (see resolve)."""
+    name = resolve(name)
+    if name not in _instances:
+        if name == "compiled":
+            from snn_lab.simulate.backends.compiled import CompiledBackend as cls
+        else:
+            from snn_lab.simulate.backends.numpy import NumpyBackend as cls
+        _instances[name] = cls()
+    return _instances[name]
+
+
+def describe() -> dict[str, str]:
+    """What `snn-lab --version` says of the backends: each one's state, and the default's name."""
+    states = {n: "available" if why is None else f"unavailable: {why}" for n, why in available().items()}
+    if states["compiled"] == "available":
+        from snn_lab.simulate.backends import _kernels
+        states["compiled"] = f"available (instruction set: {_kernels.current()})"
+    try:
+        states["default"] = resolve()
+    except BackendError as err:
+        states["default"] = f"error: {err}"
+    return states

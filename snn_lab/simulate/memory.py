@@ -1,0 +1,72 @@
+"""What a run allocates at its peak, estimated before anything is allocated (the memory guard)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from snn_lab.config import Experiment, Series
+from snn_lab.simulate import backends, engine
+from snn_lab.simulate.threads import default_threads
+
+
+def memory_needed(series: Series, threads: int | None = None, gradients: bool = False) -> int:
+    """Bytes a run of this series allocates at its peak: an upper bound.
+
+    Per group of trials run together: x and its pre-activation h, this layer's and the next
+    layer's weights. Per thread: a Box-Muller step's raw words and temporaries (PAIRS pairs at
+    most), an activation's temporaries, a float64 block and a dropout mask. Small layers run
+    GROUP_PER_THREAD trials per thread side by side; with gradients, every layer's phi'(h).
+    """
+    item = np.dtype(series.dtype).itemsize
+    n, batch = series.width, series.batch
+    workers = max(1, int(threads)) if threads is not None else default_threads()
+    group = engine.GROUP_PER_THREAD if engine._small(series, ("gradients",) if gradients else ()) else 1
+    group_bytes = group * (2 * batch * n * item + 2 * n * n * item)
+    k = min(backends.PAIRS, (max(n * n, batch * n) + 1) // 2)
+    block = min(batch, max(1, engine.STATS_BLOCK // n)) * n
+    per_thread = k * (12 + 4 * 8) + 4 * block * 8 + block * (4 + 1) + max(block, 1 << 16) * 8
+    probes = group * 2 * (batch // max(1, engine.STATS_BLOCK // n) + 1) * n * 9
+    backward = (series.depth + 3) * batch * n * item + n * n * item if gradients else 0
+    return workers * (group_bytes + per_thread + probes) + backward
+
+
+def memory_available() -> int:
+    """Bytes the OS says it can give us now (MemAvailable), or physical memory as a fallback."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def check_memory(exp: Experiment, available: int | None = None) -> None:
+    """Refuse, before anything is allocated, a series whose trial needs more than is available."""
+    from snn_lab.yamlio import ConfigError, Problem  # noqa: PLC0415 - config errors only when refused
+
+    available = memory_available() if available is None else available
+    problems = []
+    for i, s in enumerate(exp.series):
+        need = memory_needed(s, gradients="gradients" in exp.measure)
+        if need > available:
+            # Point at the line that set the width: the series' own key, else the top level's.
+            key = next((k for k in (("series", i, "width"), ("width",)) if k in exp.lines), ("series", i))
+            problems.append(Problem(
+                exp.where(key), f"series.{i}",
+                f"{s.label!r} needs about {_gib(need)} for one trial (width {s.width}, batch "
+                f"{s.batch}, {s.dtype}{', depth ' + str(s.depth) + ' for gradients' if 'gradients' in exp.measure else ''}) "
+                f"but {_gib(available)} is available; lower 'width' or 'batch'"
+                + (", or drop 'gradients' from 'measure'" if "gradients" in exp.measure else "")))
+    if problems:
+        raise ConfigError(problems)
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.3g} GiB" if n >= 2**27 else f"{n / 2**20:.3g} MiB"
