@@ -9,11 +9,6 @@ from pathlib import Path
 
 import click
 
-# OpenBLAS's idle threads busy-wait ~0.1 s after each product on the core the engine's own
-# threads need (OpenBLAS issue #5171); a 1 ms timeout gave 1.3-1.6x faster runs here. Set
-# before numpy is first imported (commands import it lazily), and only if the user has not.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "1")
-
 from snn_lab import __version__
 
 # Heavy imports (numpy, rich, matplotlib) happen inside commands: `snn-lab --help` stays fast.
@@ -40,8 +35,23 @@ class _Group(click.Group):
             raise click.exceptions.Exit(130) from None
 
 
+def _version(ctx: click.Context, _param, value: bool) -> None:
+    """--version: the version, and which backends this install has (and why one is missing)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from snn_lab.simulate import backends
+
+    states = backends.describe()
+    click.echo(f"snn-lab {__version__}")
+    for name in ("numpy", "compiled"):
+        click.echo(f"backend {name}: {states[name]}")
+    click.echo(f"default backend: {states['default']} (choose with --backend or ${backends.ENV})")
+    ctx.exit()
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, "--version", prog_name="snn-lab")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
+              help="Show the version and the backends this install has, and exit.")
 def main() -> None:
     """snn-lab: what depth does to the signal in random deep networks.
 
@@ -92,10 +102,13 @@ def _load(config: str | None, overrides: tuple[str, ...], check_resources: bool 
               help="Dask scheduler address (tcp://host:8786); implies --executor dask. Without it, "
                    "--executor dask starts a local cluster of --jobs workers.")
 @click.option("--force", is_flag=True, help="Replace an existing, non-empty results folder.")
+@click.option("--backend", type=click.Choice(["auto", "numpy", "compiled"]), default=None,
+              help="Which loops run the engine: compiled if it was built (auto, the default), or numpy; "
+                   "also $SNN_LAB_BACKEND. The numbers agree to rounding (README, Backends).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (and nothing else) on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no table.")
 @click.option("--plot", "with_plot", is_flag=True, help="Also draw the figures (png) into <out>/plots, as `snn-lab plot` does.")
-def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, as_json, quiet, with_plot):
+def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, backend, as_json, quiet, with_plot):
     """Simulate an experiment (or a sweep of them) and write its results folder.
 
     CONFIG is a YAML experiment (see configs/), '-' for standard input, or omitted for the
@@ -116,11 +129,17 @@ def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, as_jso
     from snn_lab import results
     from snn_lab.executors import simulate
 
+    from snn_lab.simulate import backends
+
+    try:
+        backend = backends.resolve(backend)
+    except backends.BackendError as exc:
+        raise UsageProblem(str(exc)) from None
     text = sys.stdin.read() if config == "-" else None
     sweep = _load_sweep(config, overrides, sweeps, text, jobs)
     if sweep is not None:
         return _run_sweep(sweep, out, jobs, executor or ("dask" if scheduler else "local"), scheduler,
-                          force, as_json, quiet, with_plot)
+                          force, as_json, quiet, with_plot, backend)
     if jobs != 1 or executor or scheduler:
         raise UsageProblem("--jobs, --executor and --scheduler run the points of a sweep; this config "
                            "has no sweep: block (add one, or --sweep KEY=V1,V2,...)")
@@ -133,7 +152,7 @@ def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, as_jso
     err = Console(stderr=True)
     try:
         with _progress(err, enabled=not (quiet or as_json), total=_work(exp)) as advance:
-            res = simulate(exp, advance)
+            res = simulate(exp, advance, backend=backend)
         results.write(res, out, force)
     except (results.ResultsError, OSError) as exc:
         raise UsageProblem(str(exc)) from None
@@ -178,7 +197,7 @@ def _load_sweep(config, overrides, sweeps, text, jobs):
     return sweep
 
 
-def _run_sweep(sweep, out, jobs, executor, scheduler, force, as_json, quiet, with_plot):
+def _run_sweep(sweep, out, jobs, executor, scheduler, force, as_json, quiet, with_plot, backend):
     """Run the points not yet complete, write each as it arrives, then sweep.csv."""
     import json
 
@@ -201,7 +220,7 @@ def _run_sweep(sweep, out, jobs, executor, scheduler, force, as_json, quiet, wit
     done = skipped
     try:
         with _progress(err, enabled=not (quiet or as_json), total=len(todo), unit="points") as advance:
-            for point, res in executors.run(todo, jobs, executor, scheduler):
+            for point, res in executors.run(todo, jobs, executor, scheduler, backend):
                 if isinstance(res, BaseException):
                     failed.append((point.name, res))
                 else:

@@ -19,14 +19,16 @@ class ExecutorError(Exception):
     """An executor that cannot start (a missing extra, an unreachable scheduler)."""
 
 
-def simulate(exp: Experiment, progress: Callable[[int], None] | None = None, meta: dict | None = None):
+def simulate(exp: Experiment, progress: Callable[[int], None] | None = None, meta: dict | None = None,
+             backend: str | None = None):
     """Run one experiment and collect its Results (what `snn-lab run` and each point do)."""
     from snn_lab import results
-    from snn_lab.simulate import engine
+    from snn_lab.simulate import backends, engine
 
+    backend = backends.resolve(backend)
     started, t0 = time.time(), time.perf_counter()
-    runs = engine.run_experiment(exp, progress)
-    meta = {**results.environment(), "seed": exp.seed, "seed_entropy": str(exp.seed), "argv": sys.argv,
+    runs = engine.run_experiment(exp, progress, backend)
+    meta = {**results.environment(backend), "seed": exp.seed, "seed_entropy": str(exp.seed), "argv": sys.argv,
             "started_utc": _utc(started), "finished_utc": _utc(time.time()),
             "wall_seconds": round(time.perf_counter() - t0, 3), **(meta or {})}
     return results.collect(exp, runs, meta)
@@ -44,20 +46,12 @@ def threads_per_job(jobs: int) -> int:
 
 
 def worker_environment(jobs: int) -> dict[str, str]:
-    """Environment variables for a worker: its share of the cores for the engine and for BLAS."""
-    from snn_lab.simulate.threads import BLAS_VARIABLES, THREADS_ENV
+    """Environment variables for a worker: its share of the cores for the engine's threads
+    (which never change a number: the engine runs BLAS on one thread and shares the products
+    out itself)."""
+    from snn_lab.simulate.threads import THREADS_ENV
 
-    # Both the engine's threads (which never change the numbers) and BLAS's get cores / jobs.
-    # Measured on 2 cores, 16 small points: 2 workers with 2 BLAS threads each took 3.5x as long
-    # as one process; with 1 each, 1.4x less. The price: OpenBLAS rounds some shapes differently
-    # with 1 and 2 threads, so such a point equals its run alone with the same BLAS thread count,
-    # which its meta.json records (README, Sweeps).
-    share = str(threads_per_job(jobs))
-    env = {THREADS_ENV: share}
-    for key in BLAS_VARIABLES:  # a user's own BLAS settings win; Dask's nanny would set 1
-        env[key] = os.environ.get(key, share)
-    env["OPENBLAS_THREAD_TIMEOUT"] = os.environ.get("OPENBLAS_THREAD_TIMEOUT", "1")
-    return env
+    return {THREADS_ENV: str(threads_per_job(jobs))}
 
 
 @contextmanager
@@ -75,14 +69,15 @@ def _environment(env: dict[str, str]):
                 os.environ[k] = v
 
 
-def run(points: list, jobs: int = 1, executor: str = "local", scheduler: str | None = None) -> Iterator:
+def run(points: list, jobs: int = 1, executor: str = "local", scheduler: str | None = None,
+        backend: str | None = None) -> Iterator:
     """Yield (point, Results) as points finish, or (point, an exception) for a point that failed."""
     if executor == "dask":
-        yield from _dask(points, jobs, scheduler)
+        yield from _dask(points, jobs, scheduler, backend)
     elif jobs <= 1:
         for p in points:
             try:
-                res = simulate(p.experiment)
+                res = simulate(p.experiment, backend=backend)
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as exc:  # a failed point is reported; the others still run
@@ -90,10 +85,10 @@ def run(points: list, jobs: int = 1, executor: str = "local", scheduler: str | N
             else:
                 yield p, res
     else:
-        yield from _pool(points, jobs)
+        yield from _pool(points, jobs, backend)
 
 
-def _pool(points: list, jobs: int) -> Iterator:
+def _pool(points: list, jobs: int, backend: str | None) -> Iterator:
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
@@ -102,7 +97,7 @@ def _pool(points: list, jobs: int) -> Iterator:
     with _environment(worker_environment(jobs)):
         pool = ProcessPoolExecutor(max_workers=min(jobs, len(points)) or 1, mp_context=context)
         try:
-            pending = {pool.submit(simulate, p.experiment): p for p in points}
+            pending = {pool.submit(simulate, p.experiment, None, None, backend): p for p in points}
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
@@ -124,7 +119,7 @@ def _stop(pool) -> None:
         proc.join(timeout=5)
 
 
-def _dask(points: list, jobs: int, scheduler: str | None) -> Iterator:
+def _dask(points: list, jobs: int, scheduler: str | None, backend: str | None) -> Iterator:
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
@@ -145,7 +140,8 @@ def _dask(points: list, jobs: int, scheduler: str | None) -> Iterator:
             cluster.close()
         raise ExecutorError(f"cannot reach the Dask scheduler {scheduler or '(local cluster)'}: {exc}") from None
     try:
-        futures = {client.submit(simulate, p.experiment, pure=False, key=f"snn-lab-{i}-{p.name}"): p
+        futures = {client.submit(simulate, p.experiment, None, None, backend, pure=False,
+                                 key=f"snn-lab-{i}-{p.name}"): p
                    for i, p in enumerate(points)}
         for fut in as_completed(futures):
             p = futures[fut]

@@ -18,7 +18,7 @@ import yaml
 from snn_lab import theory
 from snn_lab.config import Experiment
 from snn_lab.simulate.engine import SeriesRun
-from snn_lab.simulate.threads import BLAS_VARIABLES, default_threads
+from snn_lab.simulate.threads import default_threads
 from snn_lab.statistics import MEASURED, SUMMARY_STATS, json_number, overflow, summarize
 
 RESULTS_VERSION = 1
@@ -249,15 +249,14 @@ def read_table(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def environment() -> dict:
-    """Versions, BLAS, host and git commit: what meta.json records about where a run ran."""
+def environment(backend: str = "numpy") -> dict:
+    """Versions, BLAS, backend, host and git commit: what meta.json records about where a run ran."""
     import platform
     import socket
     import subprocess
     import sys
 
     from snn_lab import __version__
-    from snn_lab.simulate.backends import _kernels
 
     try:
         blas = np.show_config(mode="dicts").get("Build Dependencies", {}).get("blas", {})
@@ -271,13 +270,14 @@ def environment() -> dict:
         commit = done.stdout.strip() or None if done.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         pass
-    # BLAS's thread count can change a product's last bits for some shapes: recorded with the run.
-    threads = {key: os.environ.get(key) for key in BLAS_VARIABLES}
+    kernels = None
+    if backend == "compiled":  # which instruction-set copy of the C loops ran (all give the same bits)
+        from snn_lab.simulate.backends import _kernels
+        kernels = _kernels.current()
     return {"snn_lab": __version__, "numpy": np.__version__, "python": sys.version.split()[0],
             "platform": platform.platform(), "host": socket.gethostname(), "blas": blas,
-            "threads": {"engine": default_threads(), **threads},
-            # Which compiled copy of the engine's loops ran (every copy gives the same bits).
-            "kernels": _kernels.current(), "git_commit": commit}
+            "threads": {"engine": default_threads()}, "backend": backend, "kernels": kernels,
+            "git_commit": commit}
 
 
 def to_json(results: Results) -> dict:

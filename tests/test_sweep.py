@@ -167,23 +167,22 @@ def test_each_point_equals_the_same_experiment_run_alone(tmp_path):
         assert (alone / "summary.csv").read_bytes() == (point / "summary.csv").read_bytes(), p.name
 
 
-# A shape whose product OpenBLAS rounds differently with 1 and 2 threads (seen on this project's
-# machine: 100 x 300 @ 300 x 300 in float64). Sweep workers run BLAS on their share of the cores.
+# A shape whose product OpenBLAS rounds differently with 1 and 2 BLAS threads (seen on this
+# project's machine: 100 x 300 @ 300 x 300 in float64). The engine runs BLAS on one thread.
 BLAS_SENSITIVE = BASE.replace("width: 32", "width: 300").replace("batch: 32", "batch: 100").replace(
     "  - {label: tanh, activation: tanh, width: 16}\n", "")
 
 
 @pytest.mark.parametrize("executor", [["--jobs", "2"], ["--executor", "dask", "--jobs", "2"]])
-def test_parallel_points_equal_their_run_alone_with_the_recorded_blas_threads(tmp_path, executor):
+def test_parallel_points_equal_their_run_alone_whatever_the_blas_threads(tmp_path, executor):
     out = invoke("run", write(tmp_path, BLAS_SENSITIVE), "--sweep", "gain=1,1.1", "--out", tmp_path / "s", "-q", *executor)
     assert out.exit_code == 0, out.output
     for name in ("gain=1", "gain=1.1"):
         point = tmp_path / "s" / "points" / name
         threads = json.loads((point / "meta.json").read_text())["threads"]
-        expected = str(max(1, len(os.sched_getaffinity(0)) // 2))
-        assert threads["OPENBLAS_NUM_THREADS"] == expected and threads["engine"] == int(expected)
+        assert threads["engine"] == max(1, len(os.sched_getaffinity(0)) // 2)  # the worker's share
         alone = tmp_path / f"alone-{name}"
-        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads["OPENBLAS_NUM_THREADS"]}
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "2"}
         subprocess.run([sys.executable, "-m", "snn_lab", "run", str(point / "config.yaml"), "--out", str(alone), "-q"],
                        env=env, check=True, capture_output=True)
         assert (alone / "layers.csv").read_bytes() == (point / "layers.csv").read_bytes(), name

@@ -16,9 +16,6 @@ _pool_lock = threading.Lock()
 
 
 THREADS_ENV = "SNN_LAB_THREADS"  # a sweep's worker processes share the cores: each gets its part
-# numpy's BLAS reads its thread count from these at start-up. For some shapes the count changes
-# a product's last bits (OpenBLAS: 100x300 @ 300x300 in float64 with 1 vs 2 threads).
-BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def default_threads() -> int:
