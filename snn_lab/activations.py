@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+from scipy import special
 
-from snn_lab import gaussian, special
+from snn_lab import gaussian
 
 # The SELU constants of Klambauer et al. (2017), eq. (14): the (lambda, alpha) that make
 # mean 0, variance 1 the fixed point. Defined here and nowhere else.

@@ -9,9 +9,10 @@ import math
 import mpmath
 import numpy as np
 import pytest
+from scipy import special
 
 from conftest import t_quantile
-from snn_lab import gaussian, special, theory
+from snn_lab import gaussian, theory
 from snn_lab.simulate import engine
 from snn_lab.activations import (ACTIVATIONS, ALPHA01, LAMBDA01, Activation, ActivationKind,
                                  alpha_dropout_affine, make_activation)
