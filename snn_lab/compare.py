@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from statistics import NormalDist
 
 import numpy as np
+from scipy.stats import t as student_t
 
 from snn_lab.results import Results, ResultsError, read
 from snn_lab.statistics import STATS as FORWARD
 from snn_lab.statistics import MEASURED as STATS, SUMMARY_STATS, json_number
 
-MODES = ("statistical", "exact", "theory")
 FALSE_ALARM = 1e-3  # family-wise chance that a run differing only by its seed is flagged
 RTOL, ATOL = 1e-9, 1e-12
 BASELINE_FORMAT, BASELINE_VERSION = "snn-lab baseline", 1
 BASELINE_COLUMNS = ("layer", "trials", *SUMMARY_STATS)
-PROVENANCE = ("snn_lab", "numpy", "python", "platform", "git_commit", "finished_utc")
+# backend: exact mode refuses to compare bits across backends (see compare).
+PROVENANCE = ("snn_lab", "numpy", "python", "platform", "git_commit", "finished_utc", "backend")
 
 
 class BaselineError(Exception):
@@ -35,78 +34,11 @@ class NotComparable(BaselineError):
         self.differences = list(differences)
 
 
-# ---- Student's t, without scipy ----------------------------------------------------------
-
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz)."""
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 100_000):
-        for aa in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                   -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
-            d = 1.0 + aa * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + aa / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            return h
-    raise ArithmeticError(f"incomplete beta did not converge (a={a}, b={b}, x={x})")
+class WrongMode(Exception):
+    """The chosen mode cannot answer for these two runs: a usage problem (exit 2), not drift."""
 
 
-def betainc(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function I_x(a, b)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-                 + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1.0) / (a + b + 2.0):  # the fraction converges fast here; small results stay exact
-        return math.exp(log_front) * _betacf(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
-
-
-def t_sf(t: float, df: float) -> float:
-    """P(T > t) for Student's t with df (> 0, possibly fractional) degrees of freedom."""
-    if math.isinf(df):
-        return 0.5 * math.erfc(t / math.sqrt(2.0))
-    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
-    return tail if t >= 0 else 1.0 - tail
-
-
-@functools.lru_cache(maxsize=4096)
-def t_isf(q: float, df: float) -> float:
-    """The t with P(T > t) = q (0 < q <= 1/2): Student's upper quantile, by bisection on I_x.
-
-    P(T > t) = I_x(df/2, 1/2) / 2 with x = df / (df + t^2); bisecting on log x keeps the
-    relative precision for tails as small as 1e-300. Beyond 1e5 degrees of freedom the
-    Cornish-Fisher expansion around the normal quantile is used (error below 1e-12).
-    """
-    if not 0.0 < q <= 0.5 or not df > 0:
-        raise ValueError(f"t_isf needs 0 < q <= 0.5 and df > 0, got q={q}, df={df}")
-    if q == 0.5:
-        return 0.0
-    z = -NormalDist().inv_cdf(q) if q > 1e-300 else math.inf  # inv_cdf(q): exact for tiny q
-    if df > 1e5 or math.isinf(z):
-        return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-    a, target = df / 2.0, 2.0 * q
-    lo, hi = -700.0, 0.0  # log x; I_x(a, 1/2) increases with x
-    if betainc(a, 0.5, math.exp(lo)) > target:
-        return math.inf
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if betainc(a, 0.5, math.exp(mid)) < target:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-14:
-            break
-    x = math.exp(0.5 * (lo + hi))
-    return math.sqrt(df * -math.expm1(math.log(x)) / x)
-
+# ---- thresholds ------------------------------------------------------------------------
 
 def family_level(false_alarm: float, size: int) -> float:
     """Per-value two-sided level: `size` independent tests false-alarm with prob false_alarm (Sidak)."""
@@ -402,6 +334,7 @@ def _judge(pairs, *, statistical: bool, sigmas, rtol, atol, false_alarm) -> list
     """pairs: (series, layer, stat, a, var_a, n_a, b, var_b, n_b); var is the across-trial sd^2."""
     level = family_level(false_alarm, len(pairs))
     out = []
+    k_of = {}  # Welch df -> k, the two-sided Student t quantile at the per-value level
     for series, layer, stat, a, var_a, n_a, b, var_b, n_b in pairs:
         a, b, var_a, var_b, n_a, n_b = map(float, (a, b, var_a, var_b, n_a, n_b))
         key = (series, int(layer), stat, a, b)
@@ -418,7 +351,9 @@ def _judge(pairs, *, statistical: bool, sigmas, rtol, atol, false_alarm) -> list
             out.append(Value(*key, math.nan, ok=False, kind="nan"))
             continue
         df = welch_df(var_a, n_a, var_b, n_b)
-        k = sigmas if sigmas is not None else t_isf(level / 2.0, round(df, 6))
+        if sigmas is None and df not in k_of:
+            k_of[df] = float(student_t.isf(level / 2.0, df))
+        k = sigmas if sigmas is not None else k_of[df]
         se = math.sqrt(var)
         # The rtol/atol floor keeps a near-deterministic value from failing on rounding alone.
         threshold = max(k * se, tol)
@@ -438,10 +373,16 @@ def compare(base: Snapshot, cur: Snapshot, mode: str = "statistical", sigmas: fl
 
     statistical: each per-layer statistic (mean across trials) against the baseline's, within
     k standard errors of the difference, k from Welch's t so that all values together
-    false-alarm with probability <= false_alarm; exact: every summary column within rtol/atol.
+    false-alarm with probability <= false_alarm; exact: every summary column within rtol/atol,
+    WrongMode if both sides record their backend (meta "backend") and the two differ.
     """
     if mode not in ("statistical", "exact"):
         raise ValueError(f"mode must be 'statistical' or 'exact', not {mode!r}")
+    backends = base.meta.get("backend"), cur.meta.get("backend")
+    if mode == "exact" and None not in backends and backends[0] != backends[1]:
+        raise WrongMode(f"the baseline and the results come from different backends "
+                        f"({backends[0]} vs {backends[1]}); exact mode compares bits, which differ "
+                        "between backends in the last digits: use --mode statistical (or --mode theory)")
     problems = differences(base, cur)
     if not problems and mode == "statistical":
         problems = too_few_trials(base, "baseline") + too_few_trials(cur, "results")

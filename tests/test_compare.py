@@ -62,33 +62,57 @@ def moved(sigmas: float, stat: str):
     return lambda v, row: v + sigmas * math.sqrt(2.0 / int(row["trials"])) * float(row[f"{stat}_sd"])
 
 
-# ---- Student's t quantile (no scipy) --------------------------------------------------------
+# ---- the threshold k: Student's t quantile at the Sidak level ------------------------------
 
-@pytest.mark.parametrize("q, df, table", [
-    # Printed tables give 2.228, 4.032, 3.646, 1.658; the digits are scipy.stats.t.isf's.
-    (0.025, 10, 2.2281388519862753),
-    (0.005, 5, 4.032142983555229),
-    (0.0005, 30, 3.645958635042021),
-    (0.05, 120, 1.6576508993552357),
+def one_layer(sd: float, trials: float, meta: dict | None = None) -> compare.Snapshot:
+    """A run as the comparison sees it: one series, layer 1, the four forward statistics at 0.5."""
+    cols = {"layer": np.array([1]), "trials": np.array([trials])}
+    for stat in compare.STATS:  # the probes: not measured (NaN on both sides), so not compared
+        measured = stat in compare.FORWARD
+        cols[stat] = np.array([0.5 if measured else math.nan])
+        cols[f"{stat}_sd"] = np.array([sd if measured else math.nan])
+    return compare.Snapshot({"series": []}, {"S": cols}, "synthetic", meta or {})
+
+
+def thresholds(q: float, base: tuple[float, float], cur: tuple[float, float]) -> list[compare.Value]:
+    """The four compared values, with a family false-alarm rate whose per-value tail is q."""
+    false_alarm = -math.expm1(4 * math.log1p(-2 * q))  # Sidak, solved for the family
+    rep = compare.compare(one_layer(*base), one_layer(*cur), false_alarm=false_alarm)
+    assert len(rep.values) == 4
+    return list(rep.values)
+
+
+@pytest.mark.parametrize("q, df, printed", [
+    # Printed t tables (e.g. Abramowitz and Stegun, table 26.10), to three decimals.
+    (0.025, 10, 2.228), (0.005, 5, 4.032), (0.0005, 30, 3.646), (0.05, 120, 1.658),
 ])
-def test_t_isf_matches_published_tables(q, df, table):
-    assert compare.t_isf(q, df) == pytest.approx(table, rel=1e-9)
+def test_threshold_is_the_published_t_quantile(q, df, printed):
+    """One side known exactly (sd 0): Welch gives n - 1 degrees of freedom, k the table's t."""
+    for v in thresholds(q, (0.0, 8), (0.3, df + 1)):
+        assert v.df == pytest.approx(df, rel=1e-12)
+        assert v.k == pytest.approx(printed, abs=5e-4)
 
 
 @pytest.mark.parametrize("q", [0.3, 0.025, 1e-4, 1e-9])
-def test_t_isf_matches_closed_forms_for_one_and_two_degrees_of_freedom(q):
+def test_threshold_matches_closed_forms_for_one_and_two_degrees_of_freedom(q):
     p = 1.0 - q
-    assert compare.t_isf(q, 1) == pytest.approx(1 / math.tan(math.pi * q), rel=1e-9)  # Cauchy
-    assert compare.t_isf(q, 2) == pytest.approx((2 * p - 1) / math.sqrt(2 * p * q), rel=1e-9)
+    cauchy = thresholds(q, (0.0, 8), (0.3, 2))[0]
+    assert cauchy.df == 1 and cauchy.k == pytest.approx(1 / math.tan(math.pi * q), rel=1e-9)
+    two = thresholds(q, (0.0, 8), (0.3, 3))[0]
+    assert two.df == 2 and two.k == pytest.approx((2 * p - 1) / math.sqrt(2 * p * q), rel=1e-9)
 
 
-@pytest.mark.parametrize("df", [3.0, 7.0, 13.37, 14.0, 60.5, 5e4, 3e6])
+@pytest.mark.parametrize("base, cur", [
+    ((0.0, 8), (0.3, 4)), ((0.2, 5), (0.4, 9)), ((0.5, 12), (0.1, 3)), ((0.3, 8), (0.3, 8)),
+    ((0.3, 31), (0.2, 31)), ((1.0, 25_001), (1.0, 25_001)), ((0.0, 8), (1.0, 3_000_001)),
+], ids=["df3", "df-fractional-a", "df-fractional-b", "df14", "df-fractional-c", "df5e4", "df3e6"])
 @pytest.mark.parametrize("q", [1e-3, 2e-6, 1e-9])
-def test_t_isf_far_tails_agree_with_mpmath(df, q):
-    """The tails the check uses (1e-6 and beyond): P(T > t) from mpmath's incomplete beta."""
-    t = compare.t_isf(q, df)
-    tail = mpmath.betainc(df / 2, 0.5, 0, df / (df + mpmath.mpf(t) ** 2), regularized=True) / 2
-    assert float(tail) == pytest.approx(q, rel=1e-7)
+def test_threshold_far_tails_agree_with_mpmath(base, cur, q):
+    """The tails the check uses (1e-6 and beyond): P(T > k) from mpmath's incomplete beta."""
+    for v in thresholds(q, base, cur):
+        assert v.df == pytest.approx(compare.welch_df(base[0] ** 2, base[1], cur[0] ** 2, cur[1]))
+        tail = mpmath.betainc(v.df / 2, 0.5, 0, v.df / (v.df + mpmath.mpf(v.k) ** 2), regularized=True) / 2
+        assert float(tail) == pytest.approx(q, rel=1e-7)
 
 
 def test_family_level_is_sidak():
@@ -271,6 +295,54 @@ def test_sigmas_overrides_the_threshold(small, tmp_path):
     near = edited(small, tmp_path / "near", "SELU", 3, "mean", moved(3, "mean"))
     assert invoke("check", near, "--baseline", small).exit_code == 0
     assert invoke("check", near, "--baseline", small, "--sigmas", "2").exit_code == 1
+
+
+# ---- exact mode across backends ------------------------------------------------------------
+
+def with_backend(src: Path, dst: Path, backend: str | None) -> Path:
+    """A copy of a results folder whose meta.json records this backend (None: records none)."""
+    shutil.copytree(src, dst)
+    meta = json.loads((dst / "meta.json").read_text("utf-8"))
+    meta.pop("backend", None)
+    if backend is not None:
+        meta["backend"] = backend
+    (dst / "meta.json").write_text(json.dumps(meta, indent=2), "utf-8")
+    return dst
+
+
+BACKENDS_DIFFER = ("error: the baseline and the results come from different backends ({} vs {}); "
+                   "exact mode compares bits, which differ between backends in the last digits: "
+                   "use --mode statistical (or --mode theory)\n")
+
+
+def test_exact_mode_across_backends_is_a_usage_error_not_drift(small, tmp_path):
+    numpy_run = with_backend(small, tmp_path / "numpy", "numpy")
+    compiled = with_backend(small, tmp_path / "compiled", "compiled")
+    done = invoke("check", compiled, "--baseline", numpy_run, "--mode", "exact")
+    assert done.exit_code == 2 and done.stdout == ""
+    assert done.stderr == BACKENDS_DIFFER.format("numpy", "compiled")
+    # Statistical mode compares them; exact mode compares one backend with itself, and a side
+    # that records no backend (an older folder) as before.
+    assert invoke("check", compiled, "--baseline", numpy_run).exit_code == 0
+    assert invoke("check", compiled, "--baseline", compiled, "--mode", "exact").exit_code == 0
+    unknown = with_backend(small, tmp_path / "unknown", None)
+    assert invoke("check", compiled, "--baseline", unknown, "--mode", "exact").exit_code == 0
+    assert invoke("check", unknown, "--baseline", numpy_run, "--mode", "exact").exit_code == 0
+
+
+def test_a_baseline_file_records_its_backend(small, tmp_path):
+    """--update keeps meta.json's backend under written_by; a file without one is compared as before."""
+    numpy_run = with_backend(small, tmp_path / "numpy", "numpy")
+    compiled = with_backend(small, tmp_path / "compiled", "compiled")
+    base = tmp_path / "b.json"
+    assert invoke("check", numpy_run, "--baseline", base, "--update").exit_code == 0
+    assert json.loads(base.read_text())["written_by"]["backend"] == "numpy"
+    done = invoke("check", compiled, "--baseline", base, "--mode", "exact")
+    assert done.exit_code == 2 and done.stderr == BACKENDS_DIFFER.format("numpy", "compiled")
+    data = json.loads(base.read_text())
+    del data["written_by"]["backend"]
+    base.write_text(json.dumps(data))
+    assert invoke("check", compiled, "--baseline", base, "--mode", "exact").exit_code == 0
 
 
 # ---- theory mode -----------------------------------------------------------------------------
