@@ -32,6 +32,7 @@ _TINY_Q = 1e-200  # where the q -> 0+ limits are evaluated (sd 1e-100: still a n
 # q_map is exact to ~1e-15 relative (tests/test_moments.py: closed forms and quadrature vs
 # mpmath); a sign of q_map(q) - q smaller than 100 times that is rounding, not signal.
 _NOISE = 1e-13
+_EPS = float(np.finfo(np.float64).eps)
 
 
 # ---- one layer: an activation, alpha dropout, Gaussian pre-activations -------------------------
@@ -233,30 +234,15 @@ class FixedPoint:
     note: str | None = None
 
 
-def _bracketed_root(f: Callable[[float], float], df: Callable[[float], float],
-                    lo: float, hi: float, f_lo: float) -> float:
-    """The root of f in [lo, hi] (f changes sign there): Newton, falling back to bisection."""
-    x = 0.5 * (lo + hi)
-    for _ in range(200):
-        fx = f(x)
-        if fx == 0.0:
-            return x
-        if (fx > 0) == (f_lo > 0):
-            lo, f_lo = x, fx
-        else:
-            hi = x
-        slope = df(x)
-        step = x - fx / slope if slope else math.nan
-        x_new = step if lo < step < hi else 0.5 * (lo + hi)
-        if abs(x_new - x) <= 4e-16 * abs(x) or hi - lo <= 4e-16 * abs(x):
-            return x_new
-        x = x_new
-    return x
+def fixed_point(series: Series, act: Activation | None = None, *, step: float = 2.0,
+                far: float = _Q_LIMITS[1]) -> FixedPoint:
+    """The fixed point q* that the q-map reaches from the series' input, or why there is none.
 
-
-def fixed_point(series: Series) -> FixedPoint:
-    """The fixed point q* that the q-map reaches from the series' input, or why there is none."""
-    act = series.make_activation()
+    The search walks from the input's q by factors of `step` the way the map moves, and calls q
+    grown (collapsed) once it passes `far` (1 / far) with no change of sign; the phase diagram
+    walks coarser and gives up sooner (phase.settle).
+    """
+    act = act or series.make_activation()
     q0 = preact_var(series, series.input.mean, series.input.var)
 
     def excess(q: float) -> float:
@@ -271,15 +257,23 @@ def fixed_point(series: Series) -> FixedPoint:
         return FixedPoint("marginal", note=f"every q is a fixed point (marginal): q stays at the "
                                            f"input's q = {q0:.6g} at every depth")
     with np.errstate(all="ignore"):  # near the bounds the moments may overflow: that is an answer
-        bracket = _bracket(excess, q0)
-    if bracket == "grows":
+        f0 = excess(q0)
+        if not math.isfinite(f0):
+            bracket = "overflow"  # the map overflows from where the series starts
+        elif _unresolved(q0, f0):
+            bracket = (q0, q0)
+        else:
+            # Walk the way the map moves. Where the excess is within rounding of 0, keep
+            # walking: a critical decay looks like that.
+            bracket = walk(excess, q0, f0, step if f0 > 0 else 1.0 / step, (1.0 / far, far),
+                           lambda q: _NOISE * q)
+    if bracket == "overflow" or (bracket == "beyond" and f0 > 0):
         return FixedPoint("grows", note="no fixed point: q grows without bound with depth")
-    if bracket == "collapses":
+    if bracket == "beyond":
         return FixedPoint("collapses", note="no fixed point q* > 0: q -> 0 with depth "
                                             "(the signal collapses)")
-    lo, hi, f_lo = bracket
-    root = lo if lo == hi else _bracketed_root(excess, lambda x: q_slope(series, x, act) - 1.0,
-                                               lo, hi, f_lo)
+    lo, hi = bracket
+    root = lo if lo == hi else find_root(excess, lo, hi)
     mean, var = layer_stats(series, act, root)
     return FixedPoint("fixed", root, mean, var)
 
@@ -289,29 +283,35 @@ def _unresolved(q: float, excess: float) -> bool:
     return abs(excess) <= _NOISE * q
 
 
-def _bracket(excess: Callable[[float], float], q0: float) -> tuple[float, float, float] | str:
-    """(lo, hi, excess(lo)) around the root the q-map walks to from q0, or "grows"/"collapses"."""
-    # Walk the way the map moves, by factors of 2, to the first resolved change of sign. Where
-    # the excess is within rounding of 0, keep walking: a critical decay looks like that.
-    f0 = excess(q0)
-    if not math.isfinite(f0):
-        return "grows"  # the map overflows from where the series starts
-    if _unresolved(q0, f0):
-        return q0, q0, f0
-    factor = 2.0 if f0 > 0 else 0.5
-    q, f, q_next = q0, f0, q0
+def walk(f: Callable[[float], float], x0: float, f0: float, factor: float,
+         bounds: tuple[float, float], noise: Callable[[float], float]) -> tuple[float, float] | str:
+    """(a, b), a < b, around the first resolved change of sign of f on x0 * factor^k, k = 1, 2, ...
+
+    f0 = f(x0) must be resolved (|f0| > noise(x0)); values within noise(x) of 0 are stepped
+    over. "beyond" if x leaves bounds first, "overflow" if f stops being finite. The one
+    bracket search of the theory: q* (here and in phase.settle) and c* walk with it.
+    """
+    x = x_next = x0
     while True:
-        q_next *= factor
-        if not _Q_LIMITS[0] <= q_next <= _Q_LIMITS[1]:
-            return "grows" if factor > 1 else "collapses"
-        f_next = excess(q_next)
+        x_next *= factor
+        if not bounds[0] <= x_next <= bounds[1]:
+            return "beyond"
+        f_next = f(x_next)
         if not math.isfinite(f_next):
-            return "grows"
-        if _unresolved(q_next, f_next):
+            return "overflow"
+        if abs(f_next) <= noise(x_next):
             continue
         if (f_next > 0) != (f0 > 0):
-            return (q, q_next, f) if q < q_next else (q_next, q, f_next)
-        q, f = q_next, f_next
+            return (x, x_next) if x < x_next else (x_next, x)
+        x = x_next
+
+
+def find_root(f: Callable[[float], float], lo: float, hi: float, rtol: float = 4 * _EPS) -> float:
+    """The root of f in [lo, hi], where f changes sign: Brent's method (scipy.optimize.brentq)."""
+    # Imported here: scipy.optimize takes ~0.3 s to import, and predict() (every run) needs no root.
+    from scipy.optimize import brentq
+
+    return brentq(f, lo, hi, xtol=_Q_LIMITS[0], rtol=rtol)
 
 
 # ---- two inputs: the correlation map -------------------------------------------------------
@@ -340,24 +340,24 @@ def chi_c(series: Series, c: float, q: float, act: Activation | None = None) -> 
 def correlation_fixed_point(series: Series, q: float) -> tuple[float, float]:
     """(c*, chi_c at c*): the stable fixed point of c_map in [0, 1] at variance q."""
     # c_map has a power series in c with non-negative coefficients (Hermite expansion), so on
-    # [0, 1] it is increasing and convex with c_map(0) >= 0: Newton from c = 0 climbs
-    # monotonically to the smallest root. Without dropout c = 1 is a root, and it is the
-    # stable one when chi_c(1) = chi_1 <= 1.
+    # [0, 1] it is increasing and convex with c_map(0) >= 0: c_map(c) - c has at most two roots
+    # there, and is positive below the smaller one, c*. Without dropout c = 1 is a root, and it
+    # is the stable one when chi_c(1) = chi_1 <= 1; otherwise c_map(c) < c between c* and 1.
     act = series.make_activation()
     if not series.dropout:
         at_one = chi_c(series, 1.0, q, act)
         if at_one <= 1.0 + _CRITICAL:
             return 1.0, at_one
-    c = 0.0
-    for _ in range(100):
-        excess = c_map(series, c, q, act) - c
-        slope = chi_c(series, c, q, act)
-        if excess <= 0.0 or slope >= 1.0:  # at (or, by rounding, past) the root
-            break
-        step = excess / (1.0 - slope)
-        c = min(c + step, 1.0)
-        if step <= 1e-15:
-            break
+
+    def excess(c: float) -> float:
+        return c_map(series, c, q, act) - c
+
+    c, f0 = 0.0, excess(0.0)
+    if f0 > _NOISE:
+        # Halve the distance to 1 until the excess turns negative. Closer to 1 than 2^-40 the
+        # excess is rounding: c* is then 1 as far as double precision can tell.
+        bracket = walk(lambda h: excess(1.0 - h), 1.0, f0, 0.5, (2.0 ** -40, 1.0), lambda h: _NOISE)
+        c = 1.0 if isinstance(bracket, str) else find_root(excess, 1.0 - bracket[1], 1.0 - bracket[0])
     return c, chi_c(series, c, q, act)
 
 
@@ -461,8 +461,8 @@ def selu_params(mean: float, var: float, dropout_rate: float | None = None) -> d
 
     With A = E[z; z > 0], B = E[e^z - 1; z < 0], C = E[z^2; z > 0], D = E[(e^z - 1)^2; z < 0]:
     lambda (A + alpha B) = mean and lambda^2 (C + alpha^2 D) = var + mean^2. Eliminating
-    lambda leaves a quadratic in alpha; its root seeds Newton on both equations, evaluated
-    with the SELU's own closed-form moments. Raises ValueError when no lambda, alpha > 0 is found.
+    lambda leaves a quadratic in alpha; its root seeds a solve of both equations (scipy's
+    hybrj), evaluated with the SELU's own closed-form moments. Raises ValueError when no lambda, alpha > 0 is found.
     """
     mean, var = float(mean), float(var)
     if not (math.isfinite(mean) and math.isfinite(var) and var > 0):
@@ -479,16 +479,18 @@ def selu_params(mean: float, var: float, dropout_rate: float | None = None) -> d
         # E.g. a mean many sd above 0: e^z - 1 is too rarely reached to pin alpha down.
         raise ValueError(f"found no SELU with lambda > 0 and alpha > 0 whose fixed point is "
                          f"mean={mean:g}, var={var:g}")
-    lam = math.sqrt(second / (C + alpha * alpha * D))
-    for _ in range(20):  # Newton on the actual moments (quadratic convergence from a close seed)
+    from scipy.optimize import root  # see find_root: imported when needed
+
+    def residual(x: np.ndarray) -> tuple[list[float], list[list[float]]]:
+        lam, alpha = x
         mo = make_activation("selu", **{"lambda": lam, "alpha": alpha}).moments(mean, std)
-        r = np.array([mo.m1 - mean, mo.m2 - second])
-        jac = np.array([[A + alpha * B, lam * B],
-                        [2.0 * lam * (C + alpha * alpha * D), 2.0 * lam * lam * alpha * D]])
-        step = np.linalg.solve(jac, r)
-        lam, alpha = lam - float(step[0]), alpha - float(step[1])
-        if abs(step[0]) <= 1e-16 * lam and abs(step[1]) <= 1e-16 * alpha:
-            break
+        jac = [[A + alpha * B, lam * B], [2.0 * lam * (C + alpha * alpha * D), 2.0 * lam * lam * alpha * D]]
+        return [mo.m1 - mean, mo.m2 - second], jac
+
+    # Polish on the actual moments (MINPACK's hybrj, from a seed already within an ulp or so).
+    sol = root(residual, [math.sqrt(second / (C + alpha * alpha * D)), alpha], jac=True,
+               method="hybr", options={"xtol": 4 * _EPS})
+    lam, alpha = (float(v) for v in sol.x)
     out = {"lambda": lam, "alpha": alpha}
     if dropout_rate is not None:
         sat = -lam * alpha

@@ -1,6 +1,6 @@
 """The mean-field phase diagram over (sigma_w^2, sigma_b^2): q*, chi_1, c*, xi_c, the critical line.
 
-Every number comes from theory.py, evaluated on a template Series whose gain and bias_var are
+Every number comes from theory/meanfield.py, evaluated on a template Series whose gain and bias_var are
 set per grid point (Poole et al. 2016; Schoenholz et al. 2017). Everything here returns data.
 """
 
@@ -20,12 +20,11 @@ from snn_lab.statistics import json_number
 # mirror of theory's q -> 0+ limit at 1e-200): for ReLU-like activations E[phi'^2] has settled.
 _HUGE_Q = 1e200
 # theory.fixed_point walks to q = 1e+-300 by doublings before it calls q grown or collapsed:
-# ~1000 q-map evaluations, up to 5 s a point for gelu. A grid first scans by factors of 16 and
-# calls q grown (collapsed) once it passes _FAR (1 / _FAR) with no change of sign: a fixed
-# point beyond needs |chi_1(infinity) - 1| < ~1e-40 for the unbounded activations.
+# ~1000 q-map evaluations, up to 5 s a point for gelu. A grid scans by factors of 16 and calls
+# q grown (collapsed) once it passes _FAR (1 / _FAR) with no change of sign: a fixed point
+# beyond needs |chi_1(infinity) - 1| < ~1e-40 for the unbounded activations.
 _FAR = 1e40
 _SCAN = 16.0
-_MAX_STEPS = 100  # root-finding steps per critical point (Illinois converges in ~10)
 
 
 @dataclass(frozen=True)
@@ -79,30 +78,8 @@ def at(tmpl: Series, weight_var: float, bias_var: float) -> Series:
 
 
 def settle(series: Series, act=None) -> tuple[theory.FixedPoint, float]:
-    """theory.fixed_point of the series, found fast, and the q where to evaluate chi_1 there."""
-    act = act or series.make_activation()
-    q0 = theory.preact_var(series, series.input.mean, series.input.var)
-    start = q0
-    f0 = theory.q_map(series, q0, act) - q0 if q0 > 0 else math.nan
-    if math.isfinite(f0) and not theory._unresolved(q0, f0):
-        factor = _SCAN if f0 > 0 else 1.0 / _SCAN
-        while True:  # the same walk as theory._bracket, coarser and shorter
-            q = start * factor
-            if not 1.0 / _FAR <= q <= _FAR:
-                grew = factor > 1
-                fp = theory.FixedPoint("grows" if grew else "collapses",
-                                       note=f"no fixed point: q passes {q:.0e} with depth")
-                return fp, _HUGE_Q if grew else theory._TINY_Q
-            f = theory.q_map(series, q, act) - q
-            if not math.isfinite(f):
-                return theory.FixedPoint("grows", note="no fixed point: q overflows"), _HUGE_Q
-            if not theory._unresolved(q, f) and (f > 0) != (f0 > 0):
-                break
-            start = q
-        # Started within a factor 16 of the sign change, fixed_point doubles at most 4 times.
-        series = dataclasses.replace(series, input=InputSpec(
-            0.0, (start - series.bias_var) / series.weight_var))
-    fp = theory.fixed_point(series)
+    """theory.fixed_point of the series on the grid's coarser scan, and the q where chi_1 is taken."""
+    fp = theory.fixed_point(series, act, step=_SCAN, far=_FAR)
     q = {"fixed": fp.q, "collapses": theory._TINY_Q, "grows": _HUGE_Q}.get(
         fp.status, theory.preact_var(series, series.input.mean, series.input.var))  # marginal
     return fp, q
@@ -135,33 +112,21 @@ def _chi_excess(tmpl: Series, weight_var: float, bias_var: float) -> float:
 def critical_weight_var(tmpl: Series, bias_var: float, lo: float, hi: float,
                         f_lo: float | None = None, f_hi: float | None = None) -> float:
     """sigma_w^2 in [lo, hi] with chi_1 = 1 at this sigma_b^2 (chi_1 - 1 changes sign there)."""
-    f = lambda w: _chi_excess(tmpl, w, bias_var)  # noqa: E731
-    f_lo = f(lo) if f_lo is None else f_lo
-    f_hi = f(hi) if f_hi is None else f_hi
-    if f_lo == 0.0:
+    # Each chi_1 - 1 costs a fixed-point search: the ends the caller knows are not recomputed.
+    known = {w: f for w, f in ((lo, f_lo), (hi, f_hi)) if f is not None}
+
+    def f(w: float) -> float:
+        if w not in known:
+            known[w] = _chi_excess(tmpl, w, bias_var)
+        return known[w]
+
+    if f(lo) == 0.0:
         return lo
-    if f_hi == 0.0:
+    if f(hi) == 0.0:
         return hi
-    if (f_lo > 0) == (f_hi > 0):
+    if (f(lo) > 0) == (f(hi) > 0):
         raise ValueError(f"chi_1 - 1 has the same sign at sigma_w^2 = {lo:g} and {hi:g}")
-    # Illinois regula falsi: bracketed like bisection, superlinear on the smooth chi_1.
-    side = 0
-    for _ in range(_MAX_STEPS):
-        w = (lo * f_hi - hi * f_lo) / (f_hi - f_lo)
-        if not lo < w < hi:
-            w = 0.5 * (lo + hi)
-        fw = f(w)
-        if fw == 0.0 or hi - lo <= 1e-13 * hi:
-            return w
-        if (fw > 0) == (f_lo > 0):
-            lo, f_lo = w, fw
-            f_hi *= 0.5 if side == -1 else 1.0
-            side = -1
-        else:
-            hi, f_hi = w, fw
-            f_lo *= 0.5 if side == 1 else 1.0
-            side = 1
-    return w
+    return theory.find_root(f, lo, hi, rtol=1e-13)
 
 
 def diagram(tmpl: Series, weight_var, bias_var) -> PhaseDiagram:
