@@ -1,0 +1,25 @@
+"""Imports point one way: the theory and the config load neither the simulation nor matplotlib."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def loaded_after(statement: str) -> list[str]:
+    """Module names in sys.modules after `statement`, run in a fresh interpreter."""
+    code = f"import json, sys\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("statement", ["import snn_lab.theory", "import snn_lab.theory.phase",
+                                       "import snn_lab.config"])
+def test_theory_and_config_load_neither_the_simulation_nor_matplotlib(statement):
+    modules = loaded_after(statement)
+    assert statement.split()[-1] in modules  # the import ran
+    assert [m for m in modules if m == "snn_lab.simulate" or m.startswith("snn_lab.simulate.")] == []
+    assert [m for m in modules if m == "matplotlib" or m.startswith("matplotlib.")] == []
