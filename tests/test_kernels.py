@@ -1,5 +1,6 @@
-"""The compiled loops (snn_lab._kernels) against independent references: numpy's libm-based
-activations, exact sums (math.fsum), and each other across instruction sets."""
+"""The compiled loops (snn_lab.simulate.backends._kernels) against independent references:
+numpy's libm-based activations, exact sums (math.fsum), numpy's SFC64, and each other across
+instruction sets. Skipped when the package was installed without the compiled kernels."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import math
 import numpy as np
 import pytest
 
-from snn_lab.simulate.backends import _kernels
-from snn_lab.simulate import engine
-from snn_lab.activations import ACTIVATIONS, make_activation
+_kernels = pytest.importorskip("snn_lab.simulate.backends._kernels")
+
+from snn_lab.activations import ACTIVATIONS, make_activation  # noqa: E402
+
+KINDS = {"linear": _kernels.LINEAR, "relu": _kernels.RELU, "leaky": _kernels.LEAKY, "elu": _kernels.ELU,
+         "tanh": _kernels.TANH}  # Activation.kernel's names -> the C module's constants
 
 SPECIAL = [0.0, -0.0, 1e-300, -1e-300, 5e-324, -5e-324, 1e-30, -1e-30, 1e-8, -1e-8, 0.3, -0.3,
            0.5, -0.5, 0.69, -0.69, 1.0, -1.0, 10.0, -10.0, 19.9, -20.1, 39.0, -39.0, 41.0, -41.0,
@@ -50,7 +54,8 @@ def test_compiled_activation_matches_numpy_to_a_few_ulps(name, dtype):
     act = make_activation(base, **{k: float(v) for k, v in params.items()})
     h = grid(dtype)
     x = np.empty_like(h)
-    engine.activate_block(act, h, x)
+    kind, p1, p2 = act.kernel
+    _kernels.activate(KINDS[kind], p1, p2, h, x)
     with np.errstate(all="ignore"):
         ref = act.fn(h.astype(np.float64)).astype(dtype)
     assert np.array_equal(np.isnan(x), np.isnan(ref))
@@ -110,7 +115,7 @@ def test_every_instruction_set_gives_the_same_bits(dtype):
             for act in KERNEL_ACTIVATIONS:
                 kind, p1, p2 = make_activation(act).kernel
                 x = np.empty_like(h)
-                out.append((x, _kernels.activate(engine._KERNEL_KINDS[kind], p1, p2, h, x)))
+                out.append((x, _kernels.activate(KINDS[kind], p1, p2, h, x)))
             state = np.array([1, 2, 3, 1], np.uint64)
             z = np.empty(70_001, dtype)
             _kernels.normals(state, z, 0.9, 4096)
@@ -129,15 +134,62 @@ def test_kernel_errors_are_clear():
         _kernels.sums(np.zeros(3, np.int64))
     with pytest.raises(ValueError, match="differ"):
         _kernels.activate(_kernels.RELU, 0.0, 0.0, np.zeros(3), np.zeros(4))
-    with pytest.raises(ValueError, match="expected"):
-        _kernels.normals_words(np.zeros(2, np.uint64), np.zeros(10), 1.0, 8)
     with pytest.raises(ValueError, match="state"):
         _kernels.normals(np.zeros(3, np.uint64), np.zeros(10), 1.0, 8)
+    with pytest.raises(ValueError, match="positive"):
+        _kernels.normals(np.zeros(4, np.uint64), np.zeros(10), 1.0, 0)
     with pytest.raises(ValueError, match="unknown kernel set"):
         _kernels.use("sse9")
-    # Steps of 16 and 4 entries (8 and 2 pairs): float64 k + ceil(k / 2) words, float32 k.
-    assert _kernels.words_needed(True, 20, 8) == (8 + 4) + (2 + 1)
-    assert _kernels.words_needed(False, 20, 8) == 8 + 2
+    assert not hasattr(_kernels, "normals_words") and not hasattr(_kernels, "words_needed")
+
+
+def test_kernel_sets_are_named_by_instruction_set():
+    """baseline always, then avx2 and avx512 where this build and CPU have them, narrowest first."""
+    sets = _kernels.available()
+    assert sets == ["baseline", "avx2", "avx512"][:len(sets)]
+    assert _kernels.current() == sets[-1]
+
+
+def sfc64_state(seed: int) -> np.ndarray:
+    return np.array(np.random.SFC64(seed).state["state"]["state"], np.uint64)
+
+
+@pytest.mark.parametrize("dtype, words", [(np.float64, (8 + 4) + (2 + 1)), (np.float32, 8 + 2)])
+def test_normals_take_the_documented_words_of_sfc64(dtype, words):
+    """20 entries in steps of 16 and 4 (8 and 2 pairs): float64 takes k + ceil(k / 2) words a
+    step, float32 k; the state ends where numpy's SFC64 is after that many raw words."""
+    state, reference = sfc64_state(7), np.random.SFC64(7)
+    _kernels.normals(state, np.empty(20, dtype), 1.0, 8)
+    reference.random_raw(words)
+    assert state.tolist() == list(reference.state["state"]["state"])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_normals_are_box_muller_of_numpys_sfc64_words(dtype):
+    """Each step of k pairs from numpy's own SFC64 words (u1 and the angle rounded to the dtype
+    as the kernel does), then numpy's log, cos and sin in float64: r cos t in the step's first k
+    entries, r sin t in the next, within a few ulps of max(r, 1) in the dtype."""
+    n, pairs, scale = 1001, 64, 0.8
+    z = np.empty(n, dtype)
+    _kernels.normals(sfc64_state(11), z, scale, pairs)
+    words, ref, radius = np.random.SFC64(11), np.empty(n), np.empty(n)
+    for start in range(0, n, 2 * pairs):
+        size = min(n - start, 2 * pairs)
+        k = (size + 1) // 2
+        if dtype == np.float64:
+            w = words.random_raw(k + (k + 1) // 2)
+            u1 = (w[:k] >> np.uint64(11)).astype(np.float64) * 2.0**-53 + 2.0**-54
+            t = w[k:].view(np.int32)[:k].astype(np.float64) * (2 * np.pi * 2.0**-32)
+        else:
+            w = words.random_raw(k).view(np.uint32)
+            u1 = (w[:k].astype(np.float32) + np.float32(0.5)) * np.float32(2.0**-32)
+            t = w[k:].view(np.int32).astype(np.float32) * np.float32(2 * np.pi * 2.0**-32)
+        r = np.sqrt(-2 * scale**2 * np.log(u1.astype(np.float64)))
+        t = t.astype(np.float64)
+        ref[start:start + k], ref[start + k:start + size] = r * np.cos(t), (r * np.sin(t))[:size - k]
+        radius[start:start + k], radius[start + k:start + size] = r, r[:size - k]
+    tolerance = 8 * np.spacing(np.maximum(radius, 1.0).astype(dtype)).astype(np.float64)
+    assert np.all(np.abs(z - ref) <= tolerance)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

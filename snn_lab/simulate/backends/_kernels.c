@@ -1,11 +1,12 @@
-/* The engine's inner loops in C: Box-Muller normals straight from SFC64 words, and an
+/* The engine's inner loops in C: Box-Muller normals straight from SFC64 state words, and an
  * activation fused with its float64 statistics. A call holds the GIL only to read its
  * arguments, so the engine's threads run them side by side.
  *
- * The kernels (_kernels_impl.h) are compiled three times: for AVX-512 (x86-64-v4), AVX2
- * (x86-64-v3) and the baseline, and the widest the CPU runs is picked at import. They call no
- * libm function and fuse no multiply-add (-ffp-contract=off; none is written by hand), and
- * their sums add the same lanes in the same order, so every copy gives the same bits.
+ * The kernels (_kernels_impl.h) are compiled three times on x86-64 under GCC or clang: for
+ * AVX-512 (F, DQ, VL, BW), AVX2 and the baseline, and the widest the CPU runs is picked at
+ * import by feature (__builtin_cpu_supports). They call no libm function and fuse no
+ * multiply-add (-ffp-contract=off; none is written by hand), and their sums add the same lanes
+ * in the same order, so every copy gives the same bits. Needs GCC vector extensions (no MSVC).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -37,31 +38,28 @@ static inline uint32_t float_bits(float f) { uint32_t b; memcpy(&b, &f, 4); retu
 typedef double lanes_t __attribute__((vector_size(64)));  /* 8 float64 accumulators */
 typedef float floats_t __attribute__((vector_size(32)));  /* 8 float32 entries */
 
-/* Lane j of a and then of b, added in one fixed order. */
-static inline double reduce_lanes(lanes_t a, lanes_t b)
-{
-    double total = 0.0;
-    for (int j = 0; j < 8; j++)
-        total += a[j] + b[j];
-    return total;
-}
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-/* GCC on x86-64: per-copy target pragmas and __builtin_cpu_supports("x86-64-v4"). Elsewhere
- * (clang, other CPUs) only the baseline copy is built. */
+/* Each copy's functions get a target by feature name, as GCC >= 9 and clang >= 10 document
+ * (GCC: #pragma GCC target; clang: #pragma clang attribute). */
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #define MULTI_TARGET 1
-#pragma GCC push_options
-#pragma GCC target("arch=x86-64-v4")
-#define NAME(f) f##_v4
+#define PRAGMA(x) _Pragma(#x)
+#ifdef __clang__
+#define TARGET_PUSH(t) PRAGMA(clang attribute push(__attribute__((target(t))), apply_to = function))
+#define TARGET_POP PRAGMA(clang attribute pop)
+#else
+#define TARGET_PUSH(t) PRAGMA(GCC push_options) PRAGMA(GCC target(t))
+#define TARGET_POP PRAGMA(GCC pop_options)
+#endif
+TARGET_PUSH("avx512f,avx512dq,avx512vl,avx512bw,avx2")
+#define NAME(f) f##_avx512
 #include "_kernels_impl.h"
 #undef NAME
-#pragma GCC pop_options
-#pragma GCC push_options
-#pragma GCC target("arch=x86-64-v3")
-#define NAME(f) f##_v3
+TARGET_POP
+TARGET_PUSH("avx2")
+#define NAME(f) f##_avx2
 #include "_kernels_impl.h"
 #undef NAME
-#pragma GCC pop_options
+TARGET_POP
 #endif
 #define NAME(f) f##_base
 #include "_kernels_impl.h"
@@ -81,33 +79,36 @@ typedef struct {
 static const kernel_set SETS[] = {
     KERNEL_SET("baseline", _base),
 #ifdef MULTI_TARGET
-    KERNEL_SET("x86-64-v3", _v3),
-    KERNEL_SET("x86-64-v4", _v4),
+    KERNEL_SET("avx2", _avx2),
+    KERNEL_SET("avx512", _avx512),
 #endif
 };
 static const int NSETS = (int)(sizeof SETS / sizeof SETS[0]);
 static const kernel_set *K = &SETS[0];
 
-/* The widest set this CPU runs. */
+/* The widest set this CPU (and its OS) runs. */
 static int best_set(void)
 {
 #ifdef MULTI_TARGET
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("x86-64-v4"))
+    if (!__builtin_cpu_supports("avx2"))
+        return 0;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq")
+        && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
         return 2;
-    if (__builtin_cpu_supports("x86-64-v3"))
-        return 1;
-#endif
+    return 1;
+#else
     return 0;
+#endif
 }
 
 /* ---- SFC64 (numpy's small fast chaotic generator): state words a, b, c, counter ---------- */
 
 typedef struct { uint64_t a, b, c, w; } sfc64;
 
-static void take_sfc64(void *ctx, uint64_t *buf, Py_ssize_t count)
+static void take_sfc64(sfc64 *state, uint64_t *buf, Py_ssize_t count)
 {
-    sfc64 s = *(sfc64 *)ctx; /* a local copy stays in registers */
+    sfc64 s = *state; /* a local copy stays in registers */
     for (Py_ssize_t i = 0; i < count; i++) {
         uint64_t tmp = s.a + s.b + s.w++;
         s.a = s.b ^ (s.b >> 11);
@@ -115,16 +116,7 @@ static void take_sfc64(void *ctx, uint64_t *buf, Py_ssize_t count)
         s.c = ((s.c << 24) | (s.c >> 40)) + tmp;
         buf[i] = tmp;
     }
-    *(sfc64 *)ctx = s;
-}
-
-typedef struct { const uint64_t *next; } word_reader;
-
-static void take_words(void *ctx, uint64_t *buf, Py_ssize_t count)
-{
-    word_reader *r = (word_reader *)ctx;
-    memcpy(buf, r->next, (size_t)count * 8);
-    r->next += count;
+    *state = s;
 }
 
 /* ---- Box-Muller ------------------------------------------------------------------------------
@@ -136,23 +128,13 @@ static void take_words(void *ctx, uint64_t *buf, Py_ssize_t count)
 
 static Py_ssize_t step_words(int is64, Py_ssize_t k) { return is64 ? k + (k + 1) / 2 : k; }
 
-static Py_ssize_t words_needed(int is64, Py_ssize_t n, Py_ssize_t pairs)
-{
-    Py_ssize_t total = 0;
-    for (Py_ssize_t start = 0; start < n; start += 2 * pairs) {
-        Py_ssize_t size = n - start < 2 * pairs ? n - start : 2 * pairs;
-        total += step_words(is64, (size + 1) / 2);
-    }
-    return total;
-}
-
 static void fill_normals(int is64, void *out, Py_ssize_t n, double scale, Py_ssize_t pairs, uint64_t *buf,
-                         void (*take)(void *, uint64_t *, Py_ssize_t), void *ctx)
+                         sfc64 *state)
 {
     for (Py_ssize_t start = 0; start < n; start += 2 * pairs) {
         Py_ssize_t size = n - start < 2 * pairs ? n - start : 2 * pairs;
         Py_ssize_t k = (size + 1) / 2, m = size - k;
-        take(ctx, buf, step_words(is64, k));
+        take_sfc64(state, buf, step_words(is64, k));
         if (is64) {
             const uint32_t *u2 = (const uint32_t *)(buf + k);
             double *o = (double *)out + start, factor = -2.0 * scale * scale, spare;
@@ -190,10 +172,10 @@ static int float_buffer(PyObject *obj, Py_buffer *view, int writable, const char
 
 /* normals(states, out, scale, pairs): out, cut into as many equal slices as states has rows
  * of 4 words, slice i from SFC64 state row i (advanced in place): one stream or a group of
- * small trials' streams in one call. normals_words(words, out, scale, pairs): one stream
- * given as exactly words_needed raw words. */
-static PyObject *normals_common(PyObject *args, int from_words)
+ * small trials' streams in one call. */
+static PyObject *py_normals(PyObject *self, PyObject *args)
 {
+    (void)self;
     PyObject *src_obj, *out_obj;
     double scale;
     Py_ssize_t pairs;
@@ -202,21 +184,17 @@ static PyObject *normals_common(PyObject *args, int from_words)
     if (pairs < 1)
         return PyErr_Format(PyExc_ValueError, "pairs must be positive, not %zd", pairs);
     Py_buffer src, out;
-    if (PyObject_GetBuffer(src_obj, &src, PyBUF_C_CONTIGUOUS | (from_words ? 0 : PyBUF_WRITABLE)) < 0)
+    if (PyObject_GetBuffer(src_obj, &src, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0)
         return NULL;
     if (float_buffer(out_obj, &out, 1, "normals") < 0) {
         PyBuffer_Release(&src);
         return NULL;
     }
     int is64 = out.itemsize == 8;
-    Py_ssize_t n = out.len / out.itemsize;
-    Py_ssize_t streams = from_words ? 1 : src.len / 32;
-    int ok = from_words ? src.len == 8 * words_needed(is64, n, pairs)
-                        : streams >= 1 && src.len == 32 * streams && n % streams == 0;
-    if (!ok) {
-        PyErr_Format(PyExc_ValueError, from_words ? "normals_words: %zd bytes of words, expected %zd"
-                     : "normals: %zd bytes of state, expected rows of 4 words that divide the %zd entries",
-                     src.len, from_words ? 8 * words_needed(is64, n, pairs) : n);
+    Py_ssize_t n = out.len / out.itemsize, streams = src.len / 32;
+    if (streams < 1 || src.len != 32 * streams || n % streams != 0) {
+        PyErr_Format(PyExc_ValueError, "normals: %zd bytes of state, expected rows of 4 words that divide the %zd "
+                     "entries", src.len, n);
         PyBuffer_Release(&src);
         PyBuffer_Release(&out);
         return NULL;
@@ -230,37 +208,17 @@ static PyObject *normals_common(PyObject *args, int from_words)
         return PyErr_NoMemory();
     }
     Py_BEGIN_ALLOW_THREADS
-    if (from_words) {
-        word_reader reader = {(const uint64_t *)src.buf};
-        fill_normals(is64, out.buf, n, scale, pairs, buf, take_words, &reader);
-    } else {
-        for (Py_ssize_t t = 0; t < streams; t++) {
-            sfc64 state;
-            memcpy(&state, (char *)src.buf + 32 * t, 32);
-            fill_normals(is64, (char *)out.buf + t * per * out.itemsize, per, scale, pairs, buf, take_sfc64, &state);
-            memcpy((char *)src.buf + 32 * t, &state, 32);
-        }
+    for (Py_ssize_t t = 0; t < streams; t++) {
+        sfc64 state;
+        memcpy(&state, (char *)src.buf + 32 * t, 32);
+        fill_normals(is64, (char *)out.buf + t * per * out.itemsize, per, scale, pairs, buf, &state);
+        memcpy((char *)src.buf + 32 * t, &state, 32);
     }
     Py_END_ALLOW_THREADS
     PyMem_RawFree(buf);
     PyBuffer_Release(&src);
     PyBuffer_Release(&out);
     Py_RETURN_NONE;
-}
-
-static PyObject *py_normals(PyObject *self, PyObject *args) { (void)self; return normals_common(args, 0); }
-static PyObject *py_normals_words(PyObject *self, PyObject *args) { (void)self; return normals_common(args, 1); }
-
-static PyObject *py_words_needed(PyObject *self, PyObject *args)
-{
-    (void)self;
-    int is64;
-    Py_ssize_t n, pairs;
-    if (!PyArg_ParseTuple(args, "pnn", &is64, &n, &pairs))
-        return NULL;
-    if (pairs < 1 || n < 0)
-        return PyErr_Format(PyExc_ValueError, "words_needed: n >= 0 and pairs >= 1");
-    return PyLong_FromSsize_t(words_needed(is64, n, pairs));
 }
 
 static PyObject *py_sums(PyObject *self, PyObject *args)
@@ -417,9 +375,6 @@ static PyMethodDef methods[] = {
     {"normals", py_normals, METH_VARARGS,
      "normals(states, out, scale, pairs): Box-Muller N(0, scale^2); out's i-th equal slice from SFC64 state row i "
      "(4 uint64 a row, advanced in place)."},
-    {"normals_words", py_normals_words, METH_VARARGS,
-     "normals_words(words, out, scale, pairs): the same from raw 64-bit words (exactly words_needed of them)."},
-    {"words_needed", py_words_needed, METH_VARARGS, "words_needed(float64, n, pairs) -> raw words a fill of n entries takes."},
     {"sums", py_sums, METH_VARARGS, "sums(x) -> (sum, sum of squares), accumulated in float64."},
     {"activate", py_activate, METH_VARARGS,
      "activate(kind, p1, p2, h, x) -> (sum h, sum h^2, sum x, sum x^2): x = phi(h), sums in float64."},

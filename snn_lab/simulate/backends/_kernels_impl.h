@@ -8,8 +8,9 @@
 
 /* ---- float64 elementary functions ------------------------------------------------------ */
 
-/* ln x for a positive normal double: x = 2^e m, m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh(s),
- * s = (m - 1) / (m + 1), |s| < 0.172: odd terms to s^23 leave < 1e-17. */
+/* ln x for a positive normal x; hand-written: vectorizes, no libm call, same bits in every copy.
+ * x = 2^e m, m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh(s), s = (m - 1) / (m + 1), |s| < 0.172:
+ * odd terms to s^23 leave < 1e-17. */
 static inline double NAME(log64)(double x)
 {
     uint64_t b = double_bits(x);
@@ -26,8 +27,9 @@ static inline double NAME(log64)(double x)
     return e * LN2_HI + (e * LN2_LO + (2.0 * s + s * z * p));
 }
 
-/* cos and sin of |t| <= 4: t = q pi/2 + d (Cody-Waite), |d| <= pi/4, Taylor to d^16 and d^17
- * (next terms < 1e-17), then q quarter turns. */
+/* cos and sin of |t| <= 4; hand-written: vectorizes, no libm call, same bits in every copy.
+ * t = q pi/2 + d (Cody-Waite), |d| <= pi/4, Taylor to d^16 and d^17 (next terms < 1e-17), then
+ * q quarter turns. */
 static inline void NAME(cos_sin64)(double t, double *c, double *s)
 {
     double qs = t * 6.36619772367581382433e-01 + 0x1.8p52; /* rounds t 2/pi to an integer */
@@ -46,9 +48,10 @@ static inline void NAME(cos_sin64)(double t, double *c, double *s)
     *s = (quarter & 2) ? -s1 : s1;
 }
 
-/* exp(v) - 1 for v <= 0 (NaN kept): v = n ln2 + r, |r| <= ln2/2, expm1 = 2^n expm1(r) + (2^n - 1)
- * with 2^n - 1 exact and expm1(r) Taylor to r^13 (relative error < 2e-17). exp(-40) - 1 rounds
- * to -1, so v is clamped there (2^n stays a normal number). */
+/* exp(v) - 1, v <= 0 (NaN kept); hand-written: vectorizes, no libm call, same bits in every copy.
+ * v = n ln2 + r, |r| <= ln2/2, expm1 = 2^n expm1(r) + (2^n - 1) with 2^n - 1 exact and expm1(r)
+ * Taylor to r^13 (relative error < 2e-17). exp(-40) - 1 rounds to -1, so v is clamped there
+ * (2^n stays a normal number). */
 static inline double NAME(expm1_64)(double v)
 {
     v = v < -40.0 ? -40.0 : v;
@@ -65,6 +68,7 @@ static inline double NAME(expm1_64)(double v)
 
 /* ---- float32 elementary functions (the same schemes, shorter) ---------------------------- */
 
+/* ln, hand-written as log64: vectorizes, no libm call, same bits in every copy. */
 static inline float NAME(log32)(float x) /* s^9 last: error < 2e-9 */
 {
     uint32_t b = float_bits(x);
@@ -80,6 +84,7 @@ static inline float NAME(log32)(float x) /* s^9 last: error < 2e-9 */
     return e * LN2_HI_F + (e * LN2_LO_F + (2.0f * s + s * z * p));
 }
 
+/* cos and sin, hand-written as cos_sin64: vectorizes, no libm call, same bits in every copy. */
 static inline void NAME(cos_sin32)(float t, float *c, float *s) /* |t| <= 4; d^10, d^9 last */
 {
     float qs = t * 0.636619772f + 0x1.8p23f;
@@ -95,6 +100,7 @@ static inline void NAME(cos_sin32)(float t, float *c, float *s) /* |t| <= 4; d^1
     *s = (quarter & 2) ? -s1 : s1;
 }
 
+/* expm1, hand-written as expm1_64: vectorizes, no libm call, same bits in every copy. */
 static inline float NAME(expm1_32)(float v) /* v <= 0; r^8 last: relative error < 1e-9 */
 {
     v = v < -40.0f ? -40.0f : v;
@@ -142,6 +148,15 @@ static void NAME(step64)(const uint64_t *w, const uint32_t *u2, Py_ssize_t count
 
 /* ---- activations with their sums ---------------------------------------------------------- */
 
+/* Lane j of a and then of b, added in one fixed order. */
+static inline double NAME(reduce_lanes)(const lanes_t *a, const lanes_t *b)
+{
+    double total = 0.0;
+    for (int j = 0; j < 8; j++)
+        total += (*a)[j] + (*b)[j];
+    return total;
+}
+
 /* A sum accumulates in two vectors of 8 float64 lanes, (acc)a and (acc)b: entries i..i+7 of
  * each 16 into a, i+8..i+15 into b; a chunk's tail is padded with zeros, which add nothing. */
 #define ADD8(VT, p, a1, a2)                                                                     \
@@ -168,21 +183,16 @@ static void NAME(step64)(const uint64_t *w, const uint32_t *u2, Py_ssize_t count
         }                                                                                       \
     } while (0)
 
-static void NAME(sums32)(const float *x, Py_ssize_t n, double *out)
-{
-    lanes_t s1a = {0}, s1b = {0}, s2a = {0}, s2b = {0};
-    ACCUMULATE(float, floats_t, x, n, s1a, s1b, s2a, s2b);
-    out[0] = reduce_lanes(s1a, s1b);
-    out[1] = reduce_lanes(s2a, s2b);
+#define DEFINE_SUMS(T, VT, BITS)                                                                \
+static void NAME(sums##BITS)(const T *x, Py_ssize_t n, double *out)                             \
+{                                                                                               \
+    lanes_t s1a = {0}, s1b = {0}, s2a = {0}, s2b = {0};                                         \
+    ACCUMULATE(T, VT, x, n, s1a, s1b, s2a, s2b);                                                \
+    out[0] = NAME(reduce_lanes)(&s1a, &s1b);                                                    \
+    out[1] = NAME(reduce_lanes)(&s2a, &s2b);                                                    \
 }
-
-static void NAME(sums64)(const double *x, Py_ssize_t n, double *out)
-{
-    lanes_t s1a = {0}, s1b = {0}, s2a = {0}, s2b = {0};
-    ACCUMULATE(double, lanes_t, x, n, s1a, s1b, s2a, s2b);
-    out[0] = reduce_lanes(s1a, s1b);
-    out[1] = reduce_lanes(s2a, s2b);
-}
+DEFINE_SUMS(float, floats_t, 32)
+DEFINE_SUMS(double, lanes_t, 64)
 
 /* phi(v) for one kind (a constant where inlined); p1, p2: the leaky slope, or elu's scale
  * (lambda) and scale * alpha. relu(-inf) = 0 and NaN stays NaN, as numpy's maximum. */
@@ -194,16 +204,9 @@ static void NAME(sums64)(const double *x, Py_ssize_t n, double *out)
      : (v))
 
 /* tanh v = sign(v) (-e / (e + 2)) for e = expm1(-2|v|): accurate near 0; tanh(-0) = -0, NaN
- * stays NaN (e is NaN). */
-static inline float NAME(tanh_from_expm1_float)(float e, float v)
-{
-    return __builtin_copysignf(-e / (e + 2.0f), v); /* a bit operation, not a libm call */
-}
-
-static inline double NAME(tanh_from_expm1_double)(double e, double v)
-{
-    return __builtin_copysign(-e / (e + 2.0), v);
-}
+ * stays NaN (e is NaN). Hand-written from expm1 (copysign is a bit operation, not a libm call). */
+static inline float NAME(tanh_from_expm1_float)(float e, float v) { return __builtin_copysignf(-e / (e + 2.0f), v); }
+static inline double NAME(tanh_from_expm1_double)(double e, double v) { return __builtin_copysign(-e / (e + 2.0), v); }
 
 /* x = phi(h) a chunk at a time (in L1), then the chunk's sums of h and of x. */
 #define DEFINE_ACTIVATE(T, VT, BITS, KIND, KNAME)                                                   \
@@ -222,10 +225,10 @@ static void NAME(activate##BITS##_##KNAME)(T p1, T p2, const T *h, T *x, Py_ssiz
         ACCUMULATE(T, VT, hc, len, h1a, h1b, h2a, h2b);                                         \
         ACCUMULATE(T, VT, xc, len, x1a, x1b, x2a, x2b);                                         \
     }                                                                                           \
-    out[0] = reduce_lanes(h1a, h1b);                                                            \
-    out[1] = reduce_lanes(h2a, h2b);                                                            \
-    out[2] = reduce_lanes(x1a, x1b);                                                            \
-    out[3] = reduce_lanes(x2a, x2b);                                                            \
+    out[0] = NAME(reduce_lanes)(&h1a, &h1b);                                                    \
+    out[1] = NAME(reduce_lanes)(&h2a, &h2b);                                                    \
+    out[2] = NAME(reduce_lanes)(&x1a, &x1b);                                                    \
+    out[3] = NAME(reduce_lanes)(&x2a, &x2b);                                                    \
 }
 
 DEFINE_ACTIVATE(float, floats_t, 32, ACT_LINEAR, linear)
@@ -255,8 +258,3 @@ static void NAME(activate##BITS)(int kind, double p1, double p2, const T *h, T *
 
 DEFINE_DISPATCH(float, 32)
 DEFINE_DISPATCH(double, 64)
-
-#undef DEFINE_ACTIVATE
-#undef DEFINE_DISPATCH
-#undef PHI
-#undef ACCUMULATE
