@@ -661,7 +661,6 @@ def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, updat
       snn-lab check results/ci --mode theory
     """
     import json
-    import os
 
     from rich.console import Console
 

@@ -372,7 +372,6 @@ def test_committed_ci_baseline_is_for_the_committed_ci_config():
     assert compare.config_changes(base.config, config.load(str(CI_CONFIG)).to_dict()) == []
 
 
-@pytest.mark.slow
 def test_ci_config_passes_other_seeds_and_catches_a_five_percent_gain_change(tmp_path):
     """20 seeds against the committed baseline: at most one false alarm; gain 1.0 -> 1.05 fails.
 

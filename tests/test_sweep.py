@@ -17,7 +17,6 @@ from click.testing import CliRunner
 
 from snn_lab import sweep as sw
 from snn_lab.cli import main
-from snn_lab.config import ConfigError
 
 BASE = """\
 name: grid

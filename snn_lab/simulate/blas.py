@@ -1,10 +1,12 @@
-"""numpy's BLAS thread count, limited to one while small products run side by side.
+"""numpy's BLAS limited to one thread while the engine runs.
 
-A 256 x 128 by 128 x 128 product spread over two cores by OpenBLAS runs only about 1.5 times
-as fast as on one, and every product pays for waking its threads. For small layers the engine
-instead runs each trial's product on one core and several trials at once (one per engine
-thread): more work done per second, and products that do not depend on OPENBLAS_NUM_THREADS.
-threadpoolctl finds the BLAS numpy loaded (OpenBLAS, MKL, BLIS) and sets its count.
+The engine cuts each layer's product into row chunks fixed by the shape and runs them on its
+own threads, each chunk on one BLAS thread. So the products' bits never depend on BLAS's thread
+count (OpenBLAS rounds some shapes differently with 1 and 2 threads), no idle BLAS thread spins
+on the core the engine's threads need between products (OpenBLAS issue 5171), and small
+layers' products run side by side (two single-threaded 256 x 128 by 128 x 128 products at once
+beat one spread over two cores). threadpoolctl finds the BLAS numpy loaded (OpenBLAS, MKL,
+BLIS) and sets its count; where it finds none, BLAS keeps its own threads.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ from scipy.optimize import brentq
 from snn_lab.activations import Activation
 from snn_lab.config import Series
 from snn_lab.simulate.backends.numpy import as_float64
-from snn_lab.statistics import PROBES
 
 DEAD_BELOW = 1e-6  # |phi'(h)| below this for every sample of the batch: a dead (or saturated) unit
 
