@@ -15,8 +15,9 @@ import pytest
 from conftest import assert_matches, experiment
 from snn_lab import theory
 from snn_lab.simulate import engine, probes
+from snn_lab.statistics import PROBES, STATS
 
-GRAD, RATIO, DEAD, CORR = (len(engine.STATS) + probes.PROBES.index(c) for c in probes.PROBES)
+GRAD, RATIO, DEAD, CORR = (len(STATS) + PROBES.index(c) for c in PROBES)
 
 
 def run(text: str, *overrides: str):
