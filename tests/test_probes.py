@@ -14,7 +14,7 @@ import pytest
 
 from conftest import assert_matches, experiment
 from snn_lab import theory
-from snn_lab.simulate import engine, probes
+from snn_lab.simulate import engine
 from snn_lab.statistics import PROBES, STATS
 
 GRAD, RATIO, DEAD, CORR = (len(STATS) + PROBES.index(c) for c in PROBES)
