@@ -24,7 +24,8 @@ def invoke(*args, input=None):
 
 def test_version():
     out = invoke("--version")
-    assert out.exit_code == 0 and out.output.strip() == f"snn-lab, version {__version__}"
+    assert out.exit_code == 0 and out.output.splitlines()[0] == f"snn-lab {__version__}"
+    assert "backend numpy: available" in out.output
 
 
 def test_every_command_has_help_with_an_example():

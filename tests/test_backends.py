@@ -1,0 +1,73 @@
+"""Choosing a backend: automatic, forced by --backend or $SNN_LAB_BACKEND, recorded in meta.json,
+and a missing compiled backend said plainly (exit 2, with the reason)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from snn_lab.cli import main
+from snn_lab.simulate import backends
+
+SMALL = ["--set", "width=16", "--set", "batch=16", "--set", "depth=3", "--set", "trials=2", "-q"]
+BUILT = backends.compiled_missing() is None
+
+
+def invoke(*args, env=None):
+    return CliRunner().invoke(main, [str(a) for a in args], env=env, catch_exceptions=False)
+
+
+def backend_of(folder) -> tuple[str, str | None]:
+    meta = json.loads((folder / "meta.json").read_text())
+    return meta["backend"], meta["kernels"]
+
+
+def test_auto_runs_the_compiled_backend_where_it_was_built(tmp_path, monkeypatch):
+    monkeypatch.delenv(backends.ENV, raising=False)
+    assert invoke("run", "--out", tmp_path / "r", *SMALL).exit_code == 0
+    backend, kernels = backend_of(tmp_path / "r")
+    assert backend == ("compiled" if BUILT else "numpy")
+    assert (kernels is not None) == BUILT
+
+
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_numpy_can_be_forced(tmp_path, how):
+    args = ["--backend", "numpy"] if how == "option" else []
+    out = invoke("run", "--out", tmp_path / "r", *SMALL, *args,
+                 env={backends.ENV: "numpy"} if how == "environment" else None)
+    assert out.exit_code == 0, out.output
+    assert backend_of(tmp_path / "r") == ("numpy", None)
+
+
+def test_the_option_wins_over_the_environment(tmp_path):
+    out = invoke("run", "--out", tmp_path / "r", *SMALL, "--backend", "numpy", env={backends.ENV: "compiled"})
+    assert out.exit_code == 0 and backend_of(tmp_path / "r")[0] == "numpy"
+
+
+def test_an_unknown_backend_in_the_environment_is_a_usage_error(tmp_path):
+    out = invoke("run", "--out", tmp_path / "r", *SMALL, env={backends.ENV: "cuda"})
+    assert out.exit_code == 2
+    assert "unknown backend 'cuda': expected one of auto, numpy, compiled" in out.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_missing_compiled_backend_is_said_with_its_reason(tmp_path, monkeypatch):
+    monkeypatch.setattr(backends, "compiled_missing", lambda: "the C extension was not built (no compiler)")
+    out = invoke("run", "--out", tmp_path / "r", *SMALL, "--backend", "compiled")
+    assert out.exit_code == 2
+    assert "the compiled backend is not available: the C extension was not built (no compiler)" in out.output
+    assert "--backend numpy" in out.output and not (tmp_path / "r").exists()
+    version = invoke("--version").output
+    assert "backend compiled: unavailable: the C extension was not built (no compiler)" in version
+    assert "default backend: numpy" in version
+    assert invoke("run", "--out", tmp_path / "auto", *SMALL).exit_code == 0  # auto falls back
+    assert backend_of(tmp_path / "auto")[0] == "numpy"
+
+
+@pytest.mark.skipif(not BUILT, reason="the compiled backend was not built here")
+def test_version_names_the_instruction_set_in_use():
+    from snn_lab.simulate.backends import _kernels
+
+    assert f"backend compiled: available (instruction set: {_kernels.current()})" in invoke("--version").output
