@@ -113,7 +113,8 @@ def read(path: str | None = None, text: str | None = None) -> tuple[Any, dict, s
     elif text is None:
         source = str(path)
         try:
-            raw = open(path, "rb").read()
+            with open(path, "rb") as f:
+                raw = f.read()
         except OSError as exc:
             raise ConfigError([Problem(source, "", f"cannot read config: {exc.strerror}")]) from None
         try:

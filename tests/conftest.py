@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from statistics import NormalDist
 
 import numpy as np
 import pytest
+from click.testing import CliRunner, Result
 
 from snn_lab import config
 
@@ -56,6 +58,39 @@ def experiment(yaml_text: str, *overrides: str) -> config.Experiment:
 def small_run_args():
     """--set overrides that make the default experiment run in well under a second."""
     return ["--set", "width=64", "--set", "batch=64", "--set", "depth=8", "--set", "trials=3"]
+
+
+class _OutputThenStderr(Result):
+    """A click 8.1 result read the click 8.2 way: output holds what the terminal would show."""
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+class _SeparateStderrRunner(CliRunner):
+    """click 8.1's runner with stderr captured apart (mix_stderr=False) and output = stdout + stderr."""
+
+    def __init__(self, **kwargs):
+        super().__init__(mix_stderr=False, **kwargs)
+
+    def invoke(self, *args, **kwargs) -> Result:
+        result = super().invoke(*args, **kwargs)
+        result.__class__ = _OutputThenStderr
+        return result
+
+
+def cli_runner(**kwargs) -> CliRunner:
+    """A CliRunner whose results have .stdout, .stderr and .output on click 8.1 and on 8.2+ alike.
+
+    click 8.2 always captures stderr apart (result.stderr) and result.output is both streams as a
+    terminal shows them; it removed the mix_stderr argument. click 8.1 mixes stderr into stdout
+    unless mix_stderr=False, and then its result.output is stdout alone: there output is stdout
+    followed by stderr (not interleaved, which the tests do not rely on).
+    """
+    if "mix_stderr" in inspect.signature(CliRunner.__init__).parameters:
+        return _SeparateStderrRunner(**kwargs)
+    return CliRunner(**kwargs)
 
 
 FUZZ_COUNT = {"configs": 0}  # incremented by tests/test_robustness.py

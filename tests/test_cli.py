@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import cli_runner
 
 from snn_lab import __version__, config, results
 from snn_lab.simulate import engine
@@ -19,7 +19,7 @@ SMALL = ["--set", "width=32", "--set", "batch=32", "--set", "depth=6", "--set", 
 
 
 def invoke(*args, input=None):
-    return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+    return cli_runner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
 
 
 def test_version():
@@ -73,7 +73,7 @@ def test_resolved_config_reproduces_the_numbers(tmp_path):
 
 
 def test_json_prints_only_json(tmp_path):
-    out = CliRunner().invoke(main, ["run", "--out", str(tmp_path / "r"), "--json", *SMALL])
+    out = cli_runner().invoke(main, ["run", "--out", str(tmp_path / "r"), "--json", *SMALL])
     data = json.loads(out.stdout)
     assert [s["label"] for s in data["series"]] == ["SELU", "ReLU", "ReLU (He)"]
     layer1 = data["series"][0]["layers"][1]
@@ -126,7 +126,7 @@ def test_oversize_request_is_refused_before_anything_is_allocated():
 
 def test_overflow_is_reported_not_crashed(tmp_path):
     text = "width: 16\nbatch: 8\ndepth: 50\ntrials: 1\nseries: [{label: L, activation: linear, gain: 10.0}]\n"
-    out = CliRunner().invoke(main, ["run", "-", "--out", str(tmp_path / "o")], input=text)
+    out = cli_runner().invoke(main, ["run", "-", "--out", str(tmp_path / "o")], input=text)
     assert out.exit_code == 0
     assert "warning: L: trial 0 left the float range at layer" in " ".join(out.stderr.split())
     summary = results.read(tmp_path / "o").summary

@@ -11,7 +11,7 @@ from pathlib import Path
 import mpmath
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from conftest import cli_runner
 
 from snn_lab import compare, config, results
 from snn_lab.cli import main
@@ -22,7 +22,7 @@ SMALL = ["--set", "width=32", "--set", "batch=32", "--set", "depth=6", "--set", 
 
 
 def invoke(*args):
-    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return cli_runner().invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 def run(out: Path, *args) -> Path:
