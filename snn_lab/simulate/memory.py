@@ -21,15 +21,16 @@ def memory_needed(series: Series, threads: int | None = None, gradients: bool = 
     """
     item = np.dtype(series.dtype).itemsize
     n, batch = series.width, series.batch
-    workers = max(1, int(threads)) if threads is not None else default_threads()
-    group = engine.GROUP_PER_THREAD if engine._small(series, ("gradients",) if gradients else ()) else 1
-    group_bytes = group * (2 * batch * n * item + 2 * n * n * item)
+    threads = max(1, int(threads)) if threads is not None else default_threads()
+    small = engine._small(series, ("gradients",) if gradients else ())
+    groups, group = (threads, engine.GROUP_PER_THREAD) if small else (1, 1)  # side by side, stacked
+    arrays = groups * group * (2 * batch * n * item + 2 * n * n * item)
     k = min(backends.PAIRS, (max(n * n, batch * n) + 1) // 2)
     block = min(batch, max(1, engine.STATS_BLOCK // n)) * n
     per_thread = k * (12 + 4 * 8) + 4 * block * 8 + block * (4 + 1) + max(block, 1 << 16) * 8
-    probes = group * 2 * (batch // max(1, engine.STATS_BLOCK // n) + 1) * n * 9
+    probes = groups * group * 2 * (batch // max(1, engine.STATS_BLOCK // n) + 1) * n * 9
     backward = (series.depth + 3) * batch * n * item + n * n * item if gradients else 0
-    return workers * (group_bytes + per_thread + probes) + backward
+    return arrays + threads * per_thread + probes + backward
 
 
 def memory_available() -> int:
