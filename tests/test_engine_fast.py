@@ -361,6 +361,26 @@ def test_small_network_groups_equal_each_trial_alone(text, threads, backend, mon
     assert all(np.array_equal(run.samples[k], samples[k]) for k in samples)
 
 
+@pytest.mark.parametrize("text", [
+    "width: 64\ndepth: 4\nbatch: 3000\ndtype: float64\nseries: [{activation: tanh, bias_var: 0.1}]",
+    "width: 70\ndepth: 3\nbatch: 2500\ndtype: float32\n"
+    "series: [{activation: selu, dropout: 0.1, normalize_weights: true, init: lecun_uniform}]"])
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+def test_larger_trials_side_by_side_equal_each_trial_alone(text, threads, backend, monkeypatch):
+    """Layers too large to stack still run one trial per thread side by side (a last round of
+    fewer trials shares its chunks out): every trial gets the numbers it gets alone, with its
+    chunks on two threads (5 trials: rounds of 1, 2 or 3). Chunks and blocks of a few rows."""
+    monkeypatch.setenv("SNN_LAB_THREADS", threads)
+    monkeypatch.setattr(engine, "PRODUCT_BLOCK", 64 * 256)
+    monkeypatch.setattr(engine, "STATS_BLOCK", 64 * 64)
+    s, seed = series_of(text)
+    assert not engine._small(s) and engine.trials_stacked(s) == 1
+    run = engine.run_series(s, seed, 5, measure=("dead", "correlation"), backend=backend)
+    stats, samples = trial_by_trial(s, seed, 5, backend, ("dead", "correlation"))
+    assert np.array_equal(run.stats, stats, equal_nan=True)
+    assert all(np.array_equal(run.samples[k], samples[k]) for k in samples)
+
+
 @pytest.mark.parametrize("measure", [("dead",), ("correlation",), ("dead", "correlation")])
 def test_small_network_probes_equal_each_trial_alone(measure, backend, monkeypatch):
     monkeypatch.setenv("SNN_LAB_THREADS", "2")

@@ -22,7 +22,7 @@ from snn_lab.activations import alpha_dropout_affine
 from snn_lab.config import Experiment, Series
 from snn_lab.simulate import backends, blas, streams
 from snn_lab.simulate import probes as probing
-from snn_lab.simulate.threads import SERIAL_BELOW, default_threads, parallel, threads_for
+from snn_lab.simulate.threads import SERIAL_BELOW, default_threads, parallel
 from snn_lab.statistics import PROBES, STATS
 
 Progress = Callable[[int], None]  # called with the number of trial-layers just finished
@@ -31,6 +31,7 @@ SAMPLE_SIZE = 1000  # post-activation values kept per sampled layer (trial 0), f
 STATS_BLOCK = 1 << 16  # entries per statistics block (fits in L2 beside its input)
 PRODUCT_BLOCK = 1 << 18  # entries of x per product task: few enough to repack W rarely
 GROUP_PER_THREAD = 8  # small layers: trials stacked per thread, a few pool round trips per layer
+SIDE_BY_SIDE_BYTES = 1 << 28  # a larger trial's buffers (x, h, two W) run one trial at a time
 _ILL_CONDITIONED = 64.0  # mean^2 / var above which the one-pass variance is recomputed
 
 
@@ -228,6 +229,17 @@ def _small(series: Series, measure: tuple[str, ...] = ()) -> bool:
     return "gradients" not in measure and series.batch * n + n * n < SERIAL_BELOW
 
 
+def trials_stacked(series: Series, measure: tuple[str, ...] = ()) -> int:
+    """Trials a thread runs stacked, side by side with the other threads' (0: one trial at a
+    time, its chunks shared out). Side by side needs no barrier per layer and no repacking of
+    W per chunk, so it wins wherever there are trials enough and their buffers are modest."""
+    if _small(series, measure):
+        return GROUP_PER_THREAD
+    n, item = series.width, np.dtype(series.dtype).itemsize
+    per_trial = 2 * (series.batch * n + n * n) * item
+    return 1 if "gradients" not in measure and per_trial <= SIDE_BY_SIDE_BYTES else 0
+
+
 def run_series(series: Series, seed: int, trials: int, progress: Progress | None = None,
                measure: tuple[str, ...] = (), backend: str | None = None,
                threads: int | None = None) -> SeriesRun:
@@ -266,22 +278,23 @@ def _run(series, seed, trials, progress, measure, backend, threads, keep_samples
                     stop.set()
                     raise
 
+    stacked = trials_stacked(series, measure)
+    workers = max(1, int(threads)) if threads is not None else default_threads()
     with blas.single_threaded():
-        if not _small(series, measure):
-            inner = threads_for(threads, series.batch * series.width + series.width ** 2)
+        if not stacked:
             for i, t in enumerate(trials):
                 _propagate(plan, [t], [stats[i]], samples if i == 0 and keep_samples else None,
-                           inner, report, stop)
+                           workers, report, stop)
             return SeriesRun(stats, samples)
-        workers = max(1, int(threads)) if threads is not None else default_threads()
-        group = max(1, min(len(trials), GROUP_PER_THREAD * workers))
+        group = max(1, min(len(trials), stacked * workers))
         for first in range(0, len(trials), group):
             ts = list(range(first, min(first + group, len(trials))))
             parts = [ts[len(ts) * p // workers:len(ts) * (p + 1) // workers] for p in range(workers)]
             parts = [p for p in parts if p]
+            inner = max(1, workers // len(parts))  # a last round of fewer trials shares their chunks out
             parallel(len(parts), lambda p: _propagate(
                 plan, [trials[i] for i in parts[p]], [stats[i] for i in parts[p]],
-                samples if p == 0 and first == 0 and keep_samples else None, 1, report, stop), workers, stop)
+                samples if p == 0 and first == 0 and keep_samples else None, inner, report, stop), workers, stop)
     return SeriesRun(stats, samples)
 
 

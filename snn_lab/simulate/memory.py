@@ -14,16 +14,16 @@ from snn_lab.simulate.threads import default_threads
 def memory_needed(series: Series, threads: int | None = None, gradients: bool = False) -> int:
     """Bytes a run of this series allocates at its peak: an upper bound.
 
-    Per group of trials run together: x and its pre-activation h, this layer's and the next
-    layer's weights. Per thread: a Box-Muller step's raw words and temporaries (PAIRS pairs at
-    most), an activation's temporaries, a float64 block and a dropout mask. Small layers run
-    GROUP_PER_THREAD trials per thread side by side; with gradients, every layer's phi'(h).
+    Per trial run at once: x and its pre-activation h, this layer's and the next layer's
+    weights (engine.trials_stacked: a group per thread side by side, or one trial). Per thread: a
+    Box-Muller step's raw words and temporaries (PAIRS pairs at most), an activation's
+    temporaries, a float64 block and a dropout mask. With gradients, every layer's phi'(h).
     """
     item = np.dtype(series.dtype).itemsize
     n, batch = series.width, series.batch
     threads = max(1, int(threads)) if threads is not None else default_threads()
-    small = engine._small(series, ("gradients",) if gradients else ())
-    groups, group = (threads, engine.GROUP_PER_THREAD) if small else (1, 1)  # side by side, stacked
+    stacked = engine.trials_stacked(series, ("gradients",) if gradients else ())
+    groups, group = (threads, stacked) if stacked else (1, 1)  # groups side by side, trials stacked
     arrays = groups * group * (2 * batch * n * item + 2 * n * n * item)
     k = min(backends.PAIRS, (max(n * n, batch * n) + 1) // 2)
     block = min(batch, max(1, engine.STATS_BLOCK // n)) * n
