@@ -22,7 +22,7 @@ from snn_lab.activations import alpha_dropout_affine
 from snn_lab.config import Experiment, Series
 from snn_lab.simulate import backends, blas, streams
 from snn_lab.simulate import probes as probing
-from snn_lab.simulate.threads import SERIAL_BELOW, default_threads, parallel
+from snn_lab.simulate.threads import SERIAL_BELOW, default_threads, parallel, run_tasks
 from snn_lab.statistics import PROBES, STATS
 
 Progress = Callable[[int], None]  # called with the number of trial-layers just finished
@@ -115,8 +115,7 @@ def _propagate(plan: _Plan, trials: list[int], rows: list[np.ndarray], samples: 
     def draw(layer: int, out: np.ndarray) -> list[Callable[[], None]]:
         return streams.weight_tasks(s, plan.backend, plan.seed, trials, layer, out) if layer <= depth else []
 
-    tasks = streams.input_tasks(s, plan.backend, plan.seed, trials, X) + draw(1, W)
-    parallel(len(tasks), lambda i: tasks[i](), threads)
+    run_tasks(streams.input_tasks(s, plan.backend, plan.seed, trials, X) + draw(1, W), threads)
     _normalize(plan, W)
     for g in range(g_count):
         x_sums = np.array([plan.backend.sums(xb) for xb in _blocks(plan, X[g])])
@@ -160,8 +159,7 @@ def _propagate(plan: _Plan, trials: list[int], rows: list[np.ndarray], samples: 
                             if not s.dropout:
                                 probes[g].samples(b0 + i, xb)
 
-            tasks = draw(layer + 1, W_next) + [lambda c=c: chunk(*c) for c in chunks]
-            parallel(len(tasks), lambda i: tasks[i](), threads)
+            run_tasks(draw(layer + 1, W_next) + [lambda c=c: chunk(*c) for c in chunks], threads)
             if s.dropout:
                 _dropout(plan, X, sums, rngs, probes, derivs[layer - 1] if plan.grads else None)
             post, pre = finish(sums[:, :, 2:], count, X), finish(sums[:, :, :2], count, H)
@@ -213,9 +211,8 @@ def _gradients(plan: _Plan, trial: int, derivs: np.ndarray, threads: int) -> np.
     layer) sent down through the layers' weights, drawn again from their streams."""
     s = plan.series
     top = np.empty((s.batch, s.width), plan.dtype)
-    tasks = [lambda j=j: plan.backend.normals(j[1], j[2], 1.0)
-             for j in streams.jobs(s, plan.seed, [trial], s.depth + 1, top[None])]
-    parallel(len(tasks), lambda i: tasks[i](), threads)
+    run_tasks([lambda j=j: plan.backend.normals(j[1], j[2], 1.0)
+               for j in streams.jobs(s, plan.seed, [trial], s.depth + 1, top[None])], threads)
     w = np.empty((s.width, s.width), plan.dtype)
     grad_sq = probing.backward(s, derivs, lambda layer: streams.layer_weights(
         s, plan.seed, trial, layer, out=w, threads=threads, backend=plan.backend), top)

@@ -15,7 +15,7 @@ import numpy as np
 from snn_lab.config import Series
 from snn_lab.initializers import TRUNCATION
 from snn_lab.simulate import backends
-from snn_lab.simulate.threads import parallel, threads_for
+from snn_lab.simulate.threads import run_tasks, threads_for
 
 RANDOM_BLOCK = 1 << 18  # entries per random block: each has its own stream, any thread draws it
 
@@ -107,9 +107,7 @@ def layer_weights(series: Series, seed: int, trial: int, layer: int, out: np.nda
     never the numbers."""
     n = series.width
     w = np.empty((n, n), np.dtype(series.dtype)) if out is None else out
-    tasks = weight_tasks(series, backends.get(backend) if not hasattr(backend, "normals") else backend,
-                         seed, [trial], layer, w[None])
-    parallel(len(tasks), lambda i: tasks[i](), threads_for(threads, n * n))
+    run_tasks(weight_tasks(series, backends.get(backend), seed, [trial], layer, w[None]), threads_for(threads, n * n))
     if series.normalize_weights:
         normalize_weights(series, w)
     return w
@@ -137,7 +135,5 @@ def input_values(series: Series, seed: int, trial: int, out: np.ndarray | None =
                  threads: int | None = None, backend=None) -> np.ndarray:
     """The (batch, width) input of one trial (input_tasks)."""
     x = np.empty((series.batch, series.width), np.dtype(series.dtype)) if out is None else out
-    tasks = input_tasks(series, backends.get(backend) if not hasattr(backend, "normals") else backend,
-                        seed, [trial], x[None])
-    parallel(len(tasks), lambda i: tasks[i](), threads_for(threads, x.size))
+    run_tasks(input_tasks(series, backends.get(backend), seed, [trial], x[None]), threads_for(threads, x.size))
     return x

@@ -81,3 +81,8 @@ def parallel(count: int, task: Callable[[int], None], threads: int,
     finally:
         for h in helpers:
             h.result()
+
+
+def run_tasks(tasks: list[Callable[[], None]], threads: int) -> None:
+    """Each task once, on `threads` threads, in any order (parallel over a list)."""
+    parallel(len(tasks), lambda i: tasks[i](), threads)

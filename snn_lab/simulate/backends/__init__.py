@@ -70,8 +70,10 @@ def resolve(name: str | None = None) -> str:
 _instances: dict[str, Backend] = {}
 
 
-def get(name: str | None = None) -> Backend:
-    """The backend object for `name` (see resolve)."""
+def get(name: str | Backend | None = None) -> Backend:
+    """The backend object for `name` (see resolve); a backend object is returned as it is."""
+    if hasattr(name, "normals"):
+        return name
     name = resolve(name)
     if name not in _instances:
         if name == "compiled":
