@@ -143,21 +143,22 @@ def _propagate(plan: _Plan, trials: list[int], rows: list[np.ndarray], samples: 
             def chunk(a: int, b: int, r0: int) -> None:
                 """The product, bias, activation, sums and probes of rows r0.. of trials a..b."""
                 r1 = min(batch, r0 + plan.chunk_rows)
-                for g in range(a, b):
-                    np.matmul(X[g, r0:r1], W[g], out=H[g, r0:r1])
-                    if bias is not None:
-                        H[g, r0:r1] += bias[g]
                 b0, b1 = r0 // plan.stats_rows, -(-r1 // plan.stats_rows)
-                plan.backend.activate(plan.act, H[a:b, r0:r1].reshape(b - a, -1), X[a:b, r0:r1].reshape(b - a, -1),
-                                      plan.stats_rows * n, sums[a:b, b0:b1])
-                if plan.grads:
-                    np.copyto(derivs[layer - 1, r0:r1], plan.act.deriv(H[0, r0:r1]), casting="unsafe")
-                for g in range(a, b):
-                    if probes[g] is not None:
-                        for i, (hb, xb) in enumerate(zip(_blocks(plan, H[g, r0:r1]), _blocks(plan, X[g, r0:r1]))):
-                            probes[g].units(b0 + i, hb)
-                            if not s.dropout:
-                                probes[g].samples(b0 + i, xb)
+                with np.errstate(all="ignore"):  # per thread: overflow is data, recorded and reported
+                    for g in range(a, b):
+                        np.matmul(X[g, r0:r1], W[g], out=H[g, r0:r1])
+                        if bias is not None:
+                            H[g, r0:r1] += bias[g]
+                    plan.backend.activate(plan.act, H[a:b, r0:r1].reshape(b - a, -1),
+                                          X[a:b, r0:r1].reshape(b - a, -1), plan.stats_rows * n, sums[a:b, b0:b1])
+                    if plan.grads:
+                        np.copyto(derivs[layer - 1, r0:r1], plan.act.deriv(H[0, r0:r1]), casting="unsafe")
+                    for g in range(a, b):
+                        if probes[g] is not None:
+                            for i, (hb, xb) in enumerate(zip(_blocks(plan, H[g, r0:r1]), _blocks(plan, X[g, r0:r1]))):
+                                probes[g].units(b0 + i, hb)
+                                if not s.dropout:
+                                    probes[g].samples(b0 + i, xb)
 
             run_tasks(draw(layer + 1, W_next) + [lambda c=c: chunk(*c) for c in chunks], threads)
             if s.dropout:

@@ -15,9 +15,10 @@ def memory_needed(series: Series, threads: int | None = None, gradients: bool = 
     """Bytes a run of this series allocates at its peak: an upper bound.
 
     Per trial run at once: x and its pre-activation h, this layer's and the next layer's
-    weights (engine.trials_stacked: a group per thread side by side, or one trial). Per thread: a
-    Box-Muller step's raw words and temporaries (PAIRS pairs at most), an activation's
-    temporaries, a float64 block and a dropout mask. With gradients, every layer's phi'(h).
+    weights (engine.trials_stacked: a group per thread side by side, or one trial). Per thread:
+    Box-Muller's raw words and temporaries (a step of PAIRS pairs at most, a step for each of a
+    group's streams at once), an activation's temporaries, a float64 block and a dropout mask.
+    With gradients, every layer's phi'(h).
     """
     item = np.dtype(series.dtype).itemsize
     n, batch = series.width, series.batch
@@ -25,9 +26,10 @@ def memory_needed(series: Series, threads: int | None = None, gradients: bool = 
     stacked = engine.trials_stacked(series, ("gradients",) if gradients else ())
     groups, group = (threads, stacked) if stacked else (1, 1)  # groups side by side, trials stacked
     arrays = groups * group * (2 * batch * n * item + 2 * n * n * item)
-    k = min(backends.PAIRS, (max(n * n, batch * n) + 1) // 2)
+    step = min(2 * backends.PAIRS, max(n * n, batch * n))  # entries of a Box-Muller step
+    at_once = group if n * n <= 2 * backends.PAIRS else 1  # one step a stream: the group's at once
     block = min(batch, max(1, engine.STATS_BLOCK // n)) * n
-    per_thread = k * (12 + 4 * 8) + 4 * block * 8 + block * (4 + 1) + max(block, 1 << 16) * 8
+    per_thread = at_once * step * 24 + 4 * block * 8 + block * (4 + 1) + max(block, 1 << 16) * 8
     probes = groups * group * 2 * (batch // max(1, engine.STATS_BLOCK // n) + 1) * n * 9
     backward = (series.depth + 3) * batch * n * item + n * n * item if gradients else 0
     return arrays + threads * per_thread + probes + backward
