@@ -29,7 +29,7 @@ def memory_needed(series: Series, threads: int | None = None, gradients: bool = 
     step = min(2 * backends.PAIRS, max(n * n, batch * n))  # entries of a Box-Muller step
     at_once = group if n * n <= 2 * backends.PAIRS else 1  # one step a stream: the group's at once
     block = min(batch, max(1, engine.STATS_BLOCK // n)) * n
-    per_thread = at_once * step * 24 + 4 * block * 8 + block * (4 + 1) + max(block, 1 << 16) * 8
+    per_thread = at_once * step * 24 + 4 * block * 8 + block * (4 + 1) + 2 * max(block, 1 << 16) * 8
     probes = groups * group * 2 * (batch // max(1, engine.STATS_BLOCK // n) + 1) * n * 9
     backward = (series.depth + 3) * batch * n * item + n * n * item if gradients else 0
     return arrays + threads * per_thread + probes + backward

@@ -26,9 +26,12 @@ def as_float64(x: np.ndarray) -> np.ndarray:
 
 
 def sums(x: np.ndarray) -> tuple[float, float]:
-    """(sum, sum of squares) in float64: numpy's pairwise sum and BLAS's dot."""
+    """(sum, sum of squares) in float64, both as BLAS dots (against ones: 4x numpy's sum here)."""
     v = as_float64(x)
-    return float(np.add.reduce(v)), float(np.dot(v, v))
+    ones = getattr(_scratch, "ones", None)
+    if ones is None or ones.size < v.size:
+        ones = _scratch.ones = np.ones(max(v.size, 1 << 16))
+    return float(np.dot(v, ones[:v.size])), float(np.dot(v, v))
 
 
 def box_muller(words: np.ndarray, out: np.ndarray, factor: float) -> None:
