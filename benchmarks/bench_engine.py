@@ -271,7 +271,7 @@ def memory_child(case: Case, backend: str) -> dict:
 def measure_memory(case: Case, backend: str) -> dict:
     out = subprocess.run([sys.executable, __file__, "--memory-child",
                           json.dumps({"case": asdict(case), "backend": backend})],
-                         capture_output=True, text=True)
+                         check=False, capture_output=True, text=True)
     if out.returncode:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
     return json.loads(out.stdout)
@@ -343,7 +343,7 @@ def git_state() -> dict:
     root = Path(snn_lab.__file__).resolve().parent.parent
 
     def git(*a):
-        r = subprocess.run(["git", "-C", str(root), *a], capture_output=True, text=True)
+        r = subprocess.run(["git", "-C", str(root), *a], check=False, capture_output=True, text=True)
         return r.stdout.strip() if r.returncode == 0 else None
     return {"commit": git("rev-parse", "HEAD"), "snn_lab_changed": git("status", "--porcelain", "--", "snn_lab")}
 
@@ -578,7 +578,7 @@ def main(argv=None) -> int:
 
     # The one table, again in full: the cases, then the torch comparison.
     print()
-    print(f"snn-lab vs floor (bare np.matmul, default BLAS threads) and PyTorch: medians; ratio = backend / floor")
+    print("snn-lab vs floor (bare np.matmul, default BLAS threads) and PyTorch: medians; ratio = backend / floor")
     print_header(names, all_names)
     for row in rows:
         print_row(row, names, all_names)
