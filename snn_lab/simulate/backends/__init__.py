@@ -4,8 +4,8 @@ A backend draws normals from keyed SFC64 streams (Box-Muller on the streams' raw
 documented layout) and applies an activation in place with the float64 sums of its input and
 output. `numpy` is always there; `compiled` (the optional C extension `_kernels`) is used
 automatically when it was built. Both draw the same numbers from the same streams, to within
-rounding (README, "Backends"). Choose one with SNN_LAB_BACKEND, `--backend` or the config's
-`backend:` key: auto (the default), numpy or compiled.
+rounding (docs/engine.md, "Backends"). Choose one with `snn-lab run --backend` or
+$SNN_LAB_BACKEND: auto (the default), numpy or compiled.
 """
 
 from __future__ import annotations
