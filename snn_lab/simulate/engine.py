@@ -5,8 +5,9 @@ of h and x, dropout, the probes, and the next layer's weights drawn from their s
 group of trials runs stacked, (trials, batch, width). The work of a layer is cut by the shape
 alone (row chunks of the product, statistics blocks, random blocks), never by the thread
 count, so threads change the speed and never a number. BLAS runs on one thread inside the
-engine (blas.py) and the engine's threads share out the chunks: small layers run several
-groups side by side, one per thread, with no barrier per layer.
+engine (blas.py) and the engine's threads share the work out: trials side by side, one per
+thread (small layers: a stacked group per thread), with no barrier per layer; a trial too large
+for that, or a last round with fewer trials than threads, shares its chunks out instead.
 """
 
 from __future__ import annotations
