@@ -463,25 +463,22 @@ def print_header(names: list[str], all_names: list[str]) -> None:
     print(" ".join(cells))
 
 
-def print_row(row: dict, names: list[str], all_names: list[str]) -> None:
+def print_row(row: dict, names: list[str], all_names: list[str], torch: bool = False) -> None:
+    """One case's line: its times and ratios to the floor, or (torch) to PyTorch."""
     med = row["median"]
-    cells = [f"{row['case']:46}", f"{med[row['floor_used']]:8.3f}"]
+    if torch:
+        label = "torch: " + row["case"].removeprefix("engine ").removeprefix("small ")
+        first, ratio, passed = f"{'':>8}", row["vs_torch"], row["torch_pass"]
+        target = f"lab/torch < {TORCH_TARGET}"
+    else:
+        label, first, ratio, passed = row["case"], f"{med[row['floor_used']]:8.3f}", row["ratio"], row["pass"]
+        target = "/".join(f"{b[0]}<={row['target'][b]:g}" for b in all_names)
+    cells = [f"{label:46}", first]
     for b in all_names:
-        cells.append(f"{med[b]:9.3f} ({row['ratio'][b]:5.2f}x)".rjust(COL) if b in names else f"{'-':>{COL}}")
+        cells.append(f"{med[b]:9.3f} ({ratio[b]:5.2f}x)".rjust(COL) if b in names else f"{'-':>{COL}}")
     cells.append(f"{med['torch']:8.3f}" if "torch" in med else f"{'-':>8}")
-    tg = row["target"]
-    cells.append(f"{'/'.join(f'{b[0]}<={tg[b]:g}' for b in all_names):>18}")
-    cells.append("  " + " ".join(f"{b}:{'pass' if row['pass'][b] else 'FAIL'}" for b in names))
-    print(" ".join(cells))
-
-
-def print_torch_row(row: dict, names: list[str], all_names: list[str]) -> None:
-    med = row["median"]
-    cells = [f"{'torch: ' + row['case'].removeprefix('engine ').removeprefix('small '):46}", f"{'':>8}"]
-    for b in all_names:
-        cells.append(f"{med[b]:9.3f} ({row['vs_torch'][b]:5.2f}x)".rjust(COL) if b in names else f"{'-':>{COL}}")
-    cells += [f"{med['torch']:8.3f}", f"{'lab/torch < ' + str(TORCH_TARGET):>18}"]
-    cells.append("  " + " ".join(f"{b}:{'pass' if row['torch_pass'][b] else 'FAIL'}" for b in names))
+    cells.append(f"{target:>18}")
+    cells.append("  " + " ".join(f"{b}:{'pass' if passed[b] else 'FAIL'}" for b in names))
     print(" ".join(cells))
 
 
@@ -584,7 +581,7 @@ def main(argv=None) -> int:
         print_row(row, names, all_names)
     for row in rows:
         if row["vs_torch"]:
-            print_torch_row(row, names, all_names)
+            print_row(row, names, all_names, torch=True)
     for row in rows:
         if row["kind"] == "small":
             med = row["median"]
