@@ -146,10 +146,9 @@ def _propagate(plan: _Plan, trials: list[int], rows: list[np.ndarray], samples: 
                 r1 = min(batch, r0 + plan.chunk_rows)
                 b0, b1 = r0 // plan.stats_rows, -(-r1 // plan.stats_rows)
                 with np.errstate(all="ignore"):  # per thread: overflow is data, recorded and reported
-                    for g in range(a, b):
-                        np.matmul(X[g, r0:r1], W[g], out=H[g, r0:r1])
-                        if bias is not None:
-                            H[g, r0:r1] += bias[g]
+                    np.matmul(X[a:b, r0:r1], W[a:b], out=H[a:b, r0:r1])  # one BLAS call per trial
+                    if bias is not None:
+                        H[a:b, r0:r1] += np.stack(bias[a:b])[:, None]
                     plan.backend.activate(plan.act, H[a:b, r0:r1].reshape(b - a, -1),
                                           X[a:b, r0:r1].reshape(b - a, -1), plan.stats_rows * n, sums[a:b, b0:b1])
                     if plan.grads:
