@@ -489,10 +489,13 @@ def main(argv=None) -> int:
                    help=f"comma-separated, any of {','.join(ALL_CASES)} (default: all)")
     p.add_argument("--repeats", type=int,
                    help="timed repetitions per contestant (default 5; the whole runs 3; --quick 1)")
-    p.add_argument("--json", type=Path, default=HERE / "bench_engine.json",
-                   help="where to write the JSON (default: benchmarks/bench_engine.json)")
+    p.add_argument("--json", type=Path, default=None,
+                   help="where to write the JSON (default: benchmarks/bench_engine.json; with --quick, "
+                        "nothing unless asked, so a smoke run never replaces the committed figures)")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.json is None and not args.quick:
+        args.json = HERE / "bench_engine.json"
     if args.memory_child:
         spec = json.loads(args.memory_child)
         print(json.dumps(memory_child(Case(**spec["case"]), spec["backend"])))
@@ -626,7 +629,8 @@ def main(argv=None) -> int:
               "targets": {f"{k[0]} {k[1]}": v for k, v in TARGETS.items()}, "torch_target": TORCH_TARGET,
               "cases": rows, "pass": verdict, "scaling": sc, "lines": lines,
               "seconds_total": time.perf_counter() - started}
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
     during = env["loadavg_during"]
     print("\nload average (1, 5, 15 min) before: " + ", ".join(f"{v:.2f}" for v in env["loadavg_before"])
           + "; after: " + ", ".join(f"{v:.2f}" for v in env["loadavg_after"])
@@ -637,7 +641,8 @@ def main(argv=None) -> int:
              if during["other_processes_cores_max"] is not None else ""))
     for n in notes:
         print("note: " + n)
-    print(f"wrote {args.json} ({time.perf_counter() - started:.0f} s)")
+    print(f"wrote {args.json} ({time.perf_counter() - started:.0f} s)" if args.json is not None
+          else f"done in {time.perf_counter() - started:.0f} s (--quick: no JSON written; --json PATH for one)")
     return 0
 
 
