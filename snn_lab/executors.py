@@ -117,6 +117,13 @@ def _stop(pool) -> None:
             proc.terminate()
     for proc in processes:
         proc.join(timeout=5)
+    # A worker ended while it wrote a result leaves half a message in the result pipe, and the
+    # pool's manager thread waits for the rest forever; the interpreter joins that thread at
+    # exit, so Ctrl-C would hang (seen on Python 3.13). Closing our end of the pipe's writing
+    # side (the workers' ends died with them) gives the thread EOF: it ends as a broken pool.
+    writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
+    if writer is not None:
+        writer.close()
 
 
 def _dask(points: list, jobs: int, scheduler: str | None, backend: str | None) -> Iterator:
