@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.optimize import brentq
 
 from snn_lab.activations import Activation
 from snn_lab.config import Series
@@ -87,6 +86,8 @@ def live_intervals(act: Activation) -> tuple[tuple[float, float], ...]:
 
 
 def _live(act: Activation) -> tuple[tuple[float, float], ...]:
+    from scipy.optimize import brentq  # ~0.17 s to import: only runs that count dead units pay it
+
     x = np.linspace(-_LIVE_RANGE, _LIVE_RANGE, _LIVE_GRID)
     with np.errstate(all="ignore"):
         d = act.deriv(x)
