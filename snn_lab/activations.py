@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 from collections.abc import Callable, Mapping
@@ -49,6 +50,7 @@ class Activation:
     # The engine's compiled loop for fn, as (name, p1, p2): ("elu", lambda, lambda alpha),
     # ("leaky", slope, 0), ("relu" | "tanh" | "linear", 0, 0); None runs fn itself.
     kernel: tuple[str, float, float] | None = None
+    gamma: float = 1.0  # output scale applied on top of the registry's function (scaled())
 
     def pair_moment(self, q: float, c: float) -> float:
         """E[phi(u1) phi(u2)] for centred Gaussians of variance q and correlation c."""
@@ -60,15 +62,38 @@ class Activation:
     def label(self) -> str:
         """Name with its non-default parameters, e.g. 'selu(lambda=1.1)'."""
         changed = {k: v for k, v in self.params.items() if v != ACTIVATIONS[self.name].defaults[k]}
-        if not changed:
-            return self.name
-        return f"{self.name}(" + ", ".join(f"{k}={v:g}" for k, v in changed.items()) + ")"
+        base = self.name if not changed else (
+            f"{self.name}(" + ", ".join(f"{k}={v:g}" for k, v in changed.items()) + ")")
+        return base if self.gamma == 1.0 else f"{self.gamma:.6g}*{base}"
 
     def moments(self, mean: float, std: float) -> Moments:
         """Gaussian moments: closed form when there is one, quadrature split at kinks otherwise."""
         if std == 0.0 or self.closed_form is None:
             return self.quadrature_moments(mean, std)
         return self.closed_form(float(mean), float(std))
+
+    def scaled(self, gamma: float) -> Activation:
+        """gamma * phi: function, derivative, moments and limits all scaled (gamma 1: self)."""
+        if gamma == 1.0:
+            return self
+        g = float(gamma)
+
+        def fn(x, out=None):
+            y = self.fn(x, out=out)
+            y *= g
+            return y
+
+        closed = self.closed_form
+        kernel = None
+        if self.kernel is not None and self.kernel[0] == "elu":  # lambda and lambda alpha scale
+            kernel = ("elu", self.kernel[1] * g, self.kernel[2] * g)
+        return dataclasses.replace(
+            self, params=self.params, fn=fn, deriv=lambda x: self.deriv(x) * g,
+            closed_form=None if closed is None else lambda m, s: Moments(*(v * f for v, f in zip(
+                closed(m, s), (g, g * g, g * g)))),
+            saturation=None if self.saturation is None else self.saturation * g,
+            pair_form=None if self.pair_form is None else lambda q, c: g * g * self.pair_form(q, c),
+            kernel=kernel, gamma=self.gamma * g)
 
     def quadrature_moments(self, mean: float, std: float) -> Moments:
         """Gaussian moments by numerical integration (the reference for closed forms)."""
@@ -312,6 +337,12 @@ def make_activation(name: str, **params: float) -> Activation:
         raise KeyError(f"{name} has no parameter {sorted(unknown)[0]!r}")
     full = {**kind.defaults, **{k: float(v) for k, v in params.items()}}
     return kind.build(name, full)
+
+
+def nf_gain(act: Activation) -> float:
+    """NFNets' gamma = 1 / sqrt(Var phi(z)), z ~ N(0, 1): gamma * phi has unit output variance."""
+    mo = act.moments(0.0, 1.0)
+    return 1.0 / math.sqrt(mo.m2 - mo.m1 * mo.m1)
 
 
 def alpha_dropout_affine(rate: float, saturation: float, mean: float = 0.0,

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Any
 
-from snn_lab.activations import ACTIVATIONS, Activation, make_activation, suggest
+from snn_lab.activations import ACTIVATIONS, Activation, make_activation, nf_gain, suggest
 from snn_lab.initializers import INITIALIZERS, Initializer
 from snn_lab.yamlio import ConfigError, Path, Problem, dotted, parse
 
@@ -24,6 +24,24 @@ class InputSpec:
     mean: float = 0.0
     var: float = 1.0
     correlation: float = 0.0  # between distinct samples: x_a = sqrt(c) shared + sqrt(1 - c) own
+
+
+NORMS = ("none", "batch", "layer")  # where a series normalizes: see Series.norm
+NORM_EPS = 1e-5  # added to the variance before dividing, as PyTorch's and Keras' norm layers do
+BETAS = ("none", "expected")  # a residual branch's input scaling: see Residual
+
+
+@dataclass(frozen=True)
+class Residual:
+    """x <- x + alpha * branch(x / beta_l): the layer as a residual block.
+
+    beta "expected" divides the branch input by the expected standard deviation of x, NFNets'
+    sqrt(Var x_0 + (l - 1) alpha^2) (Brock et al. 2021), which holds when each branch's output
+    has unit variance (scale: nf with normalized weights); "none" divides by 1.
+    """
+
+    alpha: float
+    beta: str = "none"
 
 
 @dataclass(frozen=True)
@@ -43,10 +61,25 @@ class Series:
     bias_var: float = 0.0
     normalize_weights: bool = False
     dropout: float = 0.0
+    # Normalization of each layer's pre-activations, between the product and the activation
+    # (linear -> norm -> activation), gain 1 and shift 0: "batch" per unit over the batch,
+    # "layer" per sample over the units, both with NORM_EPS.
+    norm: str = "none"
+    residual: Residual | None = None
+    activation_scale: float | str = 1.0  # the activation's output multiplier, or "nf"
 
     def make_activation(self) -> Activation:
-        """The series' Activation value (function, derivative, moments)."""
-        return make_activation(self.activation, **dict(self.activation_params))
+        """The series' Activation value (function, derivative, moments), its scale applied."""
+        act = make_activation(self.activation, **dict(self.activation_params))
+        return act.scaled(nf_gain(act) if self.activation_scale == "nf" else float(self.activation_scale))
+
+    def betas(self) -> list[float]:
+        """beta_l for l = 1..depth (index 0 unused): what each layer's branch input is divided by."""
+        r = self.residual
+        if r is None or r.beta == "none":
+            return [1.0] * (self.depth + 1)
+        var0 = self.input.var
+        return [1.0] + [math.sqrt(var0 + (layer - 1) * r.alpha * r.alpha) for layer in range(1, self.depth + 1)]
 
     @property
     def initializer(self) -> Initializer:
@@ -93,6 +126,9 @@ def locate(source: str, lines: dict, path: Path) -> str:
 def _series_dict(s: Series) -> dict:
     d = asdict(s)
     params = dict(d.pop("activation_params"))
+    scale = d.pop("activation_scale")
+    if scale != 1.0:
+        params["scale"] = scale
     if params != dict(ACTIVATIONS[s.activation].defaults):
         d["activation"] = {"name": s.activation, **params}
     return d
@@ -202,7 +238,9 @@ TOP_KEYS = ("name", "seed", "trials", "measure", "width", "depth", "batch", "dty
 MEASURES = ("gradients", "dead", "correlation")  # optional per-layer measurements beside mean/var
 SHARED_KEYS = ("width", "depth", "batch", "dtype", "input")
 SERIES_KEYS = ("label", "activation", "init", "gain", "bias_var", "normalize_weights", "dropout",
-               *SHARED_KEYS)
+               "norm", "residual", *SHARED_KEYS)
+RESIDUAL_KEYS = ("alpha", "beta")
+SCALES = ("nf",)  # named activation scales; a positive number is taken as it is
 INPUT_KEYS = ("mean", "var", "correlation")
 # Sanity bounds: beyond them a run is a typo, not an experiment (the memory guard covers width
 # and batch, which set the size of one layer).
@@ -331,9 +369,9 @@ class _Checker:
         sizes = self.shared(raw, path, shared)
         if "activation" not in raw:
             self.fail(path, f"missing key 'activation' (one of: {', '.join(ACTIVATIONS)})")
-            act, params = "linear", ()
+            act, params, scale = "linear", (), 1.0
         else:
-            act, params = self.activation(raw["activation"], path + ("activation",))
+            act, params, scale = self.activation(raw["activation"], path + ("activation",))
         init = self.choice(raw.get("init", DEFAULTS["init"]), path + ("init",), INITIALIZERS, "an initializer")
         gain = self.number(raw.get("gain", DEFAULTS["gain"]), path + ("gain",), low=0.0, low_open=True)
         bias_var = self.number(raw.get("bias_var", DEFAULTS["bias_var"]), path + ("bias_var",), low=0.0)
@@ -341,6 +379,8 @@ class _Checker:
         if not isinstance(normalize, bool):
             self.fail(path + ("normalize_weights",), f"expected true or false, found {_show(normalize)}")
             normalize = False
+        norm = self.choice(raw.get("norm", "none"), path + ("norm",), NORMS, "a normalization")
+        residual = self.residual(raw.get("residual"), path + ("residual",))
         dropout = self.number(raw.get("dropout", DEFAULTS["dropout"]), path + ("dropout",),
                               low=0.0, high=1.0, high_open=True)
         if dropout > 0 and act in ACTIVATIONS and make_activation(act, **dict(params)).saturation is None:
@@ -352,30 +392,57 @@ class _Checker:
             self.fail(path + ("label",), f"expected a non-empty text, found {_show(label)}")
             label = f"{act}-{init}"
         return Series(label=label, activation=act, activation_params=params, init=init,
-                      gain=gain, bias_var=bias_var, normalize_weights=normalize, dropout=dropout, **sizes)
+                      gain=gain, bias_var=bias_var, normalize_weights=normalize, dropout=dropout,
+                      norm=norm, residual=residual, activation_scale=scale, **sizes)
 
-    def activation(self, raw: Any, path: Path) -> tuple[str, tuple]:
+    def residual(self, raw: Any, path: Path) -> Residual | None:
+        """None, a number (alpha) or {alpha: ..., beta: none | expected}."""
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            if type(raw) in (int, float):
+                raw = {"alpha": raw}
+            else:
+                self.fail(path, f"expected a mapping {{alpha: ..., beta: none | expected}} or a number "
+                          f"(alpha), found {_show(raw)}")
+                return None
+        self.keys(raw, RESIDUAL_KEYS, path)
+        if "alpha" not in raw:
+            self.fail(path, "missing key 'alpha' (the branch's weight in x + alpha * branch(x))")
+        alpha = self.number(raw.get("alpha", 1.0), path + ("alpha",), low=0.0, low_open=True)
+        beta = self.choice(raw.get("beta", "none"), path + ("beta",), BETAS, "a branch input scaling")
+        return Residual(alpha, beta)
+
+    def activation(self, raw: Any, path: Path) -> tuple[str, tuple, float | str]:
         if isinstance(raw, str):
-            return self.choice(raw, path, ACTIVATIONS, "an activation"), ()
+            return self.choice(raw, path, ACTIVATIONS, "an activation"), (), 1.0
         spec = self.mapping(raw, path, "an activation name or a mapping {name: ..., <parameter>: ...}")
         if "name" not in spec:
-            if spec:
-                self.fail(path, "missing key 'name' (the activation's name)")
-            return "linear", ()
+            self.fail(path, "missing key 'name' (the activation's name"
+                      + (", one of: " + ", ".join(ACTIVATIONS) + ")" if not spec else ")"))
+            return "linear", (), 1.0
         name = self.choice(spec["name"], path + ("name",), ACTIVATIONS, "an activation")
         defaults = ACTIVATIONS[name].defaults
-        params = []
+        params, scale = [], 1.0
         for key, value in spec.items():
             if key == "name":
+                continue
+            if key == "scale":
+                if isinstance(value, str) and value in SCALES:
+                    scale = value
+                elif isinstance(value, str):
+                    scale = self.choice(value, path + (key,), SCALES, "an activation scale")
+                else:
+                    scale = self.number(value, path + (key,), low=0.0, low_open=True)
                 continue
             if key not in defaults:
                 hint = suggest(key, defaults)
                 allowed = ", ".join(defaults) or "none"
-                self.fail(path + (key,), f"unknown parameter of {name} (its parameters: {allowed})"
-                          + (f"; did you mean {hint!r}?" if hint else ""))
+                self.fail(path + (key,), f"unknown parameter of {name} (its parameters: {allowed}; "
+                          "and scale: nf or a number)" + (f"; did you mean {hint!r}?" if hint else ""))
             else:
                 params.append((key, self.number(value, path + (key,))))
-        return name, tuple(params)
+        return name, tuple(params), scale
 
 
 def _finite(value: int | float) -> bool:
@@ -416,4 +483,4 @@ def _show(value: Any) -> str:
     return text
 
 
-__all__ = ["ConfigError", "Experiment", "InputSpec", "Problem", "Series", "load"]
+__all__ = ["ConfigError", "Experiment", "InputSpec", "Problem", "Residual", "Series", "load"]
