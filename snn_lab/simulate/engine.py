@@ -21,7 +21,7 @@ import numpy as np
 
 from snn_lab.activations import alpha_dropout_affine
 from snn_lab.config import Experiment, Series
-from snn_lab.simulate import backends, blas, streams
+from snn_lab.simulate import backends, blas, norms, streams
 from snn_lab.simulate import probes as probing
 from snn_lab.simulate.threads import SERIAL_BELOW, default_threads, parallel, run_tasks
 from snn_lab.statistics import PROBES, STATS
@@ -33,6 +33,7 @@ STATS_BLOCK = 1 << 16  # entries per statistics block (fits in L2 beside its inp
 PRODUCT_BLOCK = 1 << 18  # entries of x per product task: few enough to repack W rarely
 GROUP_PER_THREAD = 8  # small layers: trials stacked per thread, a few pool round trips per layer
 SIDE_BY_SIDE_BYTES = 1 << 28  # a larger trial's buffers (x, h, two W) run one trial at a time
+_NORM_COLUMNS = 256  # units per batch-norm task (each unit's statistics are its own)
 _ILL_CONDITIONED = 64.0  # mean^2 / var above which the one-pass variance is recomputed
 
 
@@ -91,6 +92,9 @@ class _Plan:
         self.blocks = -(-s.batch // self.stats_rows)
         self.dead, self.corr = "dead" in self.measure, "correlation" in self.measure
         self.grads = "gradients" in self.measure
+        self.alpha = s.residual.alpha if s.residual else 0.0
+        self.betas = s.betas()
+        self.norm_rows = max(1, norms.CHUNK // s.width)  # fixed by the width: same sums whatever the split
         if s.dropout:
             a, b = alpha_dropout_affine(s.dropout, self.act.saturation)
             with np.errstate(over="ignore"):  # a saturation beyond float32 becomes -inf: data
@@ -100,15 +104,19 @@ class _Plan:
 def _propagate(plan: _Plan, trials: list[int], rows: list[np.ndarray], samples: dict | None,
                threads: int, report: Progress, stop: threading.Event) -> None:
     """The one loop: trials (stacked) through every layer; rows[g] receives trial g's
-    (depth + 1, STATS + PROBES) columns, samples (if given) trial trials[0]'s values."""
+    (depth + 1, STATS + PROBES) columns, samples (if given) trial trials[0]'s values.
+
+    A layer: h = x W / beta (+ bias); p = norm(h) (or h); y = phi(p), alpha dropout; x = y, or
+    x + alpha y in a residual block. The pre-activation columns describe p, the others x."""
     s, g_count, dt = plan.series, len(trials), plan.dtype
     n, batch, depth = s.width, s.batch, s.depth
     X = np.empty((g_count, batch, n), dt)
     H = np.empty_like(X)
+    Y = np.empty_like(X) if plan.alpha else X  # the branch's output, added to x in a residual block
     W, W_next = np.empty((g_count, n, n), dt), np.empty((g_count, n, n), dt)
     sums = np.empty((g_count, plan.blocks, 4))
     keep = set(sample_layers(depth)) if samples is not None else set()
-    derivs = np.empty((depth, batch, n), dt) if plan.grads else None
+    grads = _Backward(plan, depth, batch, n) if plan.grads else None
     for r in rows:
         r[:, len(STATS):] = math.nan
     count = batch * n
@@ -131,6 +139,8 @@ def _propagate(plan: _Plan, trials: list[int], rows: list[np.ndarray], samples: 
     chunks = [(g, g + 1, r) for g in range(g_count) for r in range(0, batch, plan.chunk_rows)]
     if plan.chunk_rows >= batch:  # a chunk is a whole trial: one task for the whole group
         chunks = [(0, g_count, 0)]
+    # Batch norm needs the whole batch's product first; its units are split in fixed columns.
+    columns = [(g, c, min(n, c + _NORM_COLUMNS)) for g in range(g_count) for c in range(0, n, _NORM_COLUMNS)]
 
     with np.errstate(all="ignore"):  # overflow is data here: recorded, then reported
         for layer in range(1, depth + 1):
@@ -138,31 +148,60 @@ def _propagate(plan: _Plan, trials: list[int], rows: list[np.ndarray], samples: 
                 return
             rngs = [streams.rng_for(plan.seed, s.label, t, layer) for t in trials] if s.bias_var or s.dropout else None
             bias = [(r.standard_normal(n) * math.sqrt(s.bias_var)).astype(dt) for r in rngs] if s.bias_var else None
+            inv_beta = dt.type(1.0 / plan.betas[layer])
             probes = [probing.LayerProbe(n, plan.blocks, plan.dead, plan.corr, plan.act)
                       if plan.dead or plan.corr else None for _ in trials]
 
-            def chunk(a: int, b: int, r0: int) -> None:
-                """The product, bias, activation, sums and probes of rows r0.. of trials a..b."""
+            def product(a: int, b: int, r0: int) -> None:
+                """Rows r0.. of trials a..b: the product, beta, bias, a layer norm, and unless the
+                batch must be seen first, the activation."""
                 r1 = min(batch, r0 + plan.chunk_rows)
-                b0, b1 = r0 // plan.stats_rows, -(-r1 // plan.stats_rows)
                 with np.errstate(all="ignore"):  # per thread: overflow is data, recorded and reported
                     np.matmul(X[a:b, r0:r1], W[a:b], out=H[a:b, r0:r1])  # one BLAS call per trial
+                    if inv_beta != 1:
+                        H[a:b, r0:r1] *= inv_beta
                     if bias is not None:
                         H[a:b, r0:r1] += np.stack(bias[a:b])[:, None]
+                    if s.norm == "layer":
+                        for g in range(a, b):
+                            scale = norms.normalize("layer", H[g, r0:r1], plan.norm_rows)
+                            if grads and g == 0:
+                                grads.scales[layer - 1][r0:r1] = scale
+                if s.norm != "batch":
+                    activate(a, b, r0)
+
+            def batch_norm(g: int, c0: int, c1: int) -> None:
+                with np.errstate(all="ignore"):
+                    scale = norms.normalize("batch", H[g, :, c0:c1], plan.norm_rows)
+                if grads and g == 0:
+                    grads.scales[layer - 1][c0:c1] = scale
+
+            def activate(a: int, b: int, r0: int) -> None:
+                """The activation of rows r0.. of trials a..b, with the sums, phi' and the probes."""
+                r1 = min(batch, r0 + plan.chunk_rows)
+                b0, b1 = r0 // plan.stats_rows, -(-r1 // plan.stats_rows)
+                with np.errstate(all="ignore"):
                     plan.backend.activate(plan.act, H[a:b, r0:r1].reshape(b - a, -1),
-                                          X[a:b, r0:r1].reshape(b - a, -1), plan.stats_rows * n, sums[a:b, b0:b1])
-                    if plan.grads:
-                        np.copyto(derivs[layer - 1, r0:r1], plan.act.deriv(H[0, r0:r1]), casting="unsafe")
+                                          Y[a:b, r0:r1].reshape(b - a, -1), plan.stats_rows * n, sums[a:b, b0:b1])
+                    if grads:
+                        grads.keep(layer, r0, r1, H[0, r0:r1])
                     for g in range(a, b):
                         if probes[g] is not None:
-                            for i, (hb, xb) in enumerate(zip(_blocks(plan, H[g, r0:r1]), _blocks(plan, X[g, r0:r1]))):
+                            for i, (hb, xb) in enumerate(zip(_blocks(plan, H[g, r0:r1]), _blocks(plan, Y[g, r0:r1]))):
                                 probes[g].units(b0 + i, hb)
-                                if not s.dropout:
+                                if not s.dropout and not plan.alpha:
                                     probes[g].samples(b0 + i, xb)
 
-            run_tasks(draw(layer + 1, W_next) + [lambda c=c: chunk(*c) for c in chunks], threads)
+            run_tasks(draw(layer + 1, W_next) + [lambda c=c: product(*c) for c in chunks], threads)
+            if s.norm == "batch":
+                run_tasks([lambda c=c: batch_norm(*c) for c in columns], threads)
+                run_tasks([lambda c=c: activate(*c) for c in chunks], threads)
             if s.dropout:
-                _dropout(plan, X, sums, rngs, probes, derivs[layer - 1] if plan.grads else None)
+                _dropout(plan, Y, sums, rngs, [None] * g_count if plan.alpha else probes,
+                         grads.derivs[layer - 1] if grads else None)
+            if plan.alpha:
+                run_tasks([lambda g=g: _add_branch(plan, X[g], Y[g], sums[g], probes[g]) for g in range(g_count)],
+                          threads)
             post, pre = finish(sums[:, :, 2:], count, X), finish(sums[:, :, :2], count, H)
             for g in range(g_count):
                 rows[g][layer, :4] = (*post[g], *pre[g])
@@ -174,8 +213,36 @@ def _propagate(plan: _Plan, trials: list[int], rows: list[np.ndarray], samples: 
                 _normalize(plan, W_next)
                 W, W_next = W_next, W
             report(g_count)
-    if plan.grads:
-        rows[0][:, len(STATS):len(STATS) + 2] = _gradients(plan, trials[0], derivs, threads)
+    if grads:
+        rows[0][:, len(STATS):len(STATS) + 2] = _gradients(plan, trials[0], grads, threads)
+
+
+class _Backward:
+    """What the backward pass keeps of trial 0's forward pass: every layer's phi'(p) (times
+    alpha dropout's factor), and with a norm its output p and scales."""
+
+    def __init__(self, plan: _Plan, depth: int, batch: int, n: int):
+        self.plan = plan
+        self.derivs = np.empty((depth, batch, n), plan.dtype)
+        norm = plan.series.norm
+        self.normed = np.empty((depth, batch, n), plan.dtype) if norm != "none" else None
+        self.scales = np.empty((depth, n if norm == "batch" else batch)) if norm != "none" else None
+
+    def keep(self, layer: int, r0: int, r1: int, p: np.ndarray) -> None:
+        np.copyto(self.derivs[layer - 1, r0:r1], self.plan.act.deriv(p), casting="unsafe")
+        if self.normed is not None:
+            self.normed[layer - 1, r0:r1] = p
+
+
+def _add_branch(plan: _Plan, x: np.ndarray, y: np.ndarray, sums: np.ndarray, probe) -> None:
+    """x += alpha y block by block, with the new x's sums and its probe samples."""
+    alpha = plan.dtype.type(plan.alpha)
+    for i, (xb, yb) in enumerate(zip(_blocks(plan, x), _blocks(plan, y))):
+        yb *= alpha
+        xb += yb
+        sums[i, 2:] = plan.backend.sums(xb)
+        if probe is not None:
+            probe.samples(i, xb)
 
 
 def _blocks(plan: _Plan, a: np.ndarray) -> list[np.ndarray]:
@@ -207,18 +274,25 @@ def _dropout(plan, X, sums, rngs, probes, derivs) -> None:
                 d_block[dropped] = 0
 
 
-def _gradients(plan: _Plan, trial: int, derivs: np.ndarray, threads: int) -> np.ndarray:
+def _gradients(plan: _Plan, trial: int, kept: _Backward, threads: int) -> np.ndarray:
     """(grad_sq, grad_ratio) per layer: a Gaussian error signal (the stream after the top
     layer) sent down through the layers' weights, drawn again from their streams."""
     s = plan.series
-    top = np.empty((s.batch, s.width), plan.dtype)
-    run_tasks([lambda j=j: plan.backend.normals(j[1], j[2], 1.0)
-               for j in streams.jobs(s, plan.seed, [trial], s.depth + 1, top[None])], threads)
+    top = top_signal(s, plan.seed, trial, plan.backend, threads)
     w = np.empty((s.width, s.width), plan.dtype)
-    grad_sq = probing.backward(s, derivs, lambda layer: streams.layer_weights(
-        s, plan.seed, trial, layer, out=w, threads=threads, backend=plan.backend), top)
+    grad_sq = probing.backward(s, kept.derivs, lambda layer: streams.layer_weights(
+        s, plan.seed, trial, layer, out=w, threads=threads, backend=plan.backend), top, kept.normed, kept.scales)
     with np.errstate(all="ignore"):
         return np.stack([grad_sq, grad_sq / grad_sq[s.depth]], axis=1)
+
+
+def top_signal(series: Series, seed: int, trial: int, backend=None, threads: int = 1) -> np.ndarray:
+    """dL/dx_depth of the backward pass: N(0, 1) from the stream after the top layer's."""
+    backend = backends.get(backend)
+    top = np.empty((series.batch, series.width), np.dtype(series.dtype))
+    run_tasks([lambda j=j: backend.normals(j[1], j[2], 1.0)
+               for j in streams.jobs(series, seed, [trial], series.depth + 1, top[None])], threads)
+    return top
 
 
 def _small(series: Series, measure: tuple[str, ...] = ()) -> bool:

@@ -8,6 +8,7 @@ import numpy as np
 
 from snn_lab.config import Experiment, Series
 from snn_lab.simulate import backends, engine
+from snn_lab.simulate.probes import gradient_memory
 from snn_lab.simulate.threads import default_threads
 
 
@@ -18,20 +19,21 @@ def memory_needed(series: Series, threads: int | None = None, gradients: bool = 
     weights (engine.trials_stacked: a group per thread side by side, or one trial). Per thread:
     Box-Muller's raw words and temporaries (a step of PAIRS pairs at most, a step for each of a
     group's streams at once), an activation's temporaries, a float64 block and a dropout mask.
-    With gradients, every layer's phi'(h).
+    With gradients, what the backward pass keeps (probes.gradient_memory).
     """
     item = np.dtype(series.dtype).itemsize
     n, batch = series.width, series.batch
     threads = max(1, int(threads)) if threads is not None else default_threads()
     stacked = engine.trials_stacked(series, ("gradients",) if gradients else ())
     groups, group = (threads, stacked) if stacked else (1, 1)  # groups side by side, trials stacked
-    arrays = groups * group * (2 * batch * n * item + 2 * n * n * item)
+    buffers = 3 if series.residual else 2  # x, h (and a residual branch's output y)
+    arrays = groups * group * (buffers * batch * n * item + 2 * n * n * item)
     step = min(2 * backends.PAIRS, max(n * n, batch * n))  # entries of a Box-Muller step
     at_once = group if n * n <= 2 * backends.PAIRS else 1  # one step a stream: the group's at once
     block = min(batch, max(1, engine.STATS_BLOCK // n)) * n
     per_thread = at_once * step * 24 + 4 * block * 8 + block * (4 + 1) + 2 * max(block, 1 << 16) * 8
     probes = groups * group * 2 * (batch // max(1, engine.STATS_BLOCK // n) + 1) * n * 9
-    backward = (series.depth + 3) * batch * n * item + n * n * item if gradients else 0
+    backward = gradient_memory(series) + n * n * item if gradients else 0
     return arrays + threads * per_thread + probes + backward
 
 

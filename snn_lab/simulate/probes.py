@@ -14,6 +14,7 @@ import numpy as np
 
 from snn_lab.activations import Activation
 from snn_lab.config import Series
+from snn_lab.simulate import norms
 from snn_lab.simulate.backends.numpy import as_float64
 
 DEAD_BELOW = 1e-6  # |phi'(h)| below this for every sample of the batch: a dead (or saturated) unit
@@ -113,24 +114,34 @@ def _live(act: Activation) -> tuple[tuple[float, float], ...]:
     return tuple((lo, hi) for k, (lo, hi) in enumerate(pieces) if bool(live[0]) == (k % 2 == 0))
 
 
-def backward(series: Series, derivs: np.ndarray, weights, top: np.ndarray) -> np.ndarray:
-    """Mean square of delta_l for l = depth .. 0, sending `top` down through the layers.
+def backward(series: Series, derivs: np.ndarray, weights, top: np.ndarray,
+             normed: np.ndarray | None = None, scales: np.ndarray | None = None) -> np.ndarray:
+    """Mean square of g_l = dL/dx_l for l = depth .. 0, sending g_depth = `top` down the layers.
 
-    delta_l = (delta_{l+1} W_{l+1}^T) * phi'(H_l) (times a on kept units with alpha dropout);
-    delta_0 is the gradient at the input. `weights(l)` returns layer l's weights (regenerated
-    from their stream rather than stored: one layer's weights in memory at a time).
+    Through layer l (x_l = y or x_{l-1} + alpha y, y = phi(p), p = norm(h), h = x_{l-1} W / beta):
+    dL/dp = g_l * alpha * phi'(p) (times a on kept units with alpha dropout: `derivs`), then the
+    norm's exact backward (norms.backward, from `normed` p and `scales`), then W^T / beta, plus
+    g_l through the skip. `weights(l)` returns layer l's weights (regenerated from their stream
+    rather than stored: one layer's weights in memory at a time).
     """
-    depth = series.depth
+    depth, alpha, betas = series.depth, series.residual.alpha if series.residual else 0.0, series.betas()
     grad_sq = np.empty(depth + 1)
-    delta, nxt = top, np.empty_like(top)
+    g = top
     with np.errstate(all="ignore"):
-        grad_sq[depth] = _mean_square(delta)
-        for layer in range(depth - 1, -1, -1):
-            np.matmul(delta, weights(layer + 1).T, out=nxt)
-            if layer > 0:
-                nxt *= derivs[layer - 1]
-            delta, nxt = nxt, delta
-            grad_sq[layer] = _mean_square(delta)
+        grad_sq[depth] = _mean_square(g)
+        for layer in range(depth, 0, -1):
+            branch = g * derivs[layer - 1]
+            if alpha:
+                branch *= alpha
+            if series.norm != "none":
+                branch = norms.backward(series.norm, branch, normed[layer - 1], scales[layer - 1]).astype(g.dtype)
+            prev = branch @ weights(layer).T
+            if betas[layer] != 1.0:
+                prev /= g.dtype.type(betas[layer])
+            if alpha:
+                prev += g
+            g = prev
+            grad_sq[layer - 1] = _mean_square(g)
     return grad_sq
 
 
