@@ -329,14 +329,16 @@ def _edits(a: str, b: str) -> int:
     return d[-1][-1]
 
 
-def make_activation(name: str, **params: float) -> Activation:
-    """Build a registered activation; unknown names or parameters raise KeyError."""
+def make_activation(name: str, scale: float | str = 1.0, **params: float) -> Activation:
+    """Build a registered activation, times `scale` ("nf": nf_gain); unknown names or
+    parameters raise KeyError."""
     kind = ACTIVATIONS[name]
     unknown = set(params) - set(kind.defaults)
     if unknown:
         raise KeyError(f"{name} has no parameter {sorted(unknown)[0]!r}")
     full = {**kind.defaults, **{k: float(v) for k, v in params.items()}}
-    return kind.build(name, full)
+    act = kind.build(name, full)
+    return act.scaled(nf_gain(act) if scale == "nf" else float(scale))
 
 
 def nf_gain(act: Activation) -> float:

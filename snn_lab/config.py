@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Any
 
-from snn_lab.activations import ACTIVATIONS, Activation, make_activation, nf_gain, suggest
+from snn_lab.activations import ACTIVATIONS, Activation, make_activation, suggest
 from snn_lab.initializers import INITIALIZERS, Initializer
 from snn_lab.yamlio import ConfigError, Path, Problem, dotted, parse
 
@@ -70,8 +70,7 @@ class Series:
 
     def make_activation(self) -> Activation:
         """The series' Activation value (function, derivative, moments), its scale applied."""
-        act = make_activation(self.activation, **dict(self.activation_params))
-        return act.scaled(nf_gain(act) if self.activation_scale == "nf" else float(self.activation_scale))
+        return make_activation(self.activation, self.activation_scale, **dict(self.activation_params))
 
     def betas(self) -> list[float]:
         """beta_l for l = 1..depth (index 0 unused): what each layer's branch input is divided by."""

@@ -91,6 +91,11 @@ def _activation(series: dict) -> Activation:
     return make_activation(spec["name"], **params)
 
 
+def _plain(series: dict) -> bool:
+    """A plain layer x -> phi(x W): no norm and no residual block (the maps of g describe it)."""
+    return series.get("norm", "none") == "none" and not series.get("residual")
+
+
 def _title(results: Results, what: str, trials: bool = True) -> str:
     trials = results.config.get("trials") if trials else None
     name = results.config.get("name", "results")
@@ -235,7 +240,7 @@ def selu_map(results: Results, grid: int = 17) -> Figure:
     the run, the field of the default SELU is drawn alone, with a note saying so.
     """
     selu = [(i, s) for i, s in enumerate(results.config.get("series", []))
-            if _activation(s).name == "selu"]
+            if _activation(s).name == "selu" and _plain(s)]
     act = _activation(selu[0][1]) if selu else make_activation("selu")
     has_theory = "theory_mean" in results.summary and "theory_var" in results.summary
     fixed = g_fixed_point(act)
