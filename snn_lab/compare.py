@@ -183,8 +183,13 @@ def config_changes(base: dict, cur: dict) -> list[Change]:
     cur_series = {s.get("label"): s for s in cur.get("series", [])}
     for s in base.get("series", []):
         if s.get("label") in cur_series:
-            changes += _diff(s, cur_series[s["label"]], f"{s['label']} ", skip={"label"})
+            changes += _diff({**SERIES_ADDED, **s}, {**SERIES_ADDED, **cur_series[s["label"]]},
+                             f"{s['label']} ", skip={"label"})
     return changes
+
+
+# Series keys added after results format 1, as an earlier resolved config means them.
+SERIES_ADDED = {"norm": "none", "residual": None}
 
 
 def _diff(a: dict, b: dict, prefix: str, skip=()) -> list[Change]:
