@@ -142,3 +142,17 @@ def test_normalize_matches_numpy_and_backward_is_the_jacobian():
             norms.normalize(kind, q)
             return float(np.sum(g * q))
         np.testing.assert_allclose(norms.backward(kind, g, p, scale), finite_difference(loss, h), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("kind", ["batch norm", "residual batch norm", "layer norm"])
+def test_norm_layers_across_product_chunks_match_the_reference(kind):
+    """A batch the engine cuts into several row chunks (width 512: 512 rows a chunk): the batch
+    norm's statistics still span the whole batch."""
+    s = tiny(kind, width=512, batch=1100, depth=2)
+    assert engine._Plan(s, 3, engine.backends.get(None), ()).chunk_rows < s.batch
+    x, weights = network(s)
+    stats = engine.run_trial(s, 3, 0, threads=2)
+    for layer in range(1, s.depth + 1):
+        x, cache = reference_layer(s, layer, x, weights[layer])
+        expected = (x.mean(), x.var(), cache["p"].mean(), cache["p"].var())
+        assert stats[layer] == pytest.approx(expected, rel=1e-9, abs=1e-12), f"{kind}: layer {layer}"

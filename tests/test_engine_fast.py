@@ -290,7 +290,9 @@ def traced_peak(run) -> int:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("extra", ["selu", "selu, init: lecun_truncated", "selu, dropout: 0.1", "gelu"])
+@pytest.mark.parametrize("extra", ["selu", "selu, init: lecun_truncated", "selu, dropout: 0.1", "gelu",
+                                   "relu, norm: batch", "tanh, norm: layer", "selu, residual: 0.2",
+                                   "{name: relu, scale: nf}, residual: {alpha: 0.2, beta: expected}, dropout: 0"])
 def test_memory_needed_bounds_what_a_trial_allocates(dtype, extra, backend):
     """tracemalloc sees every numpy buffer: the peak stays under the guard's estimate."""
     s, seed = series_of(f"width: 256\ndepth: 3\nbatch: 700\ndtype: {dtype}\n"
@@ -309,8 +311,9 @@ def test_memory_needed_bounds_a_small_series(dtype, backend, monkeypatch):
     assert traced_peak(lambda: engine.run_series(s, seed, 16, backend=backend)) <= memory.memory_needed(s)
 
 
-def test_memory_needed_bounds_the_backward_pass(backend):
-    s, seed = series_of("width: 256\ndepth: 8\nbatch: 128\ndtype: float64\nseries: [{activation: selu}]")
+@pytest.mark.parametrize("extra", ["", ", norm: batch", ", norm: layer, residual: 0.5"])
+def test_memory_needed_bounds_the_backward_pass(backend, extra):
+    s, seed = series_of(f"width: 256\ndepth: 8\nbatch: 128\ndtype: float64\nseries: [{{activation: selu{extra}}}]")
     peak = traced_peak(lambda: engine.run_series(s, seed, 1, measure=("gradients",), backend=backend))
     assert 8 * 128 * 256 * 8 <= peak <= memory.memory_needed(s, gradients=True)
 
@@ -340,6 +343,10 @@ SMALL_CASES = [  # default block sizes
     "series: [{activation: selu, dropout: 0.1, bias_var: 0.2, normalize_weights: true}]",
     "width: 30\ndepth: 5\nbatch: 41\ndtype: float64\nseries: [{activation: relu, init: lecun_truncated}]",
     "width: 24\ndepth: 4\nbatch: 20\ndtype: float64\nseries: [{activation: elu, init: lecun_uniform}]",
+    "width: 40\ndepth: 4\nbatch: 33\ndtype: float32\nseries: [{activation: relu, norm: batch, bias_var: 0.1}]",
+    "width: 40\ndepth: 4\nbatch: 33\ndtype: float64\nseries: [{activation: tanh, norm: layer}]",
+    "width: 30\ndepth: 5\nbatch: 41\ndtype: float32\n"
+    "series: [{activation: selu, dropout: 0.1, residual: {alpha: 0.3, beta: expected}, norm: batch}]",
     "width: 24\ndepth: 4\nbatch: 20\ndtype: float32\nseries: [{activation: gelu}]",  # no compiled loop
     "width: 200\ndepth: 70\nbatch: 8\ndtype: float32\nseries: [{activation: selu}]",
 ]
