@@ -156,3 +156,40 @@ def test_suggestions_catch_swaps_prefixes_and_case(typo, meant):
 
 def test_suggestion_is_silent_for_unrelated_words():
     assert suggest("transformer", ACTIVATIONS) is None
+
+
+def test_norm_residual_and_scale_keys_are_checked_with_the_nearest_choice():
+    found = problems("series:\n"
+                     "- {activation: relu, norm: batchnorm}\n"
+                     "- {activation: relu, residual: {alpha: -1}}\n"
+                     "- {activation: relu, residual: {beta: expected}}\n"
+                     "- {activation: relu, residual: {alpha: 0.2, beta: expectd, gamma: 1}}\n"
+                     "- {activation: {name: relu, scale: nff}}\n"
+                     "- {activation: {name: relu, scale: -2}}\n"
+                     "- {activation: relu, residual: big}\n"
+                     "- {activation: {}}\n")
+    expected = [
+        ("exp.yaml:2: series.0.norm", "one of: none, batch, layer", "did you mean 'batch'?"),
+        ("exp.yaml:3: series.1.residual.alpha", "> 0", "-1"),
+        ("exp.yaml:4: series.2.residual", "missing key 'alpha'"),
+        ("exp.yaml:5: series.3.residual.gamma", "unknown key (expected one of: alpha, beta)"),
+        ("exp.yaml:5: series.3.residual.beta", "one of: none, expected", "did you mean 'expected'?"),
+        ("exp.yaml:6: series.4.activation.scale", "one of: nf", "did you mean 'nf'?"),
+        ("exp.yaml:7: series.5.activation.scale", "> 0", "-2"),
+        ("exp.yaml:8: series.6.residual", "expected a mapping {alpha: ..., beta: none | expected} or a number"),
+        ("exp.yaml:9: series.7.activation", "missing key 'name'", "selu"),
+    ]
+    assert len(found) == len(expected), found
+    for message, parts in zip(found, expected):
+        for part in parts:
+            assert part in message, (part, message)
+
+
+def test_norm_residual_and_scale_round_trip_through_the_resolved_config():
+    exp = config.load(text="series:\n- {activation: {name: relu, scale: nf}, norm: layer, "
+                           "residual: {alpha: 0.2, beta: expected}}\n- {activation: selu, residual: 0.5}\n")
+    assert exp.series[0].residual == config.Residual(0.2, "expected")
+    assert exp.series[1].residual == config.Residual(0.5, "none")
+    assert exp.series[0].norm == "layer" and exp.series[0].activation_scale == "nf"
+    again = config.load(text=yaml.safe_dump(exp.to_dict()))
+    assert again.series == exp.series
