@@ -44,11 +44,12 @@ def test_relu_he_correlation_follows_the_arc_cosine_map():
 
 
 def test_gradient_ratio_halves_per_layer_for_relu_lecun_and_is_kept_for_he():
+    """dL/dx at each layer's output: through layer l the mean square gains sigma_w^2 E[relu'^2]
+    = sigma_w^2 / 2, so 2^-(L - l) with LeCun (sigma_w^2 = 1) and 1 with He (2), input included."""
     lecun = theory.predict_probes(series("depth: 6\nseries: [{activation: relu}]"), correlation=False)
     he = theory.predict_probes(series("depth: 6\nseries: [{activation: relu, init: he_normal}]"), correlation=False)
-    np.testing.assert_allclose(lecun[1:, 0], 0.5 ** np.arange(5, -1, -1), rtol=1e-13)
-    np.testing.assert_allclose(he[1:, 0], 1.0, rtol=1e-13)
-    assert he[0, 0] == pytest.approx(2.0) and lecun[0, 0] == pytest.approx(lecun[1, 0])
+    np.testing.assert_allclose(lecun[:, 0], 0.5 ** np.arange(6, -1, -1), rtol=1e-13)
+    np.testing.assert_allclose(he[:, 0], 1.0, rtol=1e-13)
 
 
 def test_selu_gradient_grows_by_chi1_per_layer_at_its_fixed_point():
@@ -58,7 +59,7 @@ def test_selu_gradient_grows_by_chi1_per_layer_at_its_fixed_point():
     phi_m2 = 0.5 * math.erfc(2 / math.sqrt(2))
     chi1 = lam * lam * (0.5 + alpha * alpha * math.exp(2.0) * phi_m2)
     pred = theory.predict_probes(series("depth: 8\nseries: [{activation: selu}]"), correlation=False)
-    np.testing.assert_allclose(pred[1:-1, 0] / pred[2:, 0], chi1, rtol=1e-12)
+    np.testing.assert_allclose(pred[:-1, 0] / pred[1:, 0], chi1, rtol=1e-12)  # the input's too
     assert chi1 == pytest.approx(1.0716, abs=1e-4)
 
 

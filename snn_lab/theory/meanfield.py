@@ -116,7 +116,12 @@ def predict(series: Series) -> np.ndarray:
 
     Layer 0 is the input. A q that overflows is recorded as inf, and from there on the
     variance as inf and the mean as NaN (its sign is not determined); nothing is raised.
+    A series with a norm or a residual is theory/blocks.py's.
     """
+    if is_block(series):
+        from snn_lab.theory import blocks  # blocks builds on this module's layer maps
+
+        return blocks.predict(series)
     act = series.make_activation()
     out = np.empty((series.depth + 1, len(THEORY)))
     mean, var = series.input.mean, series.input.var
@@ -160,13 +165,20 @@ def input_correlation(series: Series) -> tuple[float, float]:
 def predict_probes(series: Series, correlation: bool = True, prediction: np.ndarray | None = None) -> np.ndarray:
     """(depth + 1, len(PROBES)): gradient mean square relative to the top, and input cosine.
 
-    theory_grad_ratio: E[delta_l^2] / E[delta_L^2] for an error signal sent back from the top,
-    the product of chi_1(q_k) over the layers k = l .. L-1 it passes (and sigma_w^2 into the
-    input). theory_correlation: the mean cosine similarity of two inputs' post-activations,
-    E[Y_a Y_b] / E[Y^2], following the correlation map from the input's correlation
-    (Poole et al. 2016). Correlation costs a 2-D quadrature per layer: skipped (NaN) if not asked.
-    `prediction`: predict(series), if the caller has it already.
+    theory_grad_ratio: E[delta_l^2] / E[delta_L^2], delta_l = dL/dx_l the gradient at layer
+    l's output (layer 0: the input) for an i.i.d. error signal at the top: going down through
+    layer l multiplies it by chi_1(q_l) = tau (a^2 keep) E[phi'(h_l)^2], the layer's own
+    pre-activation variance (snn-lab 0.1.0 took the gradient at the pre-activations, one
+    layer's factor apart). theory_correlation: the mean cosine similarity of two inputs'
+    post-activations, E[Y_a Y_b] / E[Y^2], following the correlation map from the input's
+    correlation (Poole et al. 2016). Correlation costs a 2-D quadrature per layer: skipped
+    (NaN) if not asked. `prediction`: predict(series), if the caller has it already. A series
+    with a norm or a residual is theory/blocks.py's.
     """
+    if is_block(series):
+        from snn_lab.theory import blocks
+
+        return blocks.predict_probes(series, correlation)
     act = series.make_activation()
     out = np.full((series.depth + 1, len(PROBES)), math.nan)
     # Each layer's pre-activation variance, from predict() (q[0] is not used).
@@ -174,9 +186,9 @@ def predict_probes(series: Series, correlation: bool = True, prediction: np.ndar
     with np.errstate(all="ignore"):
         ratio = 1.0
         out[series.depth, 0] = 1.0
-        for layer in range(series.depth - 1, -1, -1):
-            ratio *= chi1(series, q[layer], act) if layer > 0 else weight_scale(series)
-            out[layer, 0] = ratio
+        for layer in range(series.depth, 0, -1):
+            ratio *= chi1(series, q[layer], act)
+            out[layer - 1, 0] = ratio
         if correlation:
             out[0, 1], c = input_correlation(series)
             for layer in range(1, series.depth + 1):
@@ -191,6 +203,11 @@ def predict_probes(series: Series, correlation: bool = True, prediction: np.ndar
                     centred = cross - e1 * e1 if series.normalize_weights else cross
                     c = (weight_scale(series) * centred + series.bias_var) / q[layer + 1]
     return out
+
+
+def is_block(series: Series) -> bool:
+    """Whether the series normalizes or adds a skip: theory/blocks.py's theory, not the q-map's."""
+    return series.norm != "none" or series.residual is not None
 
 
 def q_map(series: Series, q: float, act: Activation | None = None) -> float:
@@ -226,7 +243,8 @@ class FixedPoint:
     """Where the series' q settles: q*, the output's mean and var there, or why there is none."""
 
     # "fixed" (q* > 0 reached from the input), "marginal" (every q is fixed: the series keeps
-    # its input's q), "collapses" (q -> 0) or "grows" (q -> infinity)
+    # its input's q), "collapses" (q -> 0) or "grows" (q -> infinity); "normalized" or
+    # "residual" for a series with a norm or a skip, which has no q-map (theory/blocks.py)
     status: str
     q: float | None = None
     mean: float | None = None
@@ -242,6 +260,9 @@ def fixed_point(series: Series, act: Activation | None = None, *, step: float = 
     grown (collapsed) once it passes `far` (1 / far) with no change of sign; the phase diagram
     walks coarser and gives up sooner (phase.settle).
     """
+    if is_block(series):
+        status = "residual" if series.residual is not None else "normalized"
+        return FixedPoint(status, note=f"a {status} series has no q-map fixed point (theory/blocks.py)")
     act = act or series.make_activation()
     q0 = preact_var(series, series.input.mean, series.input.var)
 
@@ -394,6 +415,10 @@ def report(series: Series, depth: int | None = None) -> dict:
     input's q when every q is fixed, in the limit q -> 0+ when q collapses (chi1, q_slope,
     phase, xi_q only); nothing when q grows without bound. reasons[key] says why a value is null.
     """
+    if is_block(series):
+        from snn_lab.theory import blocks
+
+        return blocks.report(series, depth)
     if depth is not None:
         series = dataclasses.replace(series, depth=depth)
     act = series.make_activation()
