@@ -353,6 +353,9 @@ def theory(config, activation, init, gain, bias_var, dropout, normalize, depth, 
            phase, weight_grid, bias_grid, out, overlay, stat, layer, overlay_series):
     """Mean-field analysis: fixed point, stability, chi_1, depth scales, per-layer prediction.
 
+    A series with a norm or a residual has no fixed point: its gradient growth per layer (and
+    its large-batch or large-width limit) and, with a residual, its variance growth per block.
+
     Without CONFIG and options: the default experiment's series. With --activation (and
     friends) but no CONFIG: that one series. With CONFIG: the options apply to every series.
 
@@ -468,6 +471,12 @@ def _theory_phase(exp, defaulted, weight_grid, bias_grid, out, overlay, stat, la
                            f"(one of: {', '.join(ACTIVATIONS)})")
     weights, biases = _grid(weight_grid, "--weight-var"), _grid(bias_grid, "--bias-var-range")
     tmpl = exp.series[0]
+    if tmpl.norm != "none" or tmpl.residual is not None:
+        what = f"norm: {tmpl.norm}" if tmpl.norm != "none" else f"residual (alpha {tmpl.residual.alpha:g})"
+        raise UsageProblem(f"--phase draws the order-to-chaos diagram of plain layers; {tmpl.label} has {what}, "
+                           "which has no q-map fixed point to draw (a norm fixes each layer's pre-activation "
+                           "law, a skip makes the stream grow). Drop --phase: snn-lab theory prints its "
+                           "gradient growth per layer")
     if tmpl.normalize_weights:
         raise UsageProblem("--phase is for random i.i.d. weights; drop --normalize-weights "
                            "(normalized weights follow the map g, not the q-map)")

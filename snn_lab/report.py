@@ -163,35 +163,66 @@ def _fmt(v) -> str:
 
 
 def theory_tables(reports: list[dict]) -> list:
-    """Per series: the fixed-point analysis, then the predicted per-layer table."""
+    """Per series: the fixed-point analysis (or a block's growth factors), then the predicted layers."""
     out = []
     for rep in reports:
         table = Table(title=f"{rep['label']}: mean-field analysis", title_justify="left", show_header=False)
         table.add_column("quantity", style="bold")
         table.add_column("value")
-        fp = rep["fixed_point"]
-        table.add_row("fixed point", "none: " + str(rep["note"]) if fp is None else
-                      f"q* = {_fmt(fp['q'])}, mean* = {_fmt(fp['mean'])}, var* = {_fmt(fp['var'])}")
-        jac = rep.get("jacobian")
-        table.add_row("Jacobian of g", "-" if jac is None else
-                      "[[" + ", ".join(map(_fmt, jac[0])) + "], [" + ", ".join(map(_fmt, jac[1])) + "]]")
-        for key, name in (("spectral_norm", "spectral norm"), ("q_slope", "slope of the q-map at q*"),
-                          ("chi1", "chi_1 (gradient growth per layer)"), ("phase", "phase"),
-                          ("c_star", "correlation fixed point c*"), ("chi_c", "chi_c at c*"),
-                          ("xi_q", "depth scale xi_q"), ("xi_c", "depth scale xi_c")):
-            value = rep.get(key)
-            why = rep.get("reasons", {}).get(key)
-            table.add_row(name, _fmt(value) if value is not None or not why else f"- ({why})")
+        if rep["status"] in ("normalized", "residual"):
+            _block_rows(table, rep)
+        else:
+            _fixed_point_rows(table, rep)
         out.append(table)
         layers = rep["layers"]
         pred = Table(title=f"{rep['label']}: predicted layers", title_justify="left")
-        for col in ("layer", "mean", "var", "preact var"):
+        columns = {"theory_mean": "mean", "theory_var": "var", "theory_preact_var": "preact var",
+                   "theory_grad_ratio": "grad ratio", "gradient_growth": "grad growth"}
+        columns = {k: v for k, v in columns.items() if k in layers[0]}
+        for col in ("layer", *columns.values()):
             pred.add_column(col, justify="right")
         for layer in [0, *display_layers(len(layers) - 1)]:
             row = layers[layer]
-            pred.add_row(str(layer), *(_fmt(row[k]) for k in ("theory_mean", "theory_var", "theory_preact_var")))
+            pred.add_row(str(layer), *(_fmt(row[k]) for k in columns))
         out.append(pred)
     return out
+
+
+def _value(rep: dict, key: str) -> str:
+    """A report value, or '-' with its reason."""
+    value, why = rep.get(key), rep.get("reasons", {}).get(key)
+    return _fmt(value) if value is not None or not why else f"- ({why})"
+
+
+def _fixed_point_rows(table: Table, rep: dict) -> None:
+    fp = rep["fixed_point"]
+    table.add_row("fixed point", "none: " + str(rep["note"]) if fp is None else
+                  f"q* = {_fmt(fp['q'])}, mean* = {_fmt(fp['mean'])}, var* = {_fmt(fp['var'])}")
+    jac = rep.get("jacobian")
+    table.add_row("Jacobian of g", "-" if jac is None else
+                  "[[" + ", ".join(map(_fmt, jac[0])) + "], [" + ", ".join(map(_fmt, jac[1])) + "]]")
+    for key, name in (("spectral_norm", "spectral norm"), ("q_slope", "slope of the q-map at q*"),
+                      ("chi1", "chi_1 (gradient growth per layer)"), ("phase", "phase"),
+                      ("c_star", "correlation fixed point c*"), ("chi_c", "chi_c at c*"),
+                      ("xi_q", "depth scale xi_q"), ("xi_c", "depth scale xi_c")):
+        table.add_row(name, _value(rep, key))
+
+
+def _block_rows(table: Table, rep: dict) -> None:
+    """A normalized or residual series: no fixed point; its growth factors per layer."""
+    block = rep["block"]
+    table.add_row("block", str(rep["note"]))
+    if block["activation_gain"] != 1.0:
+        table.add_row("activation gain", _fmt(block["activation_gain"]))
+    limit = {"batch": "deep, large batch, eps -> 0", "layer": "deep, large width, eps -> 0"}.get(block["norm"], "deep")
+    rows = [("gradient_growth", "gradient growth per layer, deep (E delta_(l-1)^2 / E delta_l^2)"),
+            ("gradient_growth_limit", f"gradient growth limit ({limit})"),
+            ("gradient_ratio_input", "gradient ratio input / top")]
+    if rep["status"] == "residual":
+        rows += [("variance_growth", "variance growth, last block (var_L / var_(L-1))"),
+                 ("variance_increment", "variance increment, last block (var_L - var_(L-1))")]
+    for key, name in rows:
+        table.add_row(name, _value(rep, key))
 
 
 def _short(v: float) -> str:

@@ -70,6 +70,9 @@ def template(activation: str, params: tuple = (), **series) -> Series:
 
 def at(tmpl: Series, weight_var: float, bias_var: float) -> Series:
     """The template with sigma_w^2 = weight_var and sigma_b^2 = bias_var."""
+    if tmpl.norm != "none" or tmpl.residual is not None:
+        raise ValueError("the phase diagram is for plain layers: a norm or a residual has no q-map "
+                         "fixed point (theory/blocks.py)")
     if tmpl.normalize_weights:
         raise ValueError("the phase diagram is for random i.i.d. weights; normalize_weights "
                          "fixes each unit's sum of squares (use the map g instead)")
