@@ -41,7 +41,13 @@ from snn_lab import gaussian
 from snn_lab.activations import Activation, Moments
 from snn_lab.config import NORM_EPS, Series
 from snn_lab.statistics import json_number
-from snn_lab.theory.meanfield import _PAIR_RANGE, PROBES, THEORY, _dropout_affine, weight_scale
+from snn_lab.theory.meanfield import (
+    _PAIR_RANGE,
+    PROBES,
+    THEORY,
+    _dropout_affine,
+    weight_scale,
+)
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,8 @@ def deficit(a: float, dof: int) -> float:
         return 1.0  # nothing is left to normalize: v = 0 and p = 0
     if a <= 0.0:
         return 0.0
-    from scipy.integrate import quad  # imported when needed, as scipy.optimize in meanfield
+    # Imported when needed, as scipy.optimize in meanfield.
+    from scipy.integrate import quad
 
     unit = 1.0 / (a + dof)
 
@@ -185,7 +192,7 @@ class _Walker:
             u, w, _ = batch
             # Deep in the net the error signal reaching the branch sums to 0 over the batch
             # (without a skip) or is nearly i.i.d. (the skip carries it): see _probe_rows.
-            branch = u / (K - 1) if r is not None else (K * u - w) / ((K - 1) * (K - 1))
+            branch = u / K if r is not None else (K * u - w) / (K * (K - 1))
         chi = branch if r is None else 1.0 + alpha * alpha * branch
         if r is None:
             return Layer(e1, e2, float(cross), pre, chi, batch, degenerate)
@@ -205,8 +212,10 @@ def _batch_backward(slopes, A: np.ndarray, inverse: float, K: int) -> tuple[floa
     u = s E[1/sigma^2] E tr(P D^2 P) = s E[1/sigma^2] a^2 keep ((B - 1) E phi'^2 - E phi'^2 u^2),
     w = s E[1/sigma^2] E |P D 1|^2 = s E[1/sigma^2] (a^2 keep (B - 1) E phi'^2 - a^2 keep
     E phi'^2 u^2 - (B - 1) (a keep)^2 (E phi'_a phi'_b + E phi'_a u_a phi'_b u_b)).
-    `inverse` is s E[1/sigma^2] (exact over chi^2). As B -> infinity, u / (B - 1) and
-    (B u - w) / (B - 1)^2 both tend to a^2 keep E phi'^2 / S_h (Yang et al. 2019).
+    `inverse` is s E[1/sigma^2] (exact over chi^2). The mean square (the diagonal) goes from
+    alpha + beta to rho (B - 1)/B: by u / B for an i.i.d. signal, by (B u - w) / (B (B - 1)) for
+    one that sums to 0 over the batch (the shape below a batch norm); as B -> infinity both tend
+    to s a^2 keep E phi'^2 / S_h (Yang et al. 2019).
     """
     e1, e2, p1, p2 = slopes
     diag, off = A[1, 1], A[0, 0] * A[0, 0]
