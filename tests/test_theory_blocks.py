@@ -119,15 +119,65 @@ def test_eps_deficit_is_eps_times_the_mean_inverse_chi_square(dof):
 
 
 def test_norm_preact_var_is_one_minus_eps_times_the_mean_inverse_variance():
-    """Layer 1 from N(0, 1.7) input: LN divides by v = V chi^2_(n-1)/n, V = sigma_w^2 1.7 (E 1/v =
-    n/((n-3) V)); BN by v = V chi^2_(B-1)/B with the same V (the bias cancels)."""
-    n, B = 64, 32
-    text = f"width: {n}\nbatch: {B}\ndepth: 1\ninput: {{var: 1.7}}\nseries: [{{activation: tanh, init: he_normal, %s}}]"
-    V = 2.0 * 1.7
-    ln = theory.predict(series(text % "norm: layer, bias_var: 0.3"))[1, 2]
-    bn = theory.predict(series(text % "norm: batch, bias_var: 0.3"))[1, 2]
-    assert 1 - ln == pytest.approx(NORM_EPS * n / ((n - 3) * (V + 0.3)), rel=2e-4)  # O(eps / V)
-    assert 1 - bn == pytest.approx(NORM_EPS * B / ((B - 3) * V), rel=2e-4)
+    """Layer 1, N(0, 1.7) input, Gaussian weights, sigma_w^2 = 2: V = 3.4. Layer norm divides by
+    v = V_a chi^2_(n-1)/n, V_a = V chi^2_n/n (the sample's own mean square): E 1/v =
+    n/(n-3) n/((n-2) V). Batch norm: v B = g^T G g, G the batch's Gram: v = V chi^2_(B-1)
+    chi^2_n/(B n), E 1/v = B/(B-3) n/(n-2) / V. (The theory's width terms are the leading
+    2/n of n/(n-2): 4/n^2 = 6e-5 apart.)"""
+    n, B, V = 256, 32, 3.4
+    text = f"width: {n}\nbatch: {B}\ndepth: 1\ninput: {{var: 1.7}}\nseries: [{{activation: tanh, init: he_normal, norm: %s}}]"
+    ln = theory.predict(series(text % "layer"))[1, 2]
+    bn = theory.predict(series(text % "batch"))[1, 2]
+    assert 1 - ln == pytest.approx(NORM_EPS * n / (n - 3) * n / ((n - 2) * V), rel=1e-4)
+    assert 1 - bn == pytest.approx(NORM_EPS * B / (B - 3) * n / ((n - 2) * V), rel=1e-4)
+    # The bias is in V for layer norm, and cancels in batch norm.
+    biased = series(text % "batch", "series.0.bias_var=0.3")
+    assert theory.predict(biased)[1, 2] == theory.predict(series(text % "batch"))[1, 2]
+
+
+def test_batch_norm_eps_term_is_smaller_with_normalized_and_uniform_weights():
+    """The width term is (2 + kappa)/n, kappa the weights' excess kurtosis: a normalized unit's
+    weights have a fixed sum of squares (kappa = -2: none); uniform weights kappa = -6/5."""
+    n, B = 128, 64
+    text = f"width: {n}\nbatch: {B}\ndepth: 1\nseries: [{{activation: tanh, norm: batch, %s}}]"
+    inf = NORM_EPS * B / ((B - 3) * 1.0)  # infinite width, V = 1
+    normal, uniform, normalized = (1 - theory.predict(series(text % kind))[1, 2] for kind in
+                                   ("init: lecun_normal", "init: lecun_uniform", "normalize_weights: true"))
+    assert normal == pytest.approx(inf * (1 + 2 / n), rel=1e-4)
+    assert uniform == pytest.approx(inf * (1 + 0.8 / n), rel=1e-4)
+    assert normalized == pytest.approx(inf, rel=1e-4)
+
+
+def _deficits(s, trials: int, seed: int) -> np.ndarray:
+    """(trials, depth): 1 - the pooled variance of each norm layer's output, simulated in numpy."""
+    act, rng = s.make_activation(), np.random.default_rng(seed)
+    n, B, axis = s.width, s.batch, 0 if s.norm == "batch" else 1
+    out = np.empty((trials, s.depth))
+    for t in range(trials):
+        x = rng.standard_normal((B, n)) + s.input.mean
+        for layer in range(s.depth):
+            if s.normalize_weights:
+                W = rng.standard_normal((n, n))
+                W -= W.mean(axis=0)
+                W /= np.sqrt((W * W).sum(axis=0))
+            else:
+                W = rng.uniform(-1.0, 1.0, (n, n)) * math.sqrt(3.0 / n)
+            h = x @ W
+            p = (h - h.mean(axis=axis, keepdims=True)) / np.sqrt(h.var(axis=axis, keepdims=True) + NORM_EPS)
+            out[t, layer] = 1.0 - p.var()
+            x = act.fn(p)
+    return out
+
+
+@pytest.mark.parametrize("text", [
+    "width: 64\nbatch: 32\ndepth: 2\ninput: {mean: 0.3}\nseries: [{activation: relu, normalize_weights: true, norm: layer}]",
+    "width: 64\nbatch: 64\ndepth: 1\nseries: [{activation: tanh, init: lecun_uniform, norm: batch}]",
+])
+def test_eps_term_at_finite_width_matches_monte_carlo(text):
+    """The eps term resolved to ~1e-8 at width 64, where its width terms are 3-6% of it."""
+    s = series(text)
+    sim = _deficits(s, trials=400, seed=13)
+    assert_matches(sim, 1.0 - theory.predict(s)[1:, 2], family_size=s.depth, what="1 - preact var")
 
 
 # ---- gradients ---------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from snn_lab import gaussian
 from snn_lab.activations import Activation, Moments
 from snn_lab.config import NORM_EPS, Series
 from snn_lab.statistics import json_number
+from snn_lab.theory import finite_width
 from snn_lab.theory.meanfield import (
     _PAIR_RANGE,
     PROBES,
@@ -64,6 +65,8 @@ class Layer:
     # Batch norm: (u, w, B) of _batch_backward, which the exact gradient ratio folds over.
     batch: tuple[float, float, int] | None = None
     degenerate: bool = False  # the norm saw no variance (p = 0 in the theory)
+    spread: finite_width.Spread | None = None  # layer norm: see finite_width
+    anisotropy: float = math.nan  # batch norm: D of the batch's Gram matrix, see finite_width
 
     @property
     def var(self) -> float:
@@ -171,7 +174,10 @@ class _Walker:
             V = q if ser.norm == "layer" else max(0.0, s * (M - C))
             degenerate = not V > 0.0 or K <= 1
             lost = deficit(NORM_EPS * K / V if V > 0 else math.inf, K - 1)
-            pre, denom = 1.0 - lost, V + NORM_EPS
+            # The simulated preact var resolves eps / width: the one finite-width term.
+            factor = 1.0 + finite_width.batch_excess(ser, prev.anisotropy) if ser.norm == "batch" else \
+                finite_width.layer_factor(ser, prev.spread, m, M, s, V) if V > 0 else 1.0
+            pre, denom = 1.0 - min(lost * factor, 1.0), V + NORM_EPS  # NaN stays NaN
             if ser.norm == "batch":  # two entries of one unit's normalized batch
                 pair_K, c = K, -1.0 / max(K - 1, 1)
         scale = math.sqrt(pre)
@@ -194,11 +200,23 @@ class _Walker:
             # (without a skip) or is nearly i.i.d. (the skip carries it): see _probe_rows.
             branch = u / K if r is not None else (K * u - w) / (K * (K - 1))
         chi = branch if r is None else 1.0 + alpha * alpha * branch
+        spread, anisotropy = None, math.nan
+        if ser.norm == "batch":
+            x, w = gaussian.sphere_nodes(K, scale, self.act.kinks)
+            slope = A[0, 0] * float(w @ self.act.deriv(x))
+            S_y = e2 - cross  # the branch's batch variance
+            transmission = slope * slope * pre / S_y if S_y > 0 else 0.0
+            anisotropy = finite_width.gram_anisotropy(ser, prev.anisotropy, transmission,
+                                                      None if r is None else (alpha, M - C, S_y))
+        if ser.norm == "layer":
+            spread = finite_width.norm_output(self.act, ser, *gaussian.sphere_nodes(K, scale, self.act.kinks), scale)
+            if r is not None:
+                spread = finite_width.residual(prev.spread, spread, alpha, m, M, e1, e2)
         if r is None:
-            return Layer(e1, e2, float(cross), pre, chi, batch, degenerate)
+            return Layer(e1, e2, float(cross), pre, chi, batch, degenerate, spread, anisotropy)
         step = 2.0 * alpha * m * e1
         return Layer(m + alpha * e1, M + step + alpha * alpha * e2, C + step + alpha * alpha * cross, pre,
-                     chi, batch, degenerate)
+                     chi, batch, degenerate, spread, anisotropy)
 
 
 def _batch_backward(slopes, A: np.ndarray, inverse: float, K: int) -> tuple[float, float, int]:
@@ -230,7 +248,7 @@ def walk(series: Series, cross: bool = True, grads: bool = True) -> list[Layer]:
     w = _Walker(series, cross, grads)
     inp = series.input
     out = [Layer(inp.mean, inp.var + inp.mean * inp.mean, inp.correlation * inp.var + inp.mean * inp.mean,
-                 inp.var)]
+                 inp.var, spread=finite_width.input_spread(series), anisotropy=1.0 / series.width)]
     with np.errstate(all="ignore"):  # overflow is data here, as in meanfield.predict
         for index in range(1, series.depth + 1):
             out.append(w.layer(index, out[-1]))
