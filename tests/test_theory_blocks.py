@@ -148,6 +148,15 @@ def test_batch_norm_eps_term_is_smaller_with_normalized_and_uniform_weights():
     assert normalized == pytest.approx(inf, rel=1e-4)
 
 
+@pytest.mark.parametrize("init, kurtosis", [("lecun_normal", 0.0), ("lecun_uniform", stats.uniform(-1, 2).stats("k")),
+                                              ("lecun_truncated", stats.truncnorm(-2, 2).stats("k"))])
+def test_weight_kurtosis_is_scipys(init, kurtosis):
+    from snn_lab.theory import finite_width
+
+    assert finite_width.weight_kurtosis(series(f"series: [{{activation: relu, init: {init}}}]")) == \
+        pytest.approx(float(kurtosis), rel=1e-12, abs=1e-15)
+
+
 def _deficits(s, trials: int, seed: int) -> np.ndarray:
     """(trials, depth): 1 - the pooled variance of each norm layer's output, simulated in numpy."""
     act, rng = s.make_activation(), np.random.default_rng(seed)

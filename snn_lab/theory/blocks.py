@@ -19,13 +19,16 @@ C - m^2), h ~ N(0, q), q = s M + sigma_b^2, and two samples' h have covariance s
 - NORM_EPS: p is the eps-free p times sqrt(v / (v + eps)), v = V X / K the biased variance
   normalized (X ~ chi^2_(K-1); V = q for layer norm, the batch variance S_h = s (M - C) for
   batch norm). The pre-activation's pooled variance is E[v / (v + eps)] = 1 - eps E[1/v] + ...,
-  computed exactly over X; the activation's moments use p at that scale.
+  computed exactly over X, times the O(1/width) excess of theory/finite_width.py (the one
+  finite-width term here: the simulation resolves it); the activation's moments use p at that scale.
 - residual: y is independent of x at infinite width, so m' = m + alpha E y,
   M' = M + 2 alpha m E y + alpha^2 E y^2, C' = C + 2 alpha m E y + alpha^2 E[y_a y_b].
 Gradients (dL/dx_l, an i.i.d. error signal at the top): E[delta_{l-1}^2] = chi_l E[delta_l^2],
 chi_l = (1 + alpha^2 chi_branch) with a residual, chi_branch without;
 chi_branch = s a^2 keep E[phi'(p)^2] / D, D = 1 (no norm), q + eps (layer norm, infinite
-width), S_h + eps (batch norm, the large-batch limit: O(1/B) corrections per layer).
+width). Batch norm: the error signal's covariance over the batch is followed exactly at
+infinite width for any batch (_batch_backward); its large-batch limit is s a^2 keep E[phi'^2]
+/ S_h, Yang et al. (2019).
 Everything here returns data.
 """
 
