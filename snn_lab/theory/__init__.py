@@ -1,7 +1,29 @@
 """The mean-field theory: what infinite width predicts for each layer (meanfield), and the
 order/chaos phase diagram (phase). Never imports the simulation."""
 
-from snn_lab.theory.meanfield import (FixedPoint, PROBES, THEORY, c_map, chi1, chi_c, correlation_fixed_point, fixed_point, g_jacobian, g_map, input_correlation, layer_stats, output_moments, pair_output, preact_var, predict, predict_probes, q_map, q_slope, report, weight_scale)
+from snn_lab.theory.meanfield import (
+    PROBES,
+    THEORY,
+    FixedPoint,
+    c_map,
+    chi1,
+    chi_c,
+    correlation_fixed_point,
+    fixed_point,
+    g_jacobian,
+    g_map,
+    input_correlation,
+    layer_stats,
+    output_moments,
+    pair_output,
+    preact_var,
+    predict,
+    predict_probes,
+    q_map,
+    q_slope,
+    report,
+    weight_scale,
+)
 from snn_lab.theory.selu import selu_params
 
-__all__ = ['FixedPoint', 'PROBES', 'THEORY', 'c_map', 'chi1', 'chi_c', 'correlation_fixed_point', 'fixed_point', 'g_jacobian', 'g_map', 'input_correlation', 'layer_stats', 'output_moments', 'pair_output', 'preact_var', 'predict', 'predict_probes', 'q_map', 'q_slope', 'report', 'selu_params', 'weight_scale']
+__all__ = ['PROBES', 'THEORY', 'FixedPoint', 'c_map', 'chi1', 'chi_c', 'correlation_fixed_point', 'fixed_point', 'g_jacobian', 'g_map', 'input_correlation', 'layer_stats', 'output_moments', 'pair_output', 'preact_var', 'predict', 'predict_probes', 'q_map', 'q_slope', 'report', 'selu_params', 'weight_scale']

@@ -324,7 +324,8 @@ def report(series: Series, depth: int | None = None) -> dict:
     """meanfield.report's dictionary for a normalized or residual series (same keys, and more).
 
     No q-map fixed point: a norm fixes each layer's pre-activation law, a skip makes the stream
-    grow. Added: gradient_growth (chi at the deepest layer), gradient_growth_limit (deep, large
+    grow. Added: gradient_growth (chi at the deepest layer, for the error signal's shape there:
+    below a batch norm it sums to 0 over the batch), gradient_growth_limit (deep, large
     batch or width; see growth_limit), gradient_ratio_input (E[delta_0^2] / E[delta_L^2]), and
     for a residual series variance_growth (var_L / var_(L-1)) and variance_increment
     (var_L - var_(L-1)); per layer also theory_grad_ratio and gradient_growth (chi_l).
