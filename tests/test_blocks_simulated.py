@@ -8,6 +8,7 @@ and not modelled, the test says how large it is allowed to be and why.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from snn_lab import theory
 from snn_lab.simulate import engine
 from snn_lab.statistics import PROBES, STATS
 
+ROOT = Path(__file__).resolve().parents[1]
 MEAN, VAR, PRE_MEAN, PRE_VAR = range(4)
 RATIO, CORR = len(STATS) + PROBES.index("grad_ratio"), len(STATS) + PROBES.index("correlation")
 
@@ -175,3 +177,24 @@ def test_batch_norm_approaches_the_gaussian_limit_as_the_batch_grows():
     # O(1/B): the gap times B stays within a factor 2 while B grows 16-fold.
     scaled = [abs(g) * b for g, b in zip(gaps, (4, 16, 64))]
     assert max(scaled) < 2 * min(scaled), scaled
+
+
+def test_run_plot_and_check_take_norm_and_residual_series(tmp_path):
+    """The whole command on the shipped comparison, made small: run, plot, a baseline and the
+    statistical check against it, and the theory check (exit 0: within tolerance)."""
+    from conftest import cli_runner
+    from snn_lab.cli import main
+
+    def invoke(*args):
+        return cli_runner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+    out = tmp_path / "r"
+    small = ["--set", "width=64", "--set", "batch=64", "--set", "depth=6", "--set", "trials=3"]
+    ran = invoke("run", ROOT / "configs" / "normalization.yaml", "--out", out, "--quiet", "--plot", *small)
+    assert ran.exit_code == 0, ran.output
+    assert {"convergence.png", "probes.png"} <= {p.name for p in (out / "plots").iterdir()}
+    for arg in (("--baseline", tmp_path / "b.json", "--update"), ("--baseline", tmp_path / "b.json")):
+        checked = invoke("check", out, *arg)
+        assert checked.exit_code == 0, checked.output
+    theory_check = invoke("check", out, "--mode", "theory", "--rtol", "0.05")
+    assert theory_check.exit_code == 0, theory_check.output
