@@ -156,3 +156,14 @@ def test_norm_layers_across_product_chunks_match_the_reference(kind):
         x, cache = reference_layer(s, layer, x, weights[layer])
         expected = (x.mean(), x.var(), cache["p"].mean(), cache["p"].var())
         assert stats[layer] == pytest.approx(expected, rel=1e-9, abs=1e-12), f"{kind}: layer {layer}"
+
+
+def test_dead_units_see_the_scaled_derivative():
+    """A scaled activation's live intervals are its own: gamma phi' crosses 1e-6 elsewhere."""
+    from snn_lab.activations import make_activation
+
+    plain, scaled = make_activation("tanh"), make_activation("tanh", scale=1e3)
+    edge = probes.live_intervals(plain)[0][1]
+    wider = probes.live_intervals(scaled)[0][1]
+    # tanh' = 1 - tanh^2 ~ 4 e^(-2|x|): a factor 1e3 moves the edge by ln(1e3) / 2.
+    assert wider - edge == pytest.approx(np.log(1e3) / 2, rel=1e-3)

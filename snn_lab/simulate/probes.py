@@ -80,7 +80,7 @@ _live_cache: dict[tuple, tuple[tuple[float, float], ...]] = {}
 def live_intervals(act: Activation) -> tuple[tuple[float, float], ...]:
     """The open intervals where |phi'(h)| >= DEAD_BELOW, edges found with scipy's brentq
     (computed once per activation and parameters)."""
-    key = (act.name, tuple(sorted(act.params.items())))
+    key = (act.name, tuple(sorted(act.params.items())), act.gamma)  # gamma moves where |phi'| crosses
     if key not in _live_cache:
         _live_cache[key] = _live(act)
     return _live_cache[key]
