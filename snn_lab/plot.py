@@ -92,8 +92,11 @@ def _activation(series: dict) -> Activation:
 
 
 def _plain(series: dict) -> bool:
-    """A plain layer x -> phi(x W): no norm and no residual block (the maps of g describe it)."""
-    return series.get("norm", "none") == "none" and not series.get("residual")
+    """A plain layer x -> phi(x W): no norm, no residual block, no output scale (the maps of g
+    describe it)."""
+    act = series.get("activation")
+    scaled = isinstance(act, dict) and act.get("scale", 1.0) != 1.0
+    return series.get("norm", "none") == "none" and not series.get("residual") and not scaled
 
 
 def _title(results: Results, what: str, trials: bool = True) -> str:
