@@ -85,6 +85,7 @@ def load(path: str | None = None, text: str | None = None, overrides: tuple[str,
     problems: list[Problem] = []
     axes = _axes(has_block, block, lines, source, sweeps, problems)
     axes = [a for a in axes if _targets(a, tree, problems)]
+    _override_conflicts(axes, tree, overrides, problems)
     if problems:
         raise ConfigError(problems)
     size = math.prod(len(a.values) for a in axes)
@@ -177,6 +178,12 @@ def _generate(kind: str, args, where: str, key: str, problems) -> tuple | None:
             problems.append(Problem(where, key, "expected [START, STOP] or [START, STOP, STEP] of "
                                     f"integers (STOP excluded, as in Python), found {args!r}"))
             return None
+        start, stop, step = (*args, 1) if len(args) == 2 else args
+        count = max(0, (stop - start + step - (1 if step > 0 else -1)) // step)  # counted, not built
+        if count > MAX_POINTS:
+            problems.append(Problem(where, key, f"the range {args!r} has {count:,} values, more than "
+                                    f"{MAX_POINTS:,}; use a larger step or a smaller span"))
+            return None
         values = tuple(range(*args))
     else:
         if not (numbers and len(args) == 3 and type(args[2]) is int and 1 <= args[2] <= MAX_POINTS):
@@ -228,6 +235,41 @@ def targets(key: str, tree: dict) -> list[tuple] | str:
     hint = cfg.suggest(key, [*TOP_ONLY, *shared, *SERIES_ONLY])
     return (f"cannot sweep this key (expected one of: {', '.join(allowed)})"
             + (f"; did you mean {hint!r}?" if hint else ""))
+
+
+def _override_conflicts(axes, tree: dict, overrides, problems) -> None:
+    """Refuse a --set of a swept key or of seed: the point names, columns and seeds would lie."""
+    for text in overrides:
+        key = text.partition("=")[0].strip()
+        if not key:
+            continue  # reported by config.build
+        where = f"--set {text}"
+        path = tuple(int(p) if p.isdigit() else p for p in key.split("."))
+        if path[0] == "seed":
+            problems.append(Problem(where, "seed", "a sweep derives each point's seed from the config's "
+                                    "seed and the point's values, and a --set would replace them all; "
+                                    "change 'seed:' in the config file, or sweep replicate seeds "
+                                    "with --sweep seed=0,1,2"))
+            continue
+        for axis in axes:
+            paths = targets(axis.key, tree)
+            if isinstance(paths, str):
+                continue
+            # A shared key (width, input.var) swept at the top also loses to a series' own value.
+            shared = paths[0][0] != "series" and axis.key.split(".")[0] in cfg.SHARED_KEYS
+            own = path[2:] if len(path) > 2 and path[0] == "series" and shared else None
+            if any(_overlap(path, t) for t in paths) or (own and _overlap(own, paths[0])):
+                problems.append(Problem(where, key, f"the sweep varies {axis.key!r} ({axis.where}), and "
+                                        "a --set would replace every point's value while the folder "
+                                        "names and sweep.csv still show the swept ones; drop this "
+                                        f"--set, or sweep one value: --sweep {axis.key}=VALUE"))
+                break
+
+
+def _overlap(a: tuple, b: tuple) -> bool:
+    """Whether one key path contains the other (input and input.var; series and series.0.gain)."""
+    n = min(len(a), len(b))
+    return a[:n] == b[:n]
 
 
 def _has(node, parts) -> bool:
