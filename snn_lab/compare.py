@@ -66,9 +66,13 @@ class Snapshot:
 
 
 def snapshot(res: Results, source: str | None = None) -> Snapshot:
-    """A results folder's summary, per series."""
-    return Snapshot(res.config, {label: res.series_summary(label) for label in res.labels},
-                    source or str(res.path), res.meta)
+    """A results folder's summary, per series (probe columns an older folder lacks: NaN, unmeasured)."""
+    series = {}
+    for label in res.labels:
+        rows = res.series_summary(label)
+        nan = np.full(len(rows["layer"]), math.nan)
+        series[label] = {**{c: nan for c in SUMMARY_STATS}, **rows}
+    return Snapshot(res.config, series, source or str(res.path), res.meta)
 
 
 def load_baseline(path: str | Path) -> Snapshot:

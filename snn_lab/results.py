@@ -7,7 +7,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,9 @@ from snn_lab import theory
 from snn_lab.config import Experiment
 from snn_lab.simulate.engine import SeriesRun
 from snn_lab.simulate.threads import default_threads
-from snn_lab.statistics import MEASURED, SUMMARY_STATS, json_number, overflow, summarize
+from snn_lab import safefs, validate
+from snn_lab.statistics import MEASURED, PROBES, SUMMARY_STATS, json_number, overflow, summarize
+from snn_lab.validate import ResultsError
 
 RESULTS_VERSION = 1
 FILES = ("config.yaml", "layers.csv", "summary.csv", "samples.csv", "meta.json")
@@ -27,12 +28,14 @@ KEY_COLUMNS = ("series", "activation", "init")
 LAYER_COLUMNS = (*KEY_COLUMNS, "trial", "layer", *MEASURED, *theory.THEORY, *theory.PROBES)
 SUMMARY_COLUMNS = (*KEY_COLUMNS, "layer", "trials", *SUMMARY_STATS, *theory.THEORY, *theory.PROBES)
 SAMPLE_COLUMNS = ("series", "layer", "value")
+# Columns a folder may lack (written before they existed): theory, and the probes with their sds.
+OPTIONAL_COLUMNS = (*theory.THEORY, *theory.PROBES, *PROBES, *(f"{p}_sd" for p in PROBES))
 TEXT_COLUMNS = set(KEY_COLUMNS)
-
-
-class ResultsError(Exception):
-    """A results folder that is missing, incomplete or not of this format."""
-
+TABLES = {"layers.csv": LAYER_COLUMNS, "summary.csv": SUMMARY_COLUMNS, "samples.csv": SAMPLE_COLUMNS}
+# What --force may replace: a folder holding only what snn-lab writes there.
+PLOTS, FIGURE_SUFFIXES = "plots", (".png", ".svg", ".pdf")
+SWEEP_FILES = ("sweep.json", "sweep.csv")
+SWEEP_POINTS = "points"
 
 @dataclass
 class Results:
@@ -124,12 +127,84 @@ def check_size(exp: Experiment, available: int) -> None:
 # ---- writing -------------------------------------------------------------------------------
 
 def check_target(out: Path, force: bool) -> None:
-    """Refuse an existing non-empty folder unless forced (checked before a run starts)."""
+    """Refuse an existing non-empty folder unless forced, and with force anything snn-lab did not
+    write (checked before a run starts and again just before the folder is replaced)."""
+    if os.path.islink(out):
+        if not force:
+            raise ResultsError(f"{out} is a symbolic link; use --force to replace the link (its "
+                               "target is left untouched) or --out DIR to write elsewhere")
+        return
     if out.exists() and not out.is_dir():
         raise ResultsError(f"{out} exists and is not a folder; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise ResultsError(f"{out} already exists and is not empty; use --force to replace it "
-                           "or --out DIR to write elsewhere")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise ResultsError(f"{out} already exists and is not empty; use --force to replace it "
+                               "or --out DIR to write elsewhere")
+        check_replaceable(out)
+
+
+def check_replaceable(out: Path) -> None:
+    """ResultsError unless out is a results or sweep folder of snn-lab's own (what --force may
+    delete): never the current folder, never one holding a file snn-lab did not write."""
+    here = Path.cwd().resolve()
+    if out.resolve() == here or out.resolve() in here.parents:
+        raise ResultsError(f"{out} is the current folder or holds it; --force never replaces it: "
+                           "choose another --out")
+    stranger = foreign(out)
+    if stranger is not None:
+        raise ResultsError(f"{stranger} was not written by snn-lab; --force replaces only a results "
+                           f"or sweep folder of snn-lab's own, so {out} is left as it is: move that "
+                           "file away, or choose another --out")
+
+
+def foreign(folder: Path) -> Path | None:
+    """The first entry of folder that snn-lab did not write (None: all of it is snn-lab's).
+
+    A results folder holds FILES (meta.json at least) and plots/; a sweep folder sweep.json,
+    sweep.csv, points/ (results folders) and plots/. Symbolic links are never snn-lab's; hidden
+    temporaries and locks are.
+    """
+    entries = _entries(folder)
+    names = {e.name for e in entries}
+    if "sweep.json" in names:
+        allowed = {*SWEEP_FILES, SWEEP_POINTS, PLOTS}
+    elif "meta.json" in names:
+        allowed = {*FILES, PLOTS}
+    else:
+        return folder / min(names) if names else None
+    for e in entries:
+        if _ours_hidden(e.name):
+            continue
+        if e.name not in allowed or e.is_symlink():
+            return folder / e.name
+        is_folder = e.name in (PLOTS, SWEEP_POINTS)
+        if not (e.is_dir(follow_symlinks=False) if is_folder else e.is_file(follow_symlinks=False)):
+            return folder / e.name
+        if e.name == PLOTS:
+            for f in _entries(folder / PLOTS):
+                if not (_ours_hidden(f.name) or f.name.endswith(FIGURE_SUFFIXES)
+                        and f.is_file(follow_symlinks=False)):
+                    return folder / PLOTS / f.name
+        if e.name == SWEEP_POINTS:
+            for p in _entries(folder / SWEEP_POINTS):
+                if _ours_hidden(p.name):
+                    continue
+                if p.is_symlink() or not p.is_dir(follow_symlinks=False):
+                    return folder / SWEEP_POINTS / p.name
+                inner = foreign(folder / SWEEP_POINTS / p.name)
+                if inner is not None or not (folder / SWEEP_POINTS / p.name / "meta.json").is_file():
+                    return inner or folder / SWEEP_POINTS / p.name
+    return None
+
+
+def _entries(folder: Path) -> list[os.DirEntry]:
+    with os.scandir(folder) as it:
+        return sorted(it, key=lambda e: e.name)
+
+
+def _ours_hidden(name: str) -> bool:
+    """A temporary, set-aside or lock file of snn-lab's ('.NAME.tmp-*', '.NAME.old-*', '*.lock')."""
+    return name.startswith(".") and (".tmp-" in name or ".old-" in name or name.endswith(".lock"))
 
 
 def write(results: Results, out: Path, force: bool = False) -> Path:
@@ -141,20 +216,22 @@ def write(results: Results, out: Path, force: bool = False) -> Path:
     check_target(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     # Never write through a symlink named like the target: build a fresh folder, then rename.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = safefs.fresh_dir(out.parent, f".{out.name}.tmp-")
     try:
-        (tmp / "config.yaml").write_text(yaml.safe_dump(results.config, sort_keys=False), "utf-8")
-        (tmp / "layers.csv").write_text(_csv(results.layers, LAYER_COLUMNS), "utf-8")
-        (tmp / "summary.csv").write_text(_csv(results.summary, SUMMARY_COLUMNS), "utf-8")
-        (tmp / "samples.csv").write_text(_csv(results.samples, SAMPLE_COLUMNS), "utf-8")
-        # meta.json last: its 'complete' flag is what readers require.
-        meta = {**results.meta, "complete": True}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, allow_nan=False, default=str) + "\n", "utf-8")
+        safefs.write_text(tmp / "config.yaml", yaml.safe_dump(results.config, sort_keys=False))
+        tables = {"layers.csv": results.layers, "summary.csv": results.summary, "samples.csv": results.samples}
+        for name, table in tables.items():
+            safefs.write_text(tmp / name, _csv(table, TABLES[name]))
+        # meta.json last: its 'complete' flag is what readers require; 'rows' detects truncation.
+        rows = {name: len(table[TABLES[name][0]]) for name, table in tables.items()}
+        meta = {**results.meta, "rows": rows, "complete": True}
+        safefs.write_text(tmp / "meta.json", json.dumps(meta, indent=2, allow_nan=False, default=str) + "\n")
         with _locked(out.parent):
             # Another run may have finished the same target while this one computed.
             if out.is_dir() and any(out.iterdir()) and not force:
                 raise ResultsError(f"{out} was written by another run while this one computed; "
                                    "not overwritten (use --force to replace it or --out DIR)")
+            check_target(out, force)
             _swap_into_place(tmp, out)
     finally:
         if tmp.exists():
@@ -182,9 +259,9 @@ def _locked(folder: Path):
 def _swap_into_place(tmp: Path, out: Path) -> None:
     """Rename tmp to out; an old folder (allowed by force) is moved aside first, then removed."""
     old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.rename(out, old / out.name)
+    if os.path.lexists(out):
+        old = safefs.fresh_dir(out.parent, f".{out.name}.old-")
+        os.rename(out, old / out.name)  # a link is moved, not followed
     try:
         os.rename(tmp, out)  # atomic; fails if another run put a non-empty folder there first
     except OSError:
@@ -192,7 +269,7 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
             os.rename(old / out.name, out)
         raise
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)  # rmtree never follows links
 
 
 def _csv(table: dict[str, np.ndarray], columns) -> str:
@@ -208,45 +285,26 @@ def _csv(table: dict[str, np.ndarray], columns) -> str:
 # ---- reading -------------------------------------------------------------------------------
 
 def read(path: str | Path) -> Results:
-    """Read a complete results folder; ResultsError says what is missing or incomplete."""
+    """Read a complete results folder; ResultsError names the file, line or key that is wrong."""
     path = Path(path)
     if not path.is_dir():
         raise ResultsError(f"{path}: no such results folder")
-    missing = [f for f in FILES if not (path / f).is_file()]
+    missing = [f for f in FILES if not os.path.lexists(path / f)]
     if missing:
         raise ResultsError(f"{path}: not a complete results folder (missing {', '.join(missing)}); "
                            "was the run interrupted?")
-    try:
-        meta = json.loads((path / "meta.json").read_text("utf-8"))
-        config = yaml.safe_load((path / "config.yaml").read_text("utf-8"))
-    except (ValueError, yaml.YAMLError) as exc:
-        raise ResultsError(f"{path}: unreadable results file: {exc}") from None
-    if not meta.get("complete"):
-        raise ResultsError(f"{path}: meta.json does not mark the run complete")
-    if meta.get("results_version") != RESULTS_VERSION:
-        raise ResultsError(f"{path}: results format {meta.get('results_version')!r}, "
-                           f"this snn-lab reads {RESULTS_VERSION}")
-    tables = {name: read_table(path / f"{name}.csv") for name in ("layers", "summary", "samples")}
-    return Results(config, tables["layers"], tables["summary"], meta, path, tables["samples"])
+    meta = validate.read_meta(path / "meta.json", RESULTS_VERSION)
+    config, exp = validate.read_config(path / "config.yaml")
+    counts = meta.get("rows", {})  # folders written before 'rows' existed: checked against config
+    tables = {name: validate.read_table(path / name, columns, counts.get(name), OPTIONAL_COLUMNS)
+              for name, columns in TABLES.items()}
+    validate.check_tables(path, exp, tables["summary.csv"], tables["layers.csv"], tables["samples.csv"])
+    return Results(config, tables["layers.csv"], tables["summary.csv"], meta, path, tables["samples.csv"])
 
 
-def read_table(path: Path) -> dict[str, np.ndarray]:
+def read_table(path: Path, columns=None) -> dict[str, np.ndarray]:
     """A results CSV as columns: text columns as object arrays, the rest float64 (int for counts)."""
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        raise ResultsError(f"{path}: empty table")
-    header, body = rows[0], rows[1:]
-    cols = list(zip(*body)) if body else [()] * len(header)
-    out = {}
-    for name, values in zip(header, cols):
-        if name in TEXT_COLUMNS:
-            out[name] = np.array(values, dtype=object)
-        elif name in ("trial", "layer", "trials"):
-            out[name] = np.array([int(v) for v in values], dtype=np.int64)
-        else:
-            out[name] = np.array([float(v) for v in values], dtype=np.float64)
-    return out
+    return validate.read_table(Path(path), columns)
 
 
 def environment(backend: str = "numpy") -> dict:

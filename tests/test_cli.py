@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import math
 from pathlib import Path
 
@@ -89,8 +90,13 @@ def test_existing_folder_is_refused_without_force(tmp_path):
     assert out.output == (f"error: {target} already exists and is not empty; use --force to replace it "
                           "or --out DIR to write elsewhere\n")
     assert (target / "keep.txt").read_text() == "mine"
+    # --force replaces only a folder snn-lab wrote: the user's file is named, and kept.
     out = invoke("run", "--out", target, "--force", *SMALL)
-    assert out.exit_code == 0 and not (target / "keep.txt").exists()
+    assert out.exit_code == 2 and (target / "keep.txt").read_text() == "mine"
+    assert out.output.startswith(f"error: {target / 'keep.txt'} was not written by snn-lab; ")
+    os.remove(target / "keep.txt")
+    assert invoke("run", "--out", target, *SMALL).exit_code == 0
+    assert invoke("run", "--out", target, "--force", *SMALL).exit_code == 0
 
 
 def test_config_from_stdin(tmp_path):
