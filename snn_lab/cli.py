@@ -586,6 +586,9 @@ def plot(results_dir, formats, out, stat, layer):
     from snn_lab import sweep as sw
 
     console = Console()
+    # A link the user names with --out is followed (their choice); plots/ inside a results
+    # folder must be a real folder (a planted link is refused, never written through).
+    out = out.resolve() if out is not None and out.is_symlink() else out
     if results_dir is not None and sw.is_sweep(results_dir):
         try:
             t0 = time.perf_counter()
@@ -630,6 +633,9 @@ def plot(results_dir, formats, out, stat, layer):
 
 # ---- snn-lab check (owned by the check work; see snn_lab/compare.py) -------------------------
 
+CANNOT_JUDGE = 4  # check's exit status when no value drifted but some have no finite spread
+
+
 class BaselineProblem(UsageProblem):
     """A baseline that is missing, unreadable or not comparable with the results: exit 3."""
 
@@ -659,8 +665,9 @@ class BaselineProblem(UsageProblem):
 def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, update):
     """Compare a run's statistics with a baseline (for CI).
 
-    Exit codes: 0 within tolerance; 1 drift; 2 usage or config error; 3 baseline missing or
-    not comparable (series or layers differ).
+    Exit codes: 0 within tolerance; 1 drift; 2 usage or config error, or a missing or damaged
+    results folder; 3 baseline missing, damaged or not comparable (series or layers differ);
+    4 cannot judge (no drift, but some values have an infinite or undefined spread).
 
     \b
     Example:
@@ -673,7 +680,7 @@ def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, updat
 
     from rich.console import Console
 
-    from snn_lab import compare, report, results
+    from snn_lab import compare, report, results, safefs
 
     if as_json and as_md:
         raise UsageProblem("--json and --md exclude each other; choose one")
@@ -693,13 +700,12 @@ def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, updat
         if baseline.is_dir():
             raise UsageProblem(f"{baseline} is a folder; --update writes a baseline file "
                                "(e.g. configs/ci.baseline.json)")
-        tmp = baseline.with_name(f".{baseline.name}.tmp")
         try:
             baseline.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(compare.baseline_text(res), "utf-8")
-            os.replace(tmp, baseline)  # never a half-written baseline
+            # Atomic (never a half-written baseline); a link named like the baseline is replaced.
+            safefs.write_text(baseline, compare.baseline_text(res), folder_link_ok=True)
         except OSError as exc:
-            raise UsageProblem(f"cannot write {baseline}: {exc.strerror}") from None
+            raise UsageProblem(f"cannot write {baseline}: {exc.strerror or exc}") from None
         if as_json:
             click.echo(json.dumps({"updated": str(baseline)}))
         else:
@@ -736,5 +742,8 @@ def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, updat
         for line in (*rep.notes, report.check_threshold(rep)):
             console.print(line, markup=False, soft_wrap=True)
         console.print(report.check_verdict(rep), style="green" if rep.passed else "bold red")
+        if rep.verdict == "cannot judge":
+            console.print(f"cannot judge: {len(rep.unjudged)} values have no finite standard error "
+                          "and none drifted", style="bold yellow")
     if not rep.passed:
-        raise click.exceptions.Exit(1)
+        raise click.exceptions.Exit(CANNOT_JUDGE if rep.verdict == "cannot judge" else 1)

@@ -47,10 +47,25 @@ def family_level(false_alarm: float, size: int) -> float:
 
 def welch_df(var_a: float, n_a: float, var_b: float, n_b: float) -> float:
     """Welch-Satterthwaite degrees of freedom of sd_a^2/n_a + sd_b^2/n_b (inf n: a known value)."""
-    terms = [(v / n) ** 2 / (n - 1) for v, n in ((var_a, n_a), (var_b, n_b))
-             if v > 0 and math.isfinite(n)]
-    total = sum(v / n for v, n in ((var_a, n_a), (var_b, n_b)) if math.isfinite(n))
-    return total**2 / sum(terms) if terms else math.inf
+    se = [math.sqrt(v / n) if math.isfinite(n) else 0.0 for v, n in ((var_a, n_a), (var_b, n_b))]
+    return _welch(se[0], n_a, se[1], n_b)
+
+
+def _welch(se_a: float, n_a: float, se_b: float, n_b: float) -> float:
+    """Welch's degrees of freedom from the two standard errors: inf with no spread, NaN where
+    undefined (an infinite spread, or a spread from a single trial).
+
+    Scaled by the larger standard error, so that spreads of 1e-200 or 1e200 neither underflow
+    to a division by zero nor overflow (ReLU with LeCun init at depth 300 has both).
+    """
+    scale = max(se_a, se_b)
+    if scale == 0:
+        return math.inf
+    if not math.isfinite(scale) or any(se > 0 and n <= 1 for se, n in ((se_a, n_a), (se_b, n_b))):
+        return math.nan
+    parts = [(se / scale, n) for se, n in ((se_a, n_a), (se_b, n_b)) if se > 0 and math.isfinite(n)]
+    terms = sum(r**4 / (n - 1) for r, n in parts)
+    return (sum(r * r for r, _ in parts)) ** 2 / terms if terms > 0 else math.inf
 
 
 # ---- what a comparison sees of a run ------------------------------------------------------
@@ -261,7 +276,9 @@ class Value:
     k: float = math.nan  # threshold in standard errors (NaN when not statistical)
     df: float = math.nan  # degrees of freedom behind k (Welch)
     ok: bool = True
-    kind: str = "stat"  # 'stat' | 'exact' (tolerance rtol/atol) | 'nan' (non-finite on a side)
+    # 'stat' | 'exact' (tolerance rtol/atol) | 'nan' (non-finite on a side) | 'unjudged' (no
+    # finite standard error: an infinite or undefined spread; neither within tolerance nor drift)
+    kind: str = "stat"
 
     @property
     def difference(self) -> float:
@@ -302,12 +319,23 @@ class Report:
         return sorted((v for v in self.values if not v.ok), key=lambda v: -v.severity)
 
     @property
+    def unjudged(self) -> list[Value]:
+        """Values with no finite standard error: the check cannot say whether they drifted."""
+        return [v for v in self.values if v.kind == "unjudged"]
+
+    @property
     def within(self) -> int:
-        return sum(v.ok for v in self.values)
+        return sum(v.ok and v.kind != "unjudged" for v in self.values)
 
     @property
     def passed(self) -> bool:
         return self.within == len(self.values)
+
+    @property
+    def verdict(self) -> str:
+        """'passed', 'drift' (any value beyond tolerance), or 'cannot judge' (no drift, but some
+        values have no finite standard error)."""
+        return "drift" if self.drifted else "cannot judge" if self.unjudged else "passed"
 
     def k_range(self) -> tuple[float, float] | None:
         """Smallest and largest threshold in standard errors among statistical values."""
@@ -320,7 +348,8 @@ class Report:
 
     def to_json(self) -> dict:
         """Machine-readable report; non-finite numbers become null (see each value's 'kind')."""
-        return {"mode": self.mode, "passed": self.passed, "within": self.within,
+        return {"mode": self.mode, "passed": self.passed, "verdict": self.verdict, "within": self.within,
+                "unjudged": len(self.unjudged),
                 "compared": len(self.values), "baseline": self.baseline, "results": self.results,
                 "false_alarm": self.false_alarm, "sigmas": self.sigmas, "rtol": self.rtol,
                 "atol": self.atol,
@@ -340,30 +369,33 @@ def _nullable(pair):
 
 
 def _judge(pairs, *, statistical: bool, sigmas, rtol, atol, false_alarm) -> list[Value]:
-    """pairs: (series, layer, stat, a, var_a, n_a, b, var_b, n_b); var is the across-trial sd^2."""
+    """pairs: (series, layer, stat, a, sd_a, n_a, b, sd_b, n_b); sd is the across-trial spread."""
     level = family_level(false_alarm, len(pairs))
     out = []
     k_of = {}  # Welch df -> k, the two-sided Student t quantile at the per-value level
-    for series, layer, stat, a, var_a, n_a, b, var_b, n_b in pairs:
-        a, b, var_a, var_b, n_a, n_b = map(float, (a, b, var_a, var_b, n_a, n_b))
+    for series, layer, stat, a, sd_a, n_a, b, sd_b, n_b in pairs:
+        a, b, sd_a, sd_b, n_a, n_b = map(float, (a, b, sd_a, sd_b, n_a, n_b))
         key = (series, int(layer), stat, a, b)
         if not (math.isfinite(a) and math.isfinite(b)):
             same = a == b or (math.isnan(a) and math.isnan(b))  # NaN vs NaN, inf vs inf: equal
             out.append(Value(*key, math.nan, ok=same, kind="nan"))
             continue
-        tol = atol + rtol * max(abs(a), abs(b))
-        var = (var_a / n_a if math.isfinite(n_a) else 0.0) + var_b / n_b
-        if not statistical or var == 0:
+        with np.errstate(all="ignore"):
+            tol = atol + rtol * max(abs(a), abs(b))
+            se_a = abs(sd_a) / math.sqrt(n_a) if math.isfinite(n_a) and n_a > 0 else 0.0
+            se_b = abs(sd_b) / math.sqrt(n_b) if n_b > 0 else math.nan
+            se = math.hypot(se_a, se_b)  # never squares a tiny or huge sd (no underflow, no overflow)
+        if not statistical or se == 0:
             out.append(Value(*key, tol, ok=abs(b - a) <= tol, kind="exact"))
             continue
-        if math.isnan(var):
-            out.append(Value(*key, math.nan, ok=False, kind="nan"))
+        df = _welch(se_a, n_a, se_b, n_b)
+        if not (math.isfinite(se) and df > 0):
+            # An infinite or undefined spread: no threshold exists, so neither pass nor drift.
+            out.append(Value(*key, math.nan, se, ok=True, kind="unjudged"))
             continue
-        df = welch_df(var_a, n_a, var_b, n_b)
         if sigmas is None and df not in k_of:
             k_of[df] = float(student_t.isf(level / 2.0, df))
         k = sigmas if sigmas is not None else k_of[df]
-        se = math.sqrt(var)
         # The rtol/atol floor keeps a near-deterministic value from failing on rounding alone.
         threshold = max(k * se, tol)
         out.append(Value(*key, threshold, se, k, df, ok=abs(b - a) <= threshold, kind="stat"))
@@ -405,10 +437,10 @@ def compare(base: Snapshot, cur: Snapshot, mode: str = "statistical", sigmas: fl
         measured = [s for s in stats if not (np.isnan(a[s]).all() and np.isnan(b[s]).all())]
         for i, layer in enumerate(b["layer"]):
             for stat in _compared_stats(int(layer), measured):
-                var_a = a[f"{stat}_sd"][i] ** 2 if mode == "statistical" else 0.0
-                var_b = b[f"{stat}_sd"][i] ** 2 if mode == "statistical" else 0.0
-                pairs.append((label, layer, stat, a[stat][i], var_a, a["trials"][i],
-                              b[stat][i], var_b, b["trials"][i]))
+                sd_a = a[f"{stat}_sd"][i] if mode == "statistical" else 0.0
+                sd_b = b[f"{stat}_sd"][i] if mode == "statistical" else 0.0
+                pairs.append((label, layer, stat, a[stat][i], sd_a, a["trials"][i],
+                              b[stat][i], sd_b, b["trials"][i]))
     values = _judge(pairs, statistical=mode == "statistical", sigmas=sigmas, rtol=rtol, atol=atol,
                     false_alarm=false_alarm)
     changes = config_changes(base.config, cur.config)
@@ -437,7 +469,7 @@ def compare_theory(cur: Snapshot, sigmas: float | None = None, rtol: float = RTO
                 if theory is None or not math.isfinite(theory[i]):
                     continue  # the theory does not apply here (or has no column for this statistic)
                 pairs.append((label, layer, stat, theory[i], 0.0, math.inf,
-                              b[stat][i], b[f"{stat}_sd"][i] ** 2, b["trials"][i]))
+                              b[stat][i], b[f"{stat}_sd"][i], b["trials"][i]))
     if not pairs:
         raise NotComparable([f"{cur.source}: no finite theory_* values to compare with"])
     values = _judge(pairs, statistical=True, sigmas=sigmas, rtol=rtol, atol=atol,
@@ -454,8 +486,14 @@ def _notes(values: list[Value], mode: str, changes) -> list[str]:
                      "sides: counted as within tolerance")
     one = sum(v.kind == "nan" and not v.ok for v in values)
     if one:
-        notes.append(f"{one} value{'s are' if one > 1 else ' is'} non-finite on one side only, or "
-                     "without a standard error: counted as drift")
+        notes.append(f"{one} value{'s are' if one > 1 else ' is'} non-finite on one side only: "
+                     "counted as drift")
+    unjudged = [v for v in values if v.kind == "unjudged"]
+    if unjudged:
+        v = unjudged[0]
+        notes.append(f"cannot judge {len(unjudged)} value{'s' if len(unjudged) > 1 else ''} (e.g. "
+                     f"{v.series!r} layer {v.layer} {v.stat}): the spread across trials is infinite "
+                     "or undefined, so there is no standard error to judge a difference by")
     dfs = [v.df for v in values if v.kind == "stat"]
     if dfs and min(dfs) < 5:
         notes.append(f"few trials: as few as {min(dfs):.1f} degrees of freedom, so thresholds are "

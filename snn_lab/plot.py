@@ -7,6 +7,7 @@ their metadata stripped, so plotting the same results twice gives byte-identical
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -20,7 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from snn_lab import theory
+from snn_lab import safefs, theory
 from snn_lab.activations import Activation, make_activation, suggest
 from snn_lab.config import InputSpec, Series
 from snn_lab.results import FILES, Results
@@ -647,7 +648,7 @@ def save_figures(results: Results, out_dir: str | Path, formats: Iterable[str] =
         if unknown:
             raise ValueError(f"unknown {what} {unknown[0]!r} (expected one of: {', '.join(valid)})")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    safefs.real_dir(out_dir)  # never a symbolic link planted in the results folder
     written = []
     for name in names:
         written += _write(FIGURES[name](results), [(out_dir / f"{name}.{fmt}", fmt) for fmt in formats])
@@ -662,7 +663,9 @@ def _write(fig: Figure, files: list[tuple[Path, str]]) -> list[Path]:
         fig.draw_without_rendering()
         fig.set_layout_engine(None)
         for path, fmt in files:
-            fig.savefig(path, format=fmt, metadata=METADATA[fmt])
+            buf = io.BytesIO()
+            fig.savefig(buf, format=fmt, metadata=METADATA[fmt])
+            safefs.write_bytes(path, buf.getvalue())  # atomic; a link at path is replaced, not followed
     return [path for path, _ in files]
 
 
@@ -1016,7 +1019,7 @@ def save_sweep_figures(sweep: SweepTable, out_dir: str | Path, formats: Iterable
         raise ValueError(f"unknown figure format {unknown[0]!r} (expected one of: {', '.join(FORMATS)})")
     figures = sweep_figures(sweep, stat, layer)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    safefs.real_dir(out_dir)  # never a symbolic link planted in the results folder
     written = []
     for name, fig in figures.items():
         written += _write(fig, [(out_dir / f"{name}.{fmt}", fmt) for fmt in formats])
@@ -1156,5 +1159,5 @@ def save_phase_diagram(fig: Figure, path: str | Path) -> Path:
     if fmt not in FORMATS:
         raise ValueError(f"unknown figure format {path.suffix or '(none)'!r} (expected a file ending "
                          f"in one of: {', '.join('.' + f for f in FORMATS)})")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)  # the user's own choice of folder
     return _write(fig, [(path, fmt)])[0]

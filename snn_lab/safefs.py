@@ -43,14 +43,15 @@ def real_dir(path: str | Path, create: bool = True) -> Path:
     return path
 
 
-def write_bytes(path: str | Path, data: bytes) -> Path:
+def write_bytes(path: str | Path, data: bytes, folder_link_ok: bool = False) -> Path:
     """Write path atomically: a new file in the same folder, then renamed over the name.
 
     A symbolic link at path is replaced, never written through; the folder itself must not be
-    a link (LinkError). Readers see the old file or the new one, never a half-written one.
+    a link (LinkError) unless folder_link_ok (a folder the user named). Readers see the old file
+    or the new one, never a half-written one.
     """
     path = Path(path)
-    folder = real_dir(path.parent, create=False)
+    folder = path.parent.resolve() if folder_link_ok else real_dir(path.parent, create=False)
     tmp = f".{path.name[:200]}.tmp-{secrets.token_hex(4)}"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
     if not _DIR_FD:  # e.g. Windows: by path (the folder was checked just above)
@@ -84,6 +85,6 @@ def _fill(fd: int, data: bytes, commit, discard) -> None:
         raise
 
 
-def write_text(path: str | Path, text: str) -> Path:
+def write_text(path: str | Path, text: str, folder_link_ok: bool = False) -> Path:
     """write_bytes of UTF-8 text."""
-    return write_bytes(path, text.encode("utf-8"))
+    return write_bytes(path, text.encode("utf-8"), folder_link_ok)
