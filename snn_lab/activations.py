@@ -97,6 +97,8 @@ class Activation:
 
     def quadrature_moments(self, mean: float, std: float) -> Moments:
         """Gaussian moments by numerical integration (the reference for closed forms)."""
+        if not (math.isfinite(mean) and math.isfinite(std)):  # an overflowed layer: no moments
+            return Moments(math.nan, math.nan, math.nan)
         x, w = (np.array([float(mean)]), np.ones(1)) if std == 0.0 else gaussian.nodes(mean, std, self.kinks)
         y, dy = self.fn(x), self.deriv(x)
         return Moments(float(w @ y), float(w @ (y * y)), float(w @ (dy * dy)))

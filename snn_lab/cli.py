@@ -125,6 +125,7 @@ def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, backen
     import json
 
     from rich.console import Console
+    from rich.markup import escape
 
     from snn_lab import results
     from snn_lab.executors import simulate
@@ -171,11 +172,13 @@ def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, backen
         if extra is not None:
             console.print(extra)
     for event in res.meta["overflow"]:
-        err.print(f"[yellow]warning:[/] {event['series']}: trial {event['trial']} left the float "
+        err.print(f"[yellow]warning:[/] {escape(event['series'])}: trial {event['trial']} left the float "
                   f"range at layer {event['layer']}; later layers are inf/NaN", highlight=False, soft_wrap=True)
-    console.print(f"wrote {out}/ ({res.meta['wall_seconds']:.2f} s)", highlight=False, soft_wrap=True)
+    for label, note in res.meta.get("theory_notes", {}).items():
+        err.print(f"note: {label}: {note}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"wrote {out}/ ({res.meta['wall_seconds']:.2f} s)", markup=False, highlight=False, soft_wrap=True)
     if figures:
-        console.print(f"drew {len(figures)} figures in {out / 'plots'}/", highlight=False, soft_wrap=True)
+        console.print(f"drew {len(figures)} figures in {out / 'plots'}/", markup=False, highlight=False, soft_wrap=True)
 
 
 def _load_sweep(config, overrides, sweeps, text, jobs):
@@ -202,6 +205,7 @@ def _run_sweep(sweep, out, jobs, executor, scheduler, force, as_json, quiet, wit
     import json
 
     from rich.console import Console
+    from rich.markup import escape
 
     from snn_lab import executors, results
     from snn_lab import sweep as sw
@@ -216,7 +220,7 @@ def _run_sweep(sweep, out, jobs, executor, scheduler, force, as_json, quiet, wit
     skipped, failed, t0 = len(sweep.points) - len(todo), [], time.perf_counter()
     if skipped and not (quiet or as_json):
         err.print(f"resuming {out}/: {skipped} of {len(sweep.points)} points already complete",
-                  highlight=False, soft_wrap=True)
+                  markup=False, highlight=False, soft_wrap=True)
     done = skipped
     try:
         with _progress(err, enabled=not (quiet or as_json), total=len(todo), unit="points") as advance:
@@ -238,9 +242,10 @@ def _run_sweep(sweep, out, jobs, executor, scheduler, force, as_json, quiet, wit
         raise UsageProblem(str(exc)) from None
     if failed:
         for name, exc in failed:
-            err.print(f"[red]error:[/] point {name}: {type(exc).__name__}: {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/] point {escape(name)}: {type(exc).__name__}: {escape(str(exc))}",
+                      highlight=False, soft_wrap=True)
         err.print(f"{len(failed)} of {len(sweep.points)} points failed; the others are in {out}/{sw.POINTS}/; "
-                  "run the same command to retry them", highlight=False, soft_wrap=True)
+                  "run the same command to retry them", markup=False, highlight=False, soft_wrap=True)
         raise click.exceptions.Exit(1)
     table = sw.finish(sweep, out, {"executor": executor, "jobs": jobs})
     seconds = time.perf_counter() - t0
@@ -257,9 +262,10 @@ def _run_sweep(sweep, out, jobs, executor, scheduler, force, as_json, quiet, wit
         from snn_lab.report import sweep_table
         console.print(sweep_table(sw.read(out)))
     console.print(f"wrote {table} ({len(sweep.points)} points, {len(todo)} run, {skipped} resumed, "
-                  f"{seconds:.2f} s)", highlight=False, soft_wrap=True)
+                  f"{seconds:.2f} s)", markup=False, highlight=False, soft_wrap=True)
     if figures:
-        console.print(f"drew {len(figures)} figures in {out / 'plots'}/", highlight=False, soft_wrap=True)
+        console.print(f"drew {len(figures)} figures in {out / 'plots'}/", markup=False, highlight=False,
+                      soft_wrap=True)
 
 
 class _interruptible:
@@ -286,7 +292,9 @@ class _interruptible:
 
 
 def _work(exp) -> int:
-    return sum(s.depth for s in exp.series) * exp.trials
+    from snn_lab.executors import work
+
+    return work(exp)
 
 
 class _progress:
@@ -412,7 +420,7 @@ def theory(config, activation, init, gain, bias_var, dropout, normalize, depth, 
     with np.errstate(all="ignore"):  # overflow in the maps is reported as null, not warned about
         reports = [th.report(s) for s in exp.series]
     if as_json:
-        click.echo(json.dumps({"name": exp.name, "series": reports}, indent=2))
+        click.echo(json.dumps({"name": exp.name, "series": reports}, indent=2, allow_nan=False))
         return
     console = Console()
     for renderable in theory_tables(reports):

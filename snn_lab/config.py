@@ -309,7 +309,7 @@ class _Checker:
                       "experiment per point; this command takes one experiment (remove 'sweep', or use --set)")
         self.keys({k: v for k, v in top.items() if k != "sweep"}, TOP_KEYS, ())
         name = top.get("name", stem or "experiment")
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):  # match() allows a trailing newline
             self.fail(("name",), "expected a folder name of letters, digits, '.', '_' or '-' "
                       f"(at most 100, not starting with '.' or '-'), found {_show(name)}")
             name = "experiment"

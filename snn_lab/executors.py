@@ -21,8 +21,12 @@ class ExecutorError(Exception):
 
 def simulate(exp: Experiment, progress: Callable[[int], None] | None = None, meta: dict | None = None,
              backend: str | None = None):
-    """Run one experiment and collect its Results (what `snn-lab run` and each point do)."""
-    from snn_lab import results
+    """Run one experiment and collect its Results (what `snn-lab run` and each point do).
+
+    `progress(n)` counts work(exp) units: the engine's trial-layers, then the theory's layers.
+    A theory that cannot be computed leaves NaN columns and meta's theory_notes says why.
+    """
+    from snn_lab import results, theory
     from snn_lab.simulate import backends, engine
 
     backend = backends.resolve(backend)
@@ -31,7 +35,16 @@ def simulate(exp: Experiment, progress: Callable[[int], None] | None = None, met
     meta = {**results.environment(backend), "seed": exp.seed, "seed_entropy": str(exp.seed), "argv": sys.argv,
             "started_utc": _utc(started), "finished_utc": _utc(time.time()),
             "wall_seconds": round(time.perf_counter() - t0, 3), **(meta or {})}
+    # Computed here, with progress, and kept: results.collect reuses these predictions.
+    meta["theory_notes"] = theory.notes(exp.series, "correlation" in exp.measure, progress)
     return results.collect(exp, runs, meta)
+
+
+def work(exp: Experiment) -> int:
+    """Units of progress simulate() reports: trials x layers, then each series' theory layers."""
+    from snn_lab import theory
+
+    return sum(s.depth for s in exp.series) * exp.trials + theory.safe.work(exp.series)
 
 
 def _utc(t: float) -> str:

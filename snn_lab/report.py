@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from rich.markup import escape
 from rich.table import Table
 
 from snn_lab.statistics import deviation
@@ -38,7 +39,7 @@ def _z(v: float) -> str:
 def summary_table(res) -> Table:
     """Per series, a few layers: simulated mean and var beside theory, deviation in std errors."""
     has_theory = "theory_mean" in res.summary
-    table = Table(title=f"{res.config['name']}: post-activation statistics across "
+    table = Table(title=f"{escape(str(res.config['name']))}: post-activation statistics across "
                         f"{res.config['trials']} trials", title_justify="left")
     table.add_column("series")
     table.add_column("layer", justify="right")
@@ -55,7 +56,7 @@ def summary_table(res) -> Table:
         depth = int(rows["layer"].max())
         for n, layer in enumerate(display_layers(depth)):
             i = int(layer)
-            cells = [label if n == 0 else "", str(layer)]
+            cells = [escape(label) if n == 0 else "", str(layer)]
             trials = int(rows["trials"][i])
             for stat in ("mean", "var"):
                 sim, sd = float(rows[stat][i]), float(rows[f"{stat}_sd"][i])
@@ -126,7 +127,7 @@ def check_table(report, limit: int = CHECK_ROWS) -> Table:
     for name in CHECK_COLUMNS:
         table.add_column(name, justify="left" if name in ("series", "statistic") else "right")
     for v in drifted[:limit]:
-        table.add_row(*check_cells(v))
+        table.add_row(*map(escape, check_cells(v)))
     if len(drifted) > limit:
         table.caption = f"{limit} worst of {len(drifted)} shown; --json lists all"
     return table
@@ -166,7 +167,8 @@ def theory_tables(reports: list[dict]) -> list:
     """Per series: the fixed-point analysis (or a block's growth factors), then the predicted layers."""
     out = []
     for rep in reports:
-        table = Table(title=f"{rep['label']}: mean-field analysis", title_justify="left", show_header=False)
+        label = escape(str(rep["label"]))
+        table = Table(title=f"{label}: mean-field analysis", title_justify="left", show_header=False)
         table.add_column("quantity", style="bold")
         table.add_column("value")
         if rep["status"] in ("normalized", "residual"):
@@ -175,7 +177,7 @@ def theory_tables(reports: list[dict]) -> list:
             _fixed_point_rows(table, rep)
         out.append(table)
         layers = rep["layers"]
-        pred = Table(title=f"{rep['label']}: predicted layers", title_justify="left")
+        pred = Table(title=f"{label}: predicted layers", title_justify="left")
         columns = {"theory_mean": "mean", "theory_var": "var", "theory_preact_var": "preact var",
                    "theory_grad_ratio": "grad ratio", "gradient_growth": "grad growth"}
         columns = {k: v for k, v in columns.items() if k in layers[0]}
@@ -191,12 +193,12 @@ def theory_tables(reports: list[dict]) -> list:
 def _value(rep: dict, key: str) -> str:
     """A report value, or '-' with its reason."""
     value, why = rep.get(key), rep.get("reasons", {}).get(key)
-    return _fmt(value) if value is not None or not why else f"- ({why})"
+    return _fmt(value) if value is not None or not why else f"- ({escape(why)})"
 
 
 def _fixed_point_rows(table: Table, rep: dict) -> None:
     fp = rep["fixed_point"]
-    table.add_row("fixed point", "none: " + str(rep["note"]) if fp is None else
+    table.add_row("fixed point", "none: " + escape(str(rep["note"])) if fp is None else
                   f"q* = {_fmt(fp['q'])}, mean* = {_fmt(fp['mean'])}, var* = {_fmt(fp['var'])}")
     jac = rep.get("jacobian")
     table.add_row("Jacobian of g", "-" if jac is None else
@@ -211,7 +213,7 @@ def _fixed_point_rows(table: Table, rep: dict) -> None:
 def _block_rows(table: Table, rep: dict) -> None:
     """A normalized or residual series: no fixed point; its growth factors per layer."""
     block = rep["block"]
-    table.add_row("block", str(rep["note"]))
+    table.add_row("block", escape(str(rep["note"])))
     if block["activation_gain"] != 1.0:
         table.add_row("activation gain", _fmt(block["activation_gain"]))
     limit = {"batch": "deep, large batch, eps -> 0", "layer": "deep, large width, eps -> 0"}.get(block["norm"], "deep")
@@ -237,7 +239,7 @@ def probes_table(res) -> Table | None:
     if not cols:
         return None
     names = {"grad_ratio": "grad ratio", "dead_fraction": "dead units", "correlation": "cosine"}
-    table = Table(title=f"{res.config['name']}: gradients (E[delta^2] / top), dead units, input cosine",
+    table = Table(title=f"{escape(str(res.config['name']))}: gradients (E\\[delta^2] / top), dead units, input cosine",
                   title_justify="left")
     table.add_column("series")
     table.add_column("layer", justify="right")
@@ -249,7 +251,7 @@ def probes_table(res) -> Table | None:
         rows = res.series_summary(label)
         shown = [0, *display_layers(int(rows["layer"].max()))]
         for n, i in enumerate(shown):
-            cells = [label if n == 0 else "", str(i)]
+            cells = [escape(label) if n == 0 else "", str(i)]
             for c in cols:
                 cells.append(_short(float(rows[c][i])))
                 if f"theory_{c}" in rows:
@@ -269,15 +271,15 @@ def sweep_table(sweep, limit: int = SWEEP_ROWS) -> Table:
         rows = t["point"] == point
         last |= rows & (t["layer"] == t["layer"][rows].max())
     index = np.flatnonzero(last)
-    table = Table(title=f"{sweep.manifest.get('name', '')}: last layer of each point "
+    table = Table(title=f"{escape(str(sweep.manifest.get('name', '')))}: last layer of each point "
                   f"({len(dict.fromkeys(t['point']))} points)", title_justify="left")
     for key in sweep.keys:
-        table.add_column(key, justify="right")
+        table.add_column(escape(key), justify="right")
     for name in ("series", "layer", "mean", "theory", "var", "theory"):
         table.add_column(name, justify="left" if name == "series" else "right")
     for i in index[:limit]:
-        cells = [str(t[k][i]) if t[k].dtype == object else f"{t[k][i]:g}" for k in sweep.keys]
-        table.add_row(*cells, str(t["series"][i]), str(t["layer"][i]), _num(t["mean"][i]),
+        cells = [escape(str(t[k][i])) if t[k].dtype == object else f"{t[k][i]:g}" for k in sweep.keys]
+        table.add_row(*cells, escape(str(t["series"][i])), str(t["layer"][i]), _num(t["mean"][i]),
                       _num(t["theory_mean"][i]), _num(t["var"][i]), _num(t["theory_var"][i]))
     if len(index) > limit:
         table.caption = f"first {limit} of {len(index)} rows; every row and layer is in {sweep.path}/sweep.csv"

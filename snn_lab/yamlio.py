@@ -23,7 +23,23 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.where}: {self.key}: {self.message}" if self.key else f"{self.where}: {self.message}"
+        text = f"{self.where}: {self.key}: {self.message}" if self.key else f"{self.where}: {self.message}"
+        return printable(text)  # a hostile key or --set text never reaches the terminal raw
+
+
+# Control characters (C0, DEL, C1: Unicode category Cc) and the bidirectional overrides, which
+# rewrite how a terminal shows the rest of a line: refused in config text, escaped in messages.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def control(text: str) -> re.Match | None:
+    """The first control character of a text, if any."""
+    return _CONTROL.search(text)
+
+
+def printable(text: str) -> str:
+    """The text with control characters shown as escapes (\\x1b, \\u202e)."""
+    return _CONTROL.sub(lambda m: repr(m[0])[1:-1], text)
 
 
 class ConfigError(Exception):
@@ -43,11 +59,12 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader that reads 1e-3 as a float, as YAML 1.2 and every user expects."""
 
 
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
+_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+# safe_dump must quote what _Loader reads as a float ('1e3'), or a label or name written to a
+# results folder's config.yaml would read back as a number (yaml.safe_dump uses SafeDumper).
+yaml.SafeDumper.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
 
 _PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("map", "seq", "str", "int", "float", "bool", "null")}
 
@@ -92,7 +109,9 @@ class _Walker:
         self.active: set[int] = set()
 
     def fail(self, node, path: Path, message: str) -> None:
-        self.problems.append(Problem(f"{self.source}:{node.start_mark.line + 1}", dotted(path), message))
+        problem = Problem(f"{self.source}:{node.start_mark.line + 1}", dotted(path), message)
+        if problem not in self.problems:  # a mapping's keys are read twice (duplicates, then values)
+            self.problems.append(problem)
 
     def build(self, node, path: Path) -> Any:
         self.count += 1
@@ -113,7 +132,12 @@ class _Walker:
                 return self._mapping(node, path)
             if isinstance(node, SequenceNode):
                 return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
-            return self.loader.construct_object(node, deep=True)
+            value = self.loader.construct_object(node, deep=True)
+            if isinstance(value, str) and (bad := control(value)):
+                self.fail(node, path, f"text contains a control character ({printable(bad[0])} at "
+                          f"position {bad.start()}); config text must be printable")
+                return None
+            return value
         except (yaml.YAMLError, ValueError, OverflowError) as exc:
             self.fail(node, path, f"cannot read value: {exc}")
             return None
@@ -142,4 +166,7 @@ class _Walker:
             self.fail(key_node, path, "keys must be plain scalars")
             return f"<line {key_node.start_mark.line + 1}>"
         key = self.loader.construct_object(key_node)
+        if isinstance(key, str) and control(key):
+            self.fail(key_node, path, f"key '{printable(key)}' contains a control character; keys must be printable")
+            return printable(key)
         return key if isinstance(key, (str, int, float, bool)) or key is None else str(key)

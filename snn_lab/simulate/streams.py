@@ -123,9 +123,15 @@ def input_tasks(series: Series, backend, seed: int, trials: list[int], out: np.n
         shift = [(rng_for(seed, series.label, t, 0).standard_normal(series.width) * math.sqrt(var * c)
                   + mean).astype(out.dtype) for t in trials]
     sd = math.sqrt(var * (1.0 - c))
+    # Box-Muller forms -2 sd^2 ln u (ln u >= -45 in float64, -23 in float32) in the dtype: where
+    # that would overflow though sd z fits (float32, var 1e38), draw N(0, 1) and scale after.
+    # Otherwise as before, so every other input keeps its bits.
+    after = sd if 90.0 * sd * sd > float(np.finfo(out.dtype).max) else None
 
     def task(g, streams, part) -> None:
-        backend.normals(streams, part, sd)
+        backend.normals(streams, part, 1.0 if after else sd)
+        if after:
+            part *= out.dtype.type(after)
         for block, add in zip(part, shift) if g is None else [(part, shift[g])]:
             block += add
     return [lambda j=j: task(*j) for j in jobs(series, seed, trials, 0, out)]

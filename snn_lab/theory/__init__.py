@@ -1,5 +1,6 @@
 """The mean-field theory: what infinite width predicts for each layer (meanfield), and the
-order/chaos phase diagram (phase). Never imports the simulation."""
+order/chaos phase diagram (phase). Never imports the simulation. predict, predict_probes and
+report are safe's: NaN (null) with a reason where a prediction cannot be computed, never raised."""
 
 from snn_lab.theory.meanfield import (
     PROBES,
@@ -17,13 +18,11 @@ from snn_lab.theory.meanfield import (
     output_moments,
     pair_output,
     preact_var,
-    predict,
-    predict_probes,
     q_map,
     q_slope,
-    report,
     weight_scale,
 )
+from snn_lab.theory.safe import notes, predict, predict_probes, report
 from snn_lab.theory.selu import selu_params
 
-__all__ = ['PROBES', 'THEORY', 'FixedPoint', 'c_map', 'chi1', 'chi_c', 'correlation_fixed_point', 'fixed_point', 'g_jacobian', 'g_map', 'input_correlation', 'layer_stats', 'output_moments', 'pair_output', 'preact_var', 'predict', 'predict_probes', 'q_map', 'q_slope', 'report', 'selu_params', 'weight_scale']
+__all__ = ['PROBES', 'THEORY', 'FixedPoint', 'c_map', 'chi1', 'chi_c', 'correlation_fixed_point', 'fixed_point', 'g_jacobian', 'g_map', 'input_correlation', 'layer_stats', 'notes', 'output_moments', 'pair_output', 'preact_var', 'predict', 'predict_probes', 'q_map', 'q_slope', 'report', 'selu_params', 'weight_scale']

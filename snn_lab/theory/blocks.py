@@ -150,7 +150,7 @@ class _Walker:
             d = self.act.deriv
             x, w = gaussian.sphere_nodes(K, scale, self.act.kinks)
             dy2 = d(x) ** 2
-            self.cache[key] = (float(w @ dy2), float(w @ (dy2 * x * x)) / (scale * scale),
+            self.cache[key] = (float(w @ dy2), float(w @ (dy2 * x * x)) / (scale * scale) if scale else math.nan,
                                gaussian.sphere_pair_expect(d, K, scale),
                                gaussian.sphere_pair_expect(lambda t: d(t) * t / scale, K, scale))
         return self.cache[key]
@@ -245,9 +245,9 @@ def _batch_backward(slopes, A: np.ndarray, inverse: float, K: int) -> tuple[floa
     return u, w, K
 
 
-def walk(series: Series, cross: bool = True, grads: bool = True) -> list[Layer]:
+def walk(series: Series, cross: bool = True, grads: bool = True, progress=None) -> list[Layer]:
     """Layer 0 (the input) to depth; `cross`: follow C (always, for batch norm); `grads`: the
-    batch norm's backward terms (two more 2-D quadratures a layer)."""
+    batch norm's backward terms (two more 2-D quadratures a layer); `progress(1)` per layer."""
     w = _Walker(series, cross, grads)
     inp = series.input
     out = [Layer(inp.mean, inp.var + inp.mean * inp.mean, inp.correlation * inp.var + inp.mean * inp.mean,
@@ -255,6 +255,8 @@ def walk(series: Series, cross: bool = True, grads: bool = True) -> list[Layer]:
     with np.errstate(all="ignore"):  # overflow is data here, as in meanfield.predict
         for index in range(1, series.depth + 1):
             out.append(w.layer(index, out[-1]))
+            if progress is not None:
+                progress(1)
     return out
 
 
@@ -263,9 +265,9 @@ def predict(series: Series) -> np.ndarray:
     return _theory_rows(walk(series, cross=False, grads=False))
 
 
-def predict_probes(series: Series, correlation: bool = True) -> np.ndarray:
+def predict_probes(series: Series, correlation: bool = True, progress=None) -> np.ndarray:
     """(depth + 1, len(PROBES)): gradient ratio E[delta_l^2] / E[delta_L^2] and cosine C/M."""
-    return _probe_rows(series, walk(series, cross=correlation), correlation)
+    return _probe_rows(series, walk(series, cross=correlation, progress=progress), correlation)
 
 
 def _theory_rows(layers: list[Layer]) -> np.ndarray:

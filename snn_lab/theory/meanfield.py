@@ -159,10 +159,12 @@ def input_correlation(series: Series) -> tuple[float, float]:
     q1 = preact_var(series, mean, var)
     # Normalized weights (sum 0) see only the centred part of the inputs.
     tau_cross = series.gain * series.gain * rho * var if series.normalize_weights else series.weight_var * cross
-    return (cross / second if second > 0 else math.nan), (tau_cross + series.bias_var) / q1
+    # q1 = 0 (no input variance, no bias, or weights below the float range): no correlation.
+    return (cross / second if second > 0 else math.nan), ((tau_cross + series.bias_var) / q1 if q1 > 0 else math.nan)
 
 
-def predict_probes(series: Series, correlation: bool = True, prediction: np.ndarray | None = None) -> np.ndarray:
+def predict_probes(series: Series, correlation: bool = True, prediction: np.ndarray | None = None,
+                   progress: Callable[[int], None] | None = None) -> np.ndarray:
     """(depth + 1, len(PROBES)): gradient mean square relative to the top, and input cosine.
 
     theory_grad_ratio: E[delta_l^2] / E[delta_L^2], delta_l = dL/dx_l the gradient at layer
@@ -172,13 +174,14 @@ def predict_probes(series: Series, correlation: bool = True, prediction: np.ndar
     layer's factor apart). theory_correlation: the mean cosine similarity of two inputs'
     post-activations, E[Y_a Y_b] / E[Y^2], following the correlation map from the input's
     correlation (Poole et al. 2016). Correlation costs a 2-D quadrature per layer: skipped
-    (NaN) if not asked. `prediction`: predict(series), if the caller has it already. A series
-    with a norm or a residual is theory/blocks.py's.
+    (NaN) if not asked. `prediction`: predict(series), if the caller has it already.
+    `progress(n)`: told of each layer done (depth in all). A series with a norm or a residual
+    is theory/blocks.py's.
     """
     if is_block(series):
         from snn_lab.theory import blocks
 
-        return blocks.predict_probes(series, correlation)
+        return blocks.predict_probes(series, correlation, progress)
     act = series.make_activation()
     out = np.full((series.depth + 1, len(PROBES)), math.nan)
     # Each layer's pre-activation variance, from predict() (q[0] is not used).
@@ -189,6 +192,7 @@ def predict_probes(series: Series, correlation: bool = True, prediction: np.ndar
         for layer in range(series.depth, 0, -1):
             ratio *= chi1(series, q[layer], act)
             out[layer - 1, 0] = ratio
+        done = 0
         if correlation:
             out[0, 1], c = input_correlation(series)
             for layer in range(1, series.depth + 1):
@@ -198,10 +202,16 @@ def predict_probes(series: Series, correlation: bool = True, prediction: np.ndar
                     break  # beyond: NaN (the 2-D quadrature's cost grows with |log q|)
                 cross = pair_output(series, act, q[layer], c)
                 e1, e2 = output_moments(act, 0.0, q[layer], series.dropout)
-                out[layer, 1] = cross / e2
+                out[layer, 1] = cross / e2 if e2 != 0 else math.nan
                 if layer < series.depth:
                     centred = cross - e1 * e1 if series.normalize_weights else cross
-                    c = (weight_scale(series) * centred + series.bias_var) / q[layer + 1]
+                    c = (weight_scale(series) * centred + series.bias_var) / q[layer + 1] \
+                        if q[layer + 1] != 0 else math.nan
+                if progress is not None:
+                    progress(1)
+                    done += 1
+        if progress is not None:
+            progress(series.depth - done)
     return out
 
 
@@ -457,7 +467,7 @@ def _linearization(series: Series, act: Activation, fp: FixedPoint) -> tuple[dic
         mean, var = layer_stats(series, act, q)
         jac = g_jacobian(act, mean, var, 0.0, weight_scale(series), series.bias_var, series.dropout)
         out["jacobian"] = [[json_number(x) for x in row] for row in jac]
-        out["spectral_norm"] = np.linalg.norm(jac, 2)
+        out["spectral_norm"] = np.linalg.norm(jac, 2) if np.isfinite(jac).all() else math.nan  # SVD needs finite
         out["q_slope"], out["chi1"] = q_slope(series, q, act), chi1(series, q, act)
         out["c_star"], out["chi_c"] = correlation_fixed_point(series, q)
         out["xi_c"], why = _depth_scale(out["chi_c"], "chi_c at c*")
