@@ -62,6 +62,28 @@ def main() -> None:
     """
 
 
+def _stdin() -> str:
+    """Standard input as the config's text: capped, and a closed or unreadable one is exit 2."""
+    from snn_lab import config as cfg
+
+    try:
+        if sys.stdin is None:
+            raise ValueError
+        text = sys.stdin.read(cfg.MAX_BYTES + 1)
+    except (OSError, ValueError) as exc:  # closed (None, or ValueError on read) or undecodable
+        why = f": {exc}" if str(exc) else " (it is closed)"
+        raise UsageProblem(f"cannot read the config from standard input{why}; name a config file "
+                           "instead of '-'") from None
+    if len(text) > cfg.MAX_BYTES:
+        raise UsageProblem(f"<stdin>: {cfg.too_large()}")
+    return text
+
+
+def _target_problem(out: Path, exc: OSError) -> UsageProblem:
+    """An --out the system refuses (a name too long, no permission) as one line."""
+    return UsageProblem(f"cannot use --out {out}: {exc.strerror or exc}")
+
+
 def _load(config: str | None, overrides: tuple[str, ...], check_resources: bool = True,
           text: str | None = None):
     """Load an experiment ('-': standard input; `text`: that YAML, named `config`), problems -> exit 2."""
@@ -71,7 +93,7 @@ def _load(config: str | None, overrides: tuple[str, ...], check_resources: bool 
 
     try:
         if config == "-" and text is None:
-            text = sys.stdin.read()
+            text = _stdin()
         if text is not None:
             exp = cfg.load("<stdin>" if config == "-" else config, text=text, overrides=overrides)
         else:
@@ -136,7 +158,7 @@ def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, backen
         backend = backends.resolve(backend)
     except backends.BackendError as exc:
         raise UsageProblem(str(exc)) from None
-    text = sys.stdin.read() if config == "-" else None
+    text = _stdin() if config == "-" else None
     sweep = _load_sweep(config, overrides, sweeps, text, jobs)
     if sweep is not None:
         return _run_sweep(sweep, out, jobs, executor or ("dask" if scheduler else "local"), scheduler,
@@ -150,6 +172,8 @@ def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, backen
         results.check_target(out, force)
     except results.ResultsError as exc:
         raise UsageProblem(str(exc)) from None
+    except OSError as exc:
+        raise _target_problem(out, exc) from None
     err = Console(stderr=True)
     try:
         with _progress(err, enabled=not (quiet or as_json), total=_work(exp)) as advance:
@@ -215,8 +239,10 @@ def _run_sweep(sweep, out, jobs, executor, scheduler, force, as_json, quiet, wit
     try:
         todo = sw.plan(sweep, out, force)
         sw.start(sweep, out, force)
-    except (sw.SweepError, OSError) as exc:
+    except sw.SweepError as exc:
         raise UsageProblem(str(exc)) from None
+    except OSError as exc:
+        raise _target_problem(out, exc) from None
     skipped, failed, t0 = len(sweep.points) - len(todo), [], time.perf_counter()
     if skipped and not (quiet or as_json):
         err.print(f"resuming {out}/: {skipped} of {len(sweep.points)} points already complete",
@@ -407,7 +433,7 @@ def theory(config, activation, init, gain, bias_var, dropout, normalize, depth, 
         exp = _load("<options>", _series_sets(given, 1) + overrides, check_resources=False,
                     text="name: theory\nseries: [{activation: %s}]\n" % json.dumps(given["activation"]))
     else:
-        text = sys.stdin.read() if config == "-" else None
+        text = _stdin() if config == "-" else None
         exp = _load(config, overrides, check_resources=False, text=text)
         if given:
             sets = _series_sets(given, len(exp.series))

@@ -13,6 +13,7 @@ from snn_lab.initializers import INITIALIZERS, Initializer
 from snn_lab.yamlio import ConfigError, Path, Problem, dotted, parse
 
 DTYPES = ("float32", "float64")
+MAX_BYTES = 4 * 2**20  # a config file or standard input: read no further
 DEFAULT_CONFIG = "default.yaml"  # packaged; identical to configs/selu_vs_relu.yaml
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -149,9 +150,11 @@ def read(path: str | None = None, text: str | None = None) -> tuple[Any, dict, s
         source = str(path)
         try:
             with open(path, "rb") as f:
-                raw = f.read()
+                raw = f.read(MAX_BYTES + 1)  # /dev/zero, or a data file named by mistake, stops here
         except OSError as exc:
             raise ConfigError([Problem(source, "", f"cannot read config: {exc.strerror}")]) from None
+        if len(raw) > MAX_BYTES:
+            raise ConfigError([Problem(source, "", too_large())])
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -163,6 +166,12 @@ def read(path: str | None = None, text: str | None = None) -> tuple[Any, dict, s
         raise ConfigError([Problem(source, "", "the config is empty; expected a mapping with at least "
                                    "a 'series' list, e.g. series: [{activation: selu}]")])
     return tree, dict(lines), source
+
+
+def too_large() -> str:
+    """Why a config past MAX_BYTES is refused."""
+    return (f"larger than {MAX_BYTES // 2**20} MiB: not an experiment config (a config is a few lines "
+            "of YAML; a long sweep list belongs in {linspace: ...} or range)")
 
 
 def build(tree: Any, lines: dict, source: str, overrides: tuple[str, ...] = ()) -> Experiment:
@@ -380,6 +389,9 @@ class _Checker:
             normalize = False
         norm = self.choice(raw.get("norm", "none"), path + ("norm",), NORMS, "a normalization")
         residual = self.residual(raw.get("residual"), path + ("residual",))
+        if residual is not None and residual.beta == "expected" and sizes["input"].var == 0:
+            self.fail(path + ("residual", "beta"), "expected divides the first block's input by "
+                      "sqrt(input.var), which is 0 here; set input.var > 0 or beta: none")
         dropout = self.number(raw.get("dropout", DEFAULTS["dropout"]), path + ("dropout",),
                               low=0.0, high=1.0, high_open=True)
         if dropout > 0 and act in ACTIVATIONS and make_activation(act, **dict(params)).saturation is None:

@@ -86,6 +86,7 @@ def load(path: str | None = None, text: str | None = None, overrides: tuple[str,
     axes = _axes(has_block, block, lines, source, sweeps, problems)
     axes = [a for a in axes if _targets(a, tree, problems)]
     _override_conflicts(axes, tree, overrides, problems)
+    _axis_conflicts(axes, tree, problems)
     if problems:
         raise ConfigError(problems)
     size = math.prod(len(a.values) for a in axes)
@@ -252,18 +253,34 @@ def _override_conflicts(axes, tree: dict, overrides, problems) -> None:
                                     "with --sweep seed=0,1,2"))
             continue
         for axis in axes:
-            paths = targets(axis.key, tree)
-            if isinstance(paths, str):
-                continue
-            # A shared key (width, input.var) swept at the top also loses to a series' own value.
-            shared = paths[0][0] != "series" and axis.key.split(".")[0] in cfg.SHARED_KEYS
-            own = path[2:] if len(path) > 2 and path[0] == "series" and shared else None
-            if any(_overlap(path, t) for t in paths) or (own and _overlap(own, paths[0])):
+            if _clash(path, axis, tree):
                 problems.append(Problem(where, key, f"the sweep varies {axis.key!r} ({axis.where}), and "
                                         "a --set would replace every point's value while the folder "
                                         "names and sweep.csv still show the swept ones; drop this "
                                         f"--set, or sweep one value: --sweep {axis.key}=VALUE"))
                 break
+
+
+def _clash(path: tuple, axis: Axis, tree: dict) -> bool:
+    """Whether setting `path` would change what the swept key sets (or override it)."""
+    paths = targets(axis.key, tree)
+    if isinstance(paths, str):
+        return False
+    # A shared key (width, input.var) swept at the top also loses to a series' own value.
+    shared = paths[0][0] != "series" and axis.key.split(".")[0] in cfg.SHARED_KEYS
+    own = path[2:] if len(path) > 2 and path[0] == "series" and shared else None
+    return any(_overlap(path, t) for t in paths) or bool(own and _overlap(own, paths[0]))
+
+
+def _axis_conflicts(axes, tree: dict, problems) -> None:
+    """Refuse two swept keys that set the same value (gain and series.0.gain): one would win."""
+    for i, a in enumerate(axes):
+        for b in axes[i + 1:]:
+            path = tuple(int(p) if p.isdigit() else p for p in b.key.split("."))
+            other = tuple(int(p) if p.isdigit() else p for p in a.key.split("."))
+            if _clash(path, a, tree) or _clash(other, b, tree):
+                problems.append(Problem(b.where, b.key, f"this key and {a.key!r} ({a.where}) set the same "
+                                        "value, and only one can win while both name the points; sweep one of them"))
 
 
 def _overlap(a: tuple, b: tuple) -> bool:

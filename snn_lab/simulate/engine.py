@@ -69,7 +69,8 @@ def finish(sums: np.ndarray, count: int, data: np.ndarray) -> np.ndarray:
         var = total[:, 1] / count - mean * mean
         for t in np.flatnonzero(np.isfinite(mean) & ~(var * _ILL_CONDITIONED > mean * mean)):
             v = data[t].reshape(-1).astype(np.float64) - mean[t]
-            var[t] = (float(np.dot(v, v)) - float(np.add.reduce(v)) ** 2 / count) / count
+            shift = np.add.reduce(v)  # numpy float64: squares to inf, not OverflowError (float ** 2)
+            var[t] = (np.dot(v, v) - shift * shift / count) / count
         var = np.where(np.isfinite(mean), np.where(var < 0.0, 0.0, var), math.nan)
     return np.stack([mean, var], axis=1)
 
