@@ -777,7 +777,8 @@ def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, updat
             console.print(line, markup=False, soft_wrap=True)
         console.print(report.check_verdict(rep), style="green" if rep.passed else "bold red")
         if rep.verdict == "cannot judge":
-            console.print(f"cannot judge: {len(rep.unjudged)} values have no finite standard error "
-                          "and none drifted", style="bold yellow")
+            n = len(rep.unjudged)
+            console.print(f"cannot judge: {n} value{' has' if n == 1 else 's have'} no finite standard "
+                          "error, and none drifted", style="bold yellow")
     if not rep.passed:
         raise click.exceptions.Exit(CANNOT_JUDGE if rep.verdict == "cannot judge" else 1)

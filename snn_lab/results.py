@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -218,13 +219,15 @@ def write(results: Results, out: Path, force: bool = False) -> Path:
     # Never write through a symlink named like the target: build a fresh folder, then rename.
     tmp = safefs.fresh_dir(out.parent, f".{out.name}.tmp-")
     try:
-        safefs.write_text(tmp / "config.yaml", yaml.safe_dump(results.config, sort_keys=False))
+        config_text = yaml.safe_dump(results.config, sort_keys=False)
+        safefs.write_text(tmp / "config.yaml", config_text)
         tables = {"layers.csv": results.layers, "summary.csv": results.summary, "samples.csv": results.samples}
         for name, table in tables.items():
             safefs.write_text(tmp / name, _csv(table, TABLES[name]))
         # meta.json last: its 'complete' flag is what readers require; 'rows' detects truncation.
         rows = {name: len(table[TABLES[name][0]]) for name, table in tables.items()}
-        meta = {**results.meta, "rows": rows, "complete": True}
+        digest = {"config.yaml": hashlib.sha256(config_text.encode("utf-8")).hexdigest()}
+        meta = {**results.meta, "rows": rows, "sha256": digest, "complete": True}
         safefs.write_text(tmp / "meta.json", json.dumps(meta, indent=2, allow_nan=False, default=str) + "\n")
         with _locked(out.parent):
             # Another run may have finished the same target while this one computed.
@@ -294,7 +297,7 @@ def read(path: str | Path) -> Results:
         raise ResultsError(f"{path}: not a complete results folder (missing {', '.join(missing)}); "
                            "was the run interrupted?")
     meta = validate.read_meta(path / "meta.json", RESULTS_VERSION)
-    config, exp = validate.read_config(path / "config.yaml")
+    config, exp = validate.read_config(path / "config.yaml", meta.get("sha256", {}).get("config.yaml"))
     counts = meta.get("rows", {})  # folders written before 'rows' existed: checked against config
     tables = {name: validate.read_table(path / name, columns, counts.get(name), OPTIONAL_COLUMNS)
               for name, columns in TABLES.items()}

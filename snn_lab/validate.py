@@ -4,6 +4,7 @@ and what is wrong (ResultsError), never a traceback on a damaged or hand-edited 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -16,7 +17,8 @@ INT_COLUMNS = ("trial", "layer", "trials")
 TEXT_COLUMNS = {"series", "activation", "init", "point"}
 # meta.json keys that readers use, and the JSON types each may hold (None: null).
 META_TYPES = {"complete": (bool,), "results_version": (int,), "overflow": (list,),
-              "backend": (str, type(None)), "finished_utc": (str, type(None)), "rows": (dict,)}
+              "backend": (str, type(None)), "finished_utc": (str, type(None)), "rows": (dict,),
+              "sha256": (dict,)}
 MAX_BYTES = 2**31  # a results file larger than this is not one snn-lab wrote (and would not fit)
 
 
@@ -73,21 +75,26 @@ def read_meta(path: Path, version: int) -> dict:
     for name, count in meta.get("rows", {}).items():
         if not _is_int(count) or count < 0:
             raise ResultsError(f"{path}: key 'rows', {name!r}: expected a row count, found {count!r}")
+    if not all(isinstance(v, str) for v in meta.get("sha256", {}).values()):
+        raise ResultsError(f"{path}: key 'sha256': expected text digests")
     return meta
 
 
-def read_config(path: Path):
-    """config.yaml: (the mapping as written, the Experiment it validates to)."""
+def read_config(path: Path, sha256: str | None = None):
+    """config.yaml: (the mapping as written, the Experiment it validates to); sha256: meta.json's."""
     import yaml
 
     from snn_lab import config as cfg
 
     text = read_text(path)
+    if sha256 is not None and hashlib.sha256(text.encode("utf-8")).hexdigest() != sha256:
+        raise ResultsError(f"{path}: changed or truncated after the run (its sha256 differs from "
+                           "meta.json's); the numbers were computed with another config")
     try:
         exp = cfg.load(str(path), text=text)
         raw = yaml.safe_load(text)
     except cfg.ConfigError as exc:
-        raise ResultsError(f"not a valid resolved config: {exc.problems[0]}") from None
+        raise ResultsError(f"{exc.problems[0]} (the resolved config of a results folder)") from None
     except yaml.YAMLError as exc:  # pragma: no cover - load() reports YAML errors first
         raise ResultsError(f"{path}: not valid YAML ({exc})") from None
     for key in ("name", "seed", "trials", "series"):
@@ -150,15 +157,22 @@ def read_table(path: Path, columns=None, rows: int | None = None, optional=()) -
 
 def check_tables(folder: Path, exp, summary: dict, layers: dict, samples: dict) -> None:
     """The tables hold exactly the rows config.yaml describes: every series, trial and layer."""
-    labels = np.array([s.label for s in exp.series for _ in range(s.depth + 1)], dtype=object)
-    depth = np.concatenate([np.arange(s.depth + 1) for s in exp.series])
-    _rows(folder / "summary.csv", summary, {"series": labels, "layer": depth,
-                                             "trials": np.full(len(depth), exp.trials)})
+    def per_row(value, repeat):
+        return np.array([value(s) for s in exp.series for _ in range(repeat(s))], dtype=object)
+
     t = exp.trials
-    _rows(folder / "layers.csv", layers, {
-        "series": np.array([s.label for s in exp.series for _ in range(t * (s.depth + 1))], dtype=object),
-        "trial": np.concatenate([np.repeat(np.arange(t), s.depth + 1) for s in exp.series]),
-        "layer": np.concatenate([np.tile(np.arange(s.depth + 1), t) for s in exp.series])})
+    for name, table, repeat in (("summary.csv", summary, lambda s: s.depth + 1),
+                                ("layers.csv", layers, lambda s: t * (s.depth + 1))):
+        expected = {"series": per_row(lambda s: s.label, repeat),
+                    "activation": per_row(lambda s: s.make_activation().label, repeat),
+                    "init": per_row(lambda s: s.init, repeat)}
+        if name == "summary.csv":
+            expected["layer"] = np.concatenate([np.arange(s.depth + 1) for s in exp.series])
+            expected["trials"] = np.full(len(expected["layer"]), t)
+        else:
+            expected["trial"] = np.concatenate([np.repeat(np.arange(t), s.depth + 1) for s in exp.series])
+            expected["layer"] = np.concatenate([np.tile(np.arange(s.depth + 1), t) for s in exp.series])
+        _rows(folder / name, table, expected)
     depths = {s.label: s.depth for s in exp.series}
     for i, (label, layer) in enumerate(zip(samples["series"], samples["layer"])):
         if label not in depths or not 0 <= layer <= depths[label]:
