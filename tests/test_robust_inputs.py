@@ -286,3 +286,15 @@ def test_a_closed_standard_input_is_exit_2():
                           timeout=60)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: cannot read the config from standard input"), proc.stderr
+
+
+def test_resuming_a_sweep_redoes_a_damaged_point_only(tmp_path):
+    out = tmp_path / "s"
+    args = ("run", "-", "--out", out, "--sweep", "depth=2,3", "-q")
+    assert invoke(*args, input=BASE).exit_code == 0
+    kept = (out / "points" / "depth=3" / "layers.csv").stat().st_mtime_ns
+    (out / "points" / "depth=2" / "summary.csv").write_text("series,layer\nA,0,1\n")
+    again = CliRunner().invoke(main, [str(a) for a in args[:-1]], input=BASE)
+    assert again.exit_code == 0 and "2 points, 1 run, 1 resumed" in again.output, again.output
+    assert (out / "points" / "depth=3" / "layers.csv").stat().st_mtime_ns == kept
+    assert results.read(out / "points" / "depth=2").summary["layer"].size == 2 * 3
