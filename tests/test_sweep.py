@@ -306,13 +306,16 @@ def _complete(out: Path) -> list[str]:
 
 
 def test_ctrl_c_stops_a_sweep_with_one_line_and_exit_130(tmp_path):
-    path = write(tmp_path, BASE.replace("depth: 5", "depth: 40") + "sweep:\n  gain: {linspace: [0.8, 1.2, 40]}\n")
+    # 400 points: the whole sweep outlasts any stall of this process between two polls (40
+    # points once finished in the second this test was descheduled on a loaded machine).
+    path = write(tmp_path, BASE.replace("depth: 5", "depth: 40") + "sweep:\n  gain: {linspace: [0.8, 1.2, 400]}\n")
     out = tmp_path / "s"
     proc = subprocess.Popen([sys.executable, "-m", "snn_lab", "run", str(path), "--out", str(out), "-q", "-j", "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(_complete(out)) < 2:
         time.sleep(0.02)
+    assert proc.poll() is None, "the sweep finished before it could be interrupted: make it bigger"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
