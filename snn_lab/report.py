@@ -135,7 +135,7 @@ def check_table(report, limit: int = CHECK_ROWS) -> Table:
 
 def check_markdown(report, limit: int = CHECK_ROWS) -> str:
     """The report as GitHub-flavoured Markdown: a pull-request comment or a CI step summary."""
-    state = "passed" if report.passed else "drift"
+    state = "passed" if report.passed else report.verdict
     lines = [f"### snn-lab check ({report.mode}): {state}", "",
              f"`{report.results}` against `{report.baseline}`", ""]
     if report.changes:

@@ -371,6 +371,11 @@ def plan(sweep: Sweep, out: Path, force: bool) -> list[Point]:
 
     if out.exists() and not out.is_dir():
         raise SweepError(f"{out} exists and is not a folder; choose another --out")
+    if force and out.is_dir() and any(out.iterdir()):
+        try:
+            results.check_replaceable(out)  # --force replaces only what snn-lab wrote
+        except results.ResultsError as exc:
+            raise SweepError(str(exc)) from None
     if force or not out.is_dir() or not any(out.iterdir()):
         return list(sweep.points)
     if not (out / MANIFEST).is_file():

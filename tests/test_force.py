@@ -145,3 +145,16 @@ def test_folders_and_files_follow_the_umask(tmp_path, umask):
         paths += [(out / "plots", 0o777), (out / "plots" / "map.png", 0o666)]
     for p, full in paths:
         assert stat.S_IMODE(os.stat(p).st_mode) == full & ~umask, p
+
+
+def test_a_forced_sweep_refuses_a_folder_of_the_users_own_files(tmp_path):
+    """`run --force` with a sweep follows the same rule: a folder snn-lab did not write is kept."""
+    own = tmp_path / "photos"
+    own.mkdir()
+    (own / "a.jpg").write_bytes(b"\xff\xd8")
+    done = invoke("run", "--out", own, "--force", "--sweep", "gain=0.9,1.1", *SMALL)
+    assert done.exit_code == 2 and f"{own / 'a.jpg'} was not written by snn-lab" in done.stderr
+    assert sorted(p.name for p in own.iterdir()) == ["a.jpg"]
+    sweep = tmp_path / "s"
+    assert invoke("run", "--out", sweep, "--sweep", "gain=0.9,1.1", *SMALL).exit_code == 0
+    assert invoke("run", "--out", sweep, "--force", "--sweep", "gain=0.9,1.1", *SMALL).exit_code == 0
