@@ -117,19 +117,33 @@ def _pool(points: list, jobs: int, backend: str | None) -> Iterator:
                     p = pending.pop(fut)
                     exc = fut.exception()
                     yield (p, exc) if exc is not None else (p, fut.result())
-        finally:
-            _stop(pool)
+        except BaseException:
+            # Ctrl-C, SIGTERM, or the consumer closing us early: end the workers by their
+            # processes alone. The pool's shutdown takes locks and writes to pipes that an
+            # interrupt can leave held or full (it hung past 30 s in CI); the CLI then exits
+            # with os._exit, never joining the pool's manager thread.
+            _end_workers(list(getattr(pool, "_processes", {}).values()))
+            raise
+        _stop(pool)
+
+
+def _end_workers(processes: list) -> None:
+    """Terminate worker processes and reap them (killed if they outlive 5 s)."""
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in processes:
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(timeout=5)
 
 
 def _stop(pool) -> None:
     """Shut a process pool down now: cancel what has not started, end what has."""
     processes = list(getattr(pool, "_processes", {}).values())  # no public way to end workers
     pool.shutdown(wait=False, cancel_futures=True)
-    for proc in processes:
-        if proc.is_alive():
-            proc.terminate()
-    for proc in processes:
-        proc.join(timeout=5)
+    _end_workers(processes)
     # A worker ended while it wrote a result leaves half a message in the result pipe, and the
     # pool's manager thread waits for the rest forever; the interpreter joins that thread at
     # exit, so Ctrl-C would hang (seen on Python 3.13). Closing our end of the pipe's writing
