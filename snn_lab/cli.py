@@ -313,6 +313,10 @@ class _interruptible:
         self.previous = None
         if threading.current_thread() is threading.main_thread():
             self.previous = signal.signal(signal.SIGTERM, self._raise)
+            if hasattr(signal, "pthread_sigmask"):
+                # A blocked signal mask survives exec: a parent that launched us with SIGINT or
+                # SIGTERM blocked would make Ctrl-C never arrive (seen under the test suite).
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
         return self
 
     @staticmethod

@@ -317,7 +317,13 @@ def test_ctrl_c_stops_a_sweep_with_one_line_and_exit_130(tmp_path):
         time.sleep(0.02)
     assert proc.poll() is None, "the sweep finished before it could be interrupted: make it bigger"
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise AssertionError("no exit 30 s after SIGINT; this process's SIGINT disposition "
+                             f"{signal.getsignal(signal.SIGINT)!r}, blocked {signal.pthread_sigmask(signal.SIG_BLOCK, [])!r}")
     assert proc.returncode == 130, err
     assert "points complete in" in err and "run the same command to resume" in err and "Traceback" not in err
     assert not [p for p in (out / "points").iterdir() if p.name.startswith(".")]  # no half-written point
