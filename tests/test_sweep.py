@@ -320,8 +320,8 @@ def test_ctrl_c_stops_a_sweep_with_one_line_and_exit_130(tmp_path):
     try:
         _, err = proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
+        proc.kill()  # no communicate(): a worker left alive would hold the pipes open forever
+        proc.wait(timeout=10)
         raise AssertionError("no exit 30 s after SIGINT; this process's SIGINT disposition "
                              f"{signal.getsignal(signal.SIGINT)!r}, blocked {signal.pthread_sigmask(signal.SIG_BLOCK, [])!r}")
     assert proc.returncode == 130, err
