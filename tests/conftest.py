@@ -100,3 +100,13 @@ def pytest_terminal_summary(terminalreporter):
     """Say how many fuzzed configs the run checked (robustness issue: the count is printed)."""
     if FUZZ_COUNT["configs"]:
         terminalreporter.write_line(f"fuzz: {FUZZ_COUNT['configs']} configs checked through the loader and the CLI")
+
+
+def terminal_signals() -> None:
+    """preexec_fn for a child that must see Ctrl-C as from a terminal: SIGINT and SIGTERM at
+    their defaults. Inside the full suite something leaves this process with SIGINT ignored
+    (CI showed SIG_IGN), and an ignored signal stays ignored across exec."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FUZZ_COUNT
+from conftest import FUZZ_COUNT, terminal_signals
 from snn_lab import config, results
 from snn_lab.cli import main
 from snn_lab.config import SERIES_KEYS, TOP_KEYS, ConfigError
@@ -163,7 +163,8 @@ SLOW = ["--set", "width=256", "--set", "batch=256", "--set", "depth=400", "--set
 def _spawn(out: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "snn_lab", "run", "--out", str(out), "-q", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=terminal_signals)
 
 
 def _complete_or_absent(out: Path) -> bool:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from conftest import terminal_signals
 import pytest
 from click.testing import CliRunner
 
@@ -311,7 +312,7 @@ def test_ctrl_c_stops_a_sweep_with_one_line_and_exit_130(tmp_path):
     path = write(tmp_path, BASE.replace("depth: 5", "depth: 40") + "sweep:\n  gain: {linspace: [0.8, 1.2, 400]}\n")
     out = tmp_path / "s"
     proc = subprocess.Popen([sys.executable, "-m", "snn_lab", "run", str(path), "--out", str(out), "-q", "-j", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=terminal_signals)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(_complete(out)) < 2:
         time.sleep(0.02)
