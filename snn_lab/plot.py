@@ -100,9 +100,14 @@ def _plain(series: dict) -> bool:
     return series.get("norm", "none") == "none" and not series.get("residual") and not scaled
 
 
+def as_typed(text) -> str:
+    """User text (a label, a name, a value) shown as typed: its '$' never starts mathtext."""
+    return str(text).replace("$", r"\$")
+
+
 def _title(results: Results, what: str, trials: bool = True) -> str:
     trials = results.config.get("trials") if trials else None
-    name = results.config.get("name", "results")
+    name = as_typed(results.config.get("name", "results"))
     return f"{name}: {what}" + (f" ({trials} trials)" if trials else "")
 
 
@@ -161,7 +166,7 @@ def convergence(results: Results) -> Figure:
         ax_var.set_title(r"post-activation variance $\nu$ (target 1)", loc="left")
         depth = int(results.summary["layer"].max()) if len(results.summary["layer"]) else 1
         ax_var.set_xlim(0, max(depth, 1))
-        handles = [Line2D([], [], label=label, markersize=5, linewidth=1.8, **series_style(i))
+        handles = [Line2D([], [], label=as_typed(label), markersize=5, linewidth=1.8, **series_style(i))
                    for i, label in enumerate(results.labels)]
         band = "±1 sd across trials"
         if log_var:
@@ -271,7 +276,7 @@ def selu_map(results: Results, grid: int = 17) -> Figure:
         ax_all.set_title("every layer", loc="left")
         ax_zoom.set_title("zoom on the dotted box: the fixed point and layers from depth/2 on",
                           loc="left")
-        handles = [Line2D([], [], markersize=4, linewidth=1.6, label=label, **series_style(i))
+        handles = [Line2D([], [], markersize=4, linewidth=1.6, label=as_typed(label), **series_style(i))
                    for i, label, _ in paths]
         if fixed is not None:
             where = rf"$(\mu^*, \nu^*) = ({fixed[0]:.3f}, {fixed[1]:.3f})$"
@@ -390,7 +395,7 @@ def activations(results: Results) -> Figure:
         for label, (i, act) in seen.items():
             style = series_style(i)
             kw = {"color": style["color"], "linestyle": style["linestyle"], "linewidth": 1.8}
-            series = ", ".join(users[label])
+            series = as_typed(", ".join(users[label]))
             ax_f.plot(x, act.fn(x.copy()), label=f"{label}\n(series: {series})", **kw)
             xd, yd = _split_at_kinks(x, act)
             ax_d.plot(xd, yd, **kw)
@@ -460,11 +465,11 @@ def histograms(results: Results, bins: int = 30) -> Figure:
                 if c >= len(rows):
                     ax.set_axis_off()
                     if c == 0:
-                        ax.text(0.02, 0.5, f"{label}: no samples stored", transform=ax.transAxes)
+                        ax.text(0.02, 0.5, f"{as_typed(label)}: no samples stored", transform=ax.transAxes)
                     continue
                 _histogram(ax, rows[c], layers[label][c], color, bins, span)
                 if c == 0:
-                    ax.set_ylabel(f"{label}\ndensity")
+                    ax.set_ylabel(f"{as_typed(label)}\ndensity")
         for ax in axes[-1]:
             ax.set_xlabel("activation value")
         fig.suptitle(_title(results, "distribution of the activations (trial 0, 1000 sampled "
@@ -578,12 +583,12 @@ def probes(results: Results) -> Figure:
             if column != "grad_ratio":
                 _unit_range(ax, results.summary, column)
             if missing:
-                ax.text(0.01, 0.03, "inf/NaN at every layer: " + ", ".join(missing),
+                ax.text(0.01, 0.03, "inf/NaN at every layer: " + as_typed(", ".join(missing)),
                         transform=ax.transAxes, fontsize=8, color="0.25", va="bottom",
                         bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})
         axes[-1].set_xlabel(r"layer $l$ (0: the input)")
         axes[-1].set_xlim(0, max(depth, 1))
-        handles = [Line2D([], [], label=label, markersize=5, linewidth=1.8, **series_style(i))
+        handles = [Line2D([], [], label=as_typed(label), markersize=5, linewidth=1.8, **series_style(i))
                    for i, label in enumerate(results.labels)]
         if measured:
             band = "±1 sd across trials"
@@ -831,7 +836,7 @@ def _sweep_title(sweep: SweepTable, rows: dict, what: str) -> str:
     seeds = sweep.manifest.get("pooled", {}).get("seed")
     if seeds:
         counted = counted[:-1] + f" pooled over {len(seeds)} seeds)" if counted else f" (pooled over {len(seeds)} seeds)"
-    return f"{sweep.manifest.get('name', 'sweep')}: {what} against {', '.join(sweep.keys)}{counted}"
+    return as_typed(f"{sweep.manifest.get('name', 'sweep')}: ") + f"{what} against {as_typed(', '.join(sweep.keys))}{counted}"
 
 
 def _sweep_lines(sweep: SweepTable, rows: dict, stat: str, what: str) -> Figure:
@@ -863,7 +868,7 @@ def _sweep_lines(sweep: SweepTable, rows: dict, stat: str, what: str) -> Figure:
             if panel is not None:
                 more = (f" (first {len(shown)} of {len(combos)} combinations)"
                         if len(combos) > len(shown) else "")
-                ax.set_title(f"{panel}{more}", loc="left")
+                ax.set_title(f"{as_typed(panel)}{more}", loc="left")
             if stat in SWEEP_TARGETS and not (log_y and SWEEP_TARGETS[stat] <= 0):
                 ax.axhline(SWEEP_TARGETS[stat], color=GREY, linewidth=0.8, zorder=1)
             if log_x:
@@ -872,18 +877,18 @@ def _sweep_lines(sweep: SweepTable, rows: dict, stat: str, what: str) -> Figure:
                 ax.set_yscale("log")
                 ax.set_ylim(*_log_limits(rows))
             if text:
-                ax.set_xticks(range(len(xs)), [_show_value(v) for v in xs])
-            ax.set_xlabel(key + (" (log scale)" if log_x else ""))
+                ax.set_xticks(range(len(xs)), [as_typed(_show_value(v)) for v in xs])
+            ax.set_xlabel(as_typed(key) + (" (log scale)" if log_x else ""))
             ax.set_ylabel(SWEEP_LABELS.get(stat, stat) + (" (log scale)" if log_y else ""))
         for ax in axes[len(panels):]:
             ax.set_axis_off()
         handles = []
         if not others:
-            handles += [Line2D([], [], label=label, markersize=5, linewidth=1.8, **series_style(i))
+            handles += [Line2D([], [], label=as_typed(label), markersize=5, linewidth=1.8, **series_style(i))
                         for i, label in enumerate(labels)]
         else:
             handles += [Line2D([], [], color=PALETTE[j], linewidth=1.8,
-                               label=", ".join(f"{k} = {_show_value(v)}" for k, v in zip(others, c)))
+                               label=as_typed(", ".join(f"{k} = {_show_value(v)}" for k, v in zip(others, c))))
                         for j, c in enumerate(shown)]
         handles.append(Line2D([], [], color=GREY, marker="|", markersize=8, linestyle="none",
                               label="± standard error\n(sd / √trials)"))
@@ -987,12 +992,12 @@ def _sweep_heatmap(sweep: SweepTable, rows: dict, stat: str, what: str) -> Figur
                             color="white" if shade < 0.5 else "black")
             ax.set_xlim(-0.5, len(xs) - 0.5)
             ax.set_ylim(-0.5, len(ys) - 0.5)
-            ax.set_xticks(range(len(xs)), [_show_value(v) for v in xs])
-            ax.set_yticks(range(len(ys)), [_show_value(v) for v in ys])
-            ax.set_xlabel(kx)
-            ax.set_ylabel(ky)
+            ax.set_xticks(range(len(xs)), [as_typed(_show_value(v)) for v in xs])
+            ax.set_yticks(range(len(ys)), [as_typed(_show_value(v)) for v in ys])
+            ax.set_xlabel(as_typed(kx))
+            ax.set_ylabel(as_typed(ky))
             note = f"  ({int(bad.sum())} of {bad.size} cells inf/NaN)" if bad.any() else ""
-            ax.set_title(f"{label}{note}", loc="left", fontsize=10)
+            ax.set_title(f"{as_typed(label)}{note}", loc="left", fontsize=10)
         for ax in axes[len(labels):]:
             ax.set_axis_off()
         log = isinstance(norm, mcolors.LogNorm)
@@ -1136,7 +1141,7 @@ def phase_diagram(diagram, overlay: dict | None = None) -> Figure:
                 dots = ax_chi.scatter(overlay["weight_var"][good], overlay["bias_var"][good], c=v[good],
                                       cmap="viridis", s=45, edgecolors="black", linewidths=0.8, zorder=7)
                 where = "last layer" if overlay["layer"] == "last" else f"layer {overlay['layer']}"
-                fig.colorbar(dots, ax=ax_chi, label=f"sweep: {overlay['stat']} ({where}, {overlay['series']})")
+                fig.colorbar(dots, ax=ax_chi, label=f"sweep: {overlay['stat']} ({where}, {as_typed(overlay['series'])})")
             if (~good).any():
                 ax_chi.scatter(overlay["weight_var"][~good], overlay["bias_var"][~good], marker="X",
                                s=60, color="black", zorder=7)

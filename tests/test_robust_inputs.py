@@ -254,6 +254,36 @@ def test_rich_markup_in_labels_is_printed_literally(tmp_path):
     assert swept.exit_code == 0 and all(l in swept.output for l in LABELS), swept.output
 
 
+def _shown(text) -> str:
+    """What matplotlib draws for a text: mathtext parsed or the characters, '\\$' shown as '$'."""
+    s, math = text._preprocess_math(text.get_text())
+    return "<math>" if math else s
+
+
+def test_labels_with_dollars_are_drawn_as_typed(tmp_path):
+    """'$x_$' once crashed the figures (mathtext); 'a$b$c' would be drawn as math, unasked."""
+    from snn_lab import plot
+
+    labels = ["$x_$", "a$b$c", "cost $5", "\\$"]
+    series = ", ".join(f"{{label: {json.dumps(l)}, activation: {a}}}" for l, a in zip(labels, ["selu", "elu"] * 2))
+    text = f"width: 4\nbatch: 4\ndepth: 2\ntrials: 2\nseries: [{series}]\n"
+    run = invoke("run", "-", "--out", tmp_path / "r", "-q", input=text)
+    assert run.exit_code == 0, run.output
+    res = results.read(tmp_path / "r")
+    for make in (plot.convergence, plot.probes, plot.activations, plot.histograms):
+        fig = make(res)
+        fig.canvas.draw()  # where mathtext would raise
+        drawn = {_shown(t) for t in fig.findobj(lambda a: hasattr(a, "_preprocess_math"))}
+        assert all(any(label in d for d in drawn) for label in labels), (make.__name__, drawn)
+    swept = invoke("run", "-", "--out", tmp_path / "s", "--sweep", "activation=selu,elu", "-q", input=text)
+    assert swept.exit_code == 0, swept.output
+    figs = plot.sweep_figures(sw.read(tmp_path / "s"))
+    for fig in (figs.values() if isinstance(figs, dict) else figs):
+        fig.canvas.draw()
+        drawn = " ".join(_shown(t) for t in fig.findobj(lambda a: hasattr(a, "_preprocess_math")))
+        assert all(label in drawn for label in labels), drawn
+
+
 # ---- streams and paths ----------------------------------------------------------------------
 
 def test_float32_input_variance_1e38_is_not_an_overflow(tmp_path):
