@@ -184,7 +184,11 @@ def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, backen
     figures = []
     if with_plot:
         from snn_lab import plot as plots
-        figures = plots.save_figures(res, out / "plots", ("png",))
+        try:
+            figures = plots.save_figures(res, out / "plots", ("png",))
+        except OSError as exc:  # e.g. a full disk: the results are written; the figures are not
+            raise UsageProblem(f"wrote {out}/, but not its figures: {exc.strerror or exc}; "
+                               f"`snn-lab plot {out}` draws them") from None
     if as_json:
         click.echo(json.dumps(results.to_json(res), indent=2))
         return
@@ -224,7 +228,22 @@ def _load_sweep(config, overrides, sweeps, text, jobs):
     return sweep
 
 
-def _run_sweep(sweep, out, jobs, executor, scheduler, force, as_json, quiet, with_plot, backend):
+def _run_sweep(sweep, out, *args):
+    """Take the sweep folder for this process alone (exit 2 if another sweep has it), then run."""
+    from snn_lab import sweep as sw
+
+    out = out or Path("results") / sweep.name
+    try:
+        held = sw.hold(out)
+    except sw.SweepError as exc:
+        raise UsageProblem(str(exc)) from None
+    except OSError as exc:
+        raise _target_problem(out, exc) from None
+    with held:
+        return _sweep_held(sweep, out, *args)
+
+
+def _sweep_held(sweep, out, jobs, executor, scheduler, force, as_json, quiet, with_plot, backend):
     """Run the points not yet complete, write each as it arrives, then sweep.csv."""
     import json
 
@@ -234,7 +253,6 @@ def _run_sweep(sweep, out, jobs, executor, scheduler, force, as_json, quiet, wit
     from snn_lab import executors, results
     from snn_lab import sweep as sw
 
-    out = out or Path("results") / sweep.name
     err, console = Console(stderr=True), Console()
     try:
         todo = sw.plan(sweep, out, force)
@@ -287,12 +305,16 @@ def _run_sweep(sweep, out, jobs, executor, scheduler, force, as_json, quiet, wit
         err.print(f"{len(failed)} of {len(sweep.points)} points failed; the others are in {out}/{sw.POINTS}/; "
                   "run the same command to retry them", markup=False, highlight=False, soft_wrap=True)
         raise click.exceptions.Exit(1)
-    table = sw.finish(sweep, out, {"executor": executor, "jobs": jobs})
     seconds = time.perf_counter() - t0
     figures = []
-    if with_plot:
-        from snn_lab import plot as plots
-        figures = plots.save_sweep_figures(sw.read(out), out / "plots", ("png",))
+    try:
+        table = sw.finish(sweep, out, {"executor": executor, "jobs": jobs})
+        if with_plot:
+            from snn_lab import plot as plots
+            figures = plots.save_sweep_figures(sw.read(out), out / "plots", ("png",))
+    except OSError as exc:  # a full disk: the points stay; the same command writes the rest
+        raise UsageProblem(f"cannot finish {out}: {exc.strerror or exc}; its {len(sweep.points)} points "
+                           "are complete, run the same command again to write sweep.csv") from None
     if as_json:
         click.echo(json.dumps({"name": sweep.name, "path": str(out), "table": str(table),
                                "keys": list(sweep.keys), "points": len(sweep.points), "ran": len(todo),

@@ -8,7 +8,6 @@ import io
 import json
 import os
 import shutil
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -229,7 +228,7 @@ def write(results: Results, out: Path, force: bool = False) -> Path:
         digest = {"config.yaml": hashlib.sha256(config_text.encode("utf-8")).hexdigest()}
         meta = {**results.meta, "rows": rows, "sha256": digest, "complete": True}
         safefs.write_text(tmp / "meta.json", json.dumps(meta, indent=2, allow_nan=False, default=str) + "\n")
-        with _locked(out.parent):
+        with safefs.FolderLock(out.parent):
             # Another run may have finished the same target while this one computed.
             if out.is_dir() and any(out.iterdir()) and not force:
                 raise ResultsError(f"{out} was written by another run while this one computed; "
@@ -241,22 +240,6 @@ def write(results: Results, out: Path, force: bool = False) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
     results.path = out
     return out
-
-
-@contextmanager
-def _locked(folder: Path):
-    """An exclusive lock on a folder, so that two runs never swap the same target at once."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: the rename below is still atomic, only unserialized
-        yield
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:

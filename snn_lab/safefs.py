@@ -88,3 +88,43 @@ def _fill(fd: int, data: bytes, commit, discard) -> None:
 def write_text(path: str | Path, text: str, folder_link_ok: bool = False) -> Path:
     """write_bytes of UTF-8 text."""
     return write_bytes(path, text.encode("utf-8"), folder_link_ok)
+
+
+class Busy(OSError):
+    """Another process holds the folder's lock."""
+
+
+class FolderLock:
+    """An exclusive lock on a folder: flock on the folder itself, so no lock file is written.
+
+    The kernel drops it when the holder exits or is killed, so a crashed writer never blocks
+    the next one. Without fcntl (Windows) it is a no-op: writes stay atomic, only unserialized.
+    """
+
+    def __init__(self, folder: str | Path, wait: bool = True):
+        self.fd = None
+        try:
+            import fcntl
+        except ImportError:
+            return
+        self.fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0))
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            self.release()
+            raise Busy(f"{folder} is being written by another snn-lab process") from None
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Closing the descriptor releases the lock."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> FolderLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

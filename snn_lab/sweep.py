@@ -12,12 +12,12 @@ import math
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from snn_lab import config as cfg
+from snn_lab import safefs
 from snn_lab.config import Experiment
 from snn_lab.yamlio import ConfigError, Problem, parse
 
@@ -413,20 +413,35 @@ def _roundtrip(d: dict) -> dict:
     return yaml.safe_load(yaml.safe_dump(d, sort_keys=False))
 
 
+def hold(out: Path) -> safefs.FolderLock:
+    """The sweep folder `out`, created if missing, locked for this process: one writer at a time."""
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise SweepError(f"{out} exists and is not a folder; choose another --out")
+    try:
+        return safefs.FolderLock(safefs.real_dir(out), wait=False)
+    except safefs.Busy:
+        raise SweepError(f"{out} is being written by another snn-lab sweep (it holds the folder's "
+                         "lock); wait for that one to end, or choose another --out") from None
+
+
 def start(sweep: Sweep, out: Path, force: bool, extra: dict | None = None) -> None:
-    """Create (or, forced, empty) the sweep folder and write its manifest."""
-    if force and out.is_dir() and not (out / MANIFEST).is_file() and any(out.iterdir()):
-        aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.rename(out, aside / out.name)  # another run's folder: replaced, as `run --force` does
-        shutil.rmtree(aside, ignore_errors=True)
-    (out / POINTS).mkdir(parents=True, exist_ok=True)
+    """Make (or, forced, empty) the held sweep folder and write its manifest."""
+    if force and not (out / MANIFEST).is_file():
+        # A results folder of snn-lab's (plan checked every entry): emptied in place, since the
+        # lock is on this folder; a rename would leave the lock behind on the old one.
+        with os.scandir(out) as entries:
+            for e in entries:
+                if e.is_dir(follow_symlinks=False):
+                    shutil.rmtree(e.path)  # never follows links
+                else:
+                    os.unlink(e.path)
+    safefs.real_dir(out / POINTS)
     _atomic(out / MANIFEST, json.dumps(manifest(sweep, extra), indent=2) + "\n")
 
 
 def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, "utf-8")
-    os.replace(tmp, path)
+    """Whole or not at all, never through a link; a failed write (a full disk) leaves no temporary."""
+    safefs.write_text(path, text)
 
 
 def finish(sweep: Sweep, out: Path, extra: dict | None = None) -> Path:

@@ -104,8 +104,8 @@ def pytest_terminal_summary(terminalreporter):
 
 def terminal_signals() -> None:
     """preexec_fn for a child that must see Ctrl-C as from a terminal: SIGINT and SIGTERM at
-    their defaults. Inside the full suite something leaves this process with SIGINT ignored
-    (CI showed SIG_IGN), and an ignored signal stays ignored across exec."""
+    their defaults. A shell starts a background job (`cmd &`, as CI's runner and `.ci/run &` do)
+    with SIGINT ignored (POSIX), and an ignored signal stays ignored across exec."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
