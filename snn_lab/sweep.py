@@ -461,11 +461,12 @@ def finish(sweep: Sweep, out: Path, extra: dict | None = None) -> Path:
         for row in zip(*cols):
             w.writerow((p.name, *(_cell(v) for k, v in p.values if k in keys), *by_label[row[0]], *row))
     _atomic(out / TABLE, buf.getvalue())
+    rows = buf.getvalue().count("\n") - 1  # no cell holds a newline: labels refuse control characters
     names = {p.name for p in sweep.points}
     for folder in (out / POINTS).iterdir():
         if folder.name not in names and not folder.name.startswith("."):
             shutil.rmtree(folder, ignore_errors=True)  # a forced sweep's stale points
-    _atomic(out / MANIFEST, json.dumps(manifest(sweep, {**(extra or {}), "complete": True}), indent=2) + "\n")
+    _atomic(out / MANIFEST, json.dumps(manifest(sweep, {**(extra or {}), "rows": rows, "complete": True}), indent=2) + "\n")
     return out / TABLE
 
 
@@ -486,40 +487,29 @@ class SweepTable:
 
 
 def is_sweep(path: str | Path) -> bool:
-    """Whether a folder is a sweep folder (it has a manifest)."""
-    return (Path(path) / MANIFEST).is_file()
+    """Whether a folder is (or was) a sweep folder: a manifest, a sweep.csv or points/ of its own."""
+    return any(os.path.lexists(Path(path) / name) for name in (MANIFEST, TABLE, POINTS))
 
 
 def read(path: str | Path) -> SweepTable:
-    """Read a complete sweep folder's sweep.csv; numeric key columns as float64, others as text."""
-    import numpy as np
+    """Read a complete sweep folder's sweep.csv, every check made (validate.py): numeric key columns
+    as float64, others as text. A damaged folder is a SweepError naming the file and line or key."""
+    from snn_lab import results, validate
 
     path = Path(path)
     try:
-        meta = json.loads((path / MANIFEST).read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise SweepError(f"{path}: not a sweep folder ({MANIFEST}: {exc})") from None
-    if not (path / TABLE).is_file() or not meta.get("complete"):
-        raise SweepError(f"{path}: the sweep is not complete (no {TABLE}); run the same command "
-                         "again to finish it")
-    keys = tuple(meta.get("keys", ()))
-    with open(path / TABLE, newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    header, body = rows[0], rows[1:]
-    cols = list(zip(*body)) if body else [()] * len(header)
-    text = {"point", "series", "activation", "init"}
-    text |= {k for k in keys if not all(_number(v) for v in meta["axes"].get(k, ()))}
-    table = {}
-    for name, values in zip(header, cols):
-        try:
-            if name in text:
-                table[name] = np.array(values, dtype=object)
-            elif name in ("layer", "trials"):
-                table[name] = np.array([int(v) for v in values], dtype=np.int64)
-            else:
-                table[name] = np.array([float(v) for v in values], dtype=np.float64)
-        except ValueError as exc:
-            raise SweepError(f"{path / TABLE}: column {name!r}: expected numbers ({exc})") from None
+        meta = validate.read_manifest(path / MANIFEST, SWEEP_VERSION)
+        if not os.path.lexists(path / TABLE):
+            raise SweepError(f"{path / TABLE}: missing: the sweep is not complete; run the same command "
+                             "again to finish it")
+        keys = tuple(meta["keys"])
+        text = {k for k in keys if not all(_number(v) for v in meta["axes"][k])}
+        summary = [c for c in results.SUMMARY_COLUMNS if c not in keys]
+        columns = ("point", *keys, *DERIVED, *summary)
+        table = validate.read_table(path / TABLE, columns, meta.get("rows"), results.OPTIONAL_COLUMNS, text)
+        validate.check_sweep_rows(path / TABLE, table, meta)
+    except validate.ResultsError as exc:
+        raise SweepError(str(exc)) from None
     return SweepTable(keys, table, meta, path)
 
 

@@ -106,11 +106,11 @@ def read_config(path: Path, sha256: str | None = None):
     return raw, exp
 
 
-def read_table(path: Path, columns=None, rows: int | None = None, optional=()) -> dict[str, np.ndarray]:
+def read_table(path: Path, columns=None, rows: int | None = None, optional=(), texts=()) -> dict[str, np.ndarray]:
     """A results CSV as columns (text as object arrays, counts int64, the rest float64).
 
     columns: the header expected (any order), of which `optional` may be absent; rows: the data
-    rows expected (meta.json's count).
+    rows expected (meta.json's count); texts: more columns read as text (a sweep's text keys).
     """
     text = read_text(path)
     if not text:
@@ -142,7 +142,7 @@ def read_table(path: Path, columns=None, rows: int | None = None, optional=()) -
     cols = list(zip(*body)) if body else [()] * len(header)
     out = {}
     for name, values in zip(header, cols):
-        if name in TEXT_COLUMNS:
+        if name in TEXT_COLUMNS or name in texts:
             out[name] = np.array(values, dtype=object)
             continue
         kind = np.int64 if name in INT_COLUMNS else np.float64
@@ -153,6 +153,75 @@ def read_table(path: Path, columns=None, rows: int | None = None, optional=()) -
             what = "an integer" if kind is np.int64 else "a number"
             raise ResultsError(f"{path}: line {i + 2}: column {name!r}: {values[i]!r} is not {what}") from None
     return out
+
+
+# sweep.json keys that readers use, and their JSON types; the first four are required.
+MANIFEST_TYPES = {"sweep_version": (int,), "keys": (list,), "axes": (dict,), "points": (list,),
+                  "complete": (bool,), "name": (str,), "rows": (int,), "pooled": (dict,),
+                  "source": (str, type(None)), "executor": (str,), "jobs": (int,)}
+
+
+def read_manifest(path: Path, version: int) -> dict:
+    """sweep.json: a JSON object marking a complete sweep of this format, its keys typed."""
+    try:
+        meta = json.loads(read_text(path))
+    except ValueError as exc:
+        raise ResultsError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise ResultsError(f"{path}: expected a JSON object, found {_json_type(meta)}")
+    for key, types in MANIFEST_TYPES.items():
+        if key not in meta:
+            if key in ("sweep_version", "keys", "axes", "points"):
+                raise ResultsError(f"{path}: key {key!r} is missing")
+            continue
+        if not isinstance(meta[key], types) or isinstance(meta[key], bool) and bool not in types:
+            raise ResultsError(f"{path}: key {key!r}: expected "
+                               f"{' or '.join(_json_type(t) for t in types)}, found {_json_type(meta[key])}")
+    if meta["sweep_version"] != version:
+        raise ResultsError(f"{path}: sweep format {meta['sweep_version']!r}, this snn-lab reads {version}")
+    if meta.get("complete") is not True:
+        raise ResultsError(f"{path}: the sweep is not complete (key 'complete'); run the same command "
+                           "again to finish it")
+    keys, axes = meta["keys"], meta["axes"]
+    if not keys or not all(isinstance(k, str) and isinstance(axes.get(k), list) and axes[k] for k in keys):
+        raise ResultsError(f"{path}: keys 'keys' and 'axes': expected the swept names, each with its values")
+    for i, point in enumerate(meta["points"]):
+        values = point.get("values") if isinstance(point, dict) else None
+        if not (isinstance(point, dict) and isinstance(point.get("name"), str) and isinstance(values, dict)
+                and set(values) == set(keys)):
+            raise ResultsError(f"{path}: key 'points', item {i}: expected {{name: text, values: "
+                               "{one per swept key}}")
+    if meta.get("rows", 0) < 0:
+        raise ResultsError(f"{path}: key 'rows': expected a row count, found {meta['rows']!r}")
+    return meta
+
+
+def check_sweep_rows(path: Path, table: dict, meta: dict) -> None:
+    """sweep.csv holds each point of sweep.json with its values, each series' layers 0, 1, ... once."""
+    points = {p["name"]: p["values"] for p in meta["points"]}
+    seen: dict[tuple, int] = {}
+    for i, (point, series, layer, trials) in enumerate(zip(table["point"], table["series"], table["layer"],
+                                                           table["trials"])):
+        where = f"{path}: line {i + 2}"
+        if point not in points:
+            raise ResultsError(f"{where}: point {point!r} is not in sweep.json")
+        for key, value in points[point].items():
+            if key in table and not _same(table[key][i], value):
+                raise ResultsError(f"{where}: column {key!r}: {table[key][i]!r}, sweep.json has {value!r} "
+                                   f"for point {point!r}")
+        if layer != seen.get((point, series), 0) or trials < 1:
+            raise ResultsError(f"{where}: point {point!r} series {series!r}: layer {layer} with {trials} "
+                               "trials out of order (rows missing, repeated or edited?)")
+        seen[(point, series)] = layer + 1
+    lacking = sorted(set(points) - {p for p, _ in seen})
+    if lacking:
+        raise ResultsError(f"{path}: point {lacking[0]!r} of sweep.json has no rows; truncated or edited?")
+
+
+def _same(cell, value) -> bool:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return isinstance(cell, (float, np.floating)) and (cell == value or cell != cell and value != value)
+    return cell == str(value)
 
 
 def check_tables(folder: Path, exp, summary: dict, layers: dict, samples: dict) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from snn_lab import plot
+from snn_lab import plot, results
 from snn_lab.theory import phase
 from snn_lab.activations import ALPHA01, LAMBDA01
 from snn_lab.cli import main
@@ -179,22 +179,24 @@ def test_phase_needs_one_activation_and_grid_options_need_phase():
 
 
 def sweep_csv(folder, series=("SELU",), drop=()):
-    """A synthetic sweep folder (the contract: sweep.json, sweep.csv): 3 gain points x layers 0..2 per series."""
+    """A synthetic sweep folder (the contract: sweep.json, sweep.csv): 3 gain points x layers 0..2 per
+    series; the columns the overlay does not read are NaN."""
     folder.mkdir()
-    (folder / "sweep.json").write_text(json.dumps({"keys": ["gain"], "axes": {"gain": [0.9, 1.0, 1.1]},
-                                                   "complete": True}))
-    columns = ["point", "gain", "sigma_w2", "sigma_b2", "series", "activation", "init", "layer",
-               "trials", "mean", "var", "theory_var"]
+    gains = (0.9, 1.0, 1.1)
+    (folder / "sweep.json").write_text(json.dumps({
+        "sweep_version": 1, "keys": ["gain"], "axes": {"gain": list(gains)}, "complete": True,
+        "points": [{"name": f"gain={g}", "values": {"gain": g}} for g in gains]}))
+    columns = ["point", "gain", "sigma_w2", "sigma_b2", *results.SUMMARY_COLUMNS]
     with open(folder / "sweep.csv", "w", newline="") as f:
         out = csv.writer(f)
         out.writerow([c for c in columns if c not in drop])
-        for gain in (0.9, 1.0, 1.1):
+        for gain in gains:
             for label in series:
                 for layer in range(3):
                     row = dict(point=f"gain={gain}", gain=gain, sigma_w2=gain * gain, sigma_b2=0.0,
                                series=label, activation="selu", init="lecun_normal", layer=layer,
                                trials=4, mean=0.0, var=gain ** (2 * layer), theory_var=1.0)
-                    out.writerow([row[c] for c in columns if c not in drop])
+                    out.writerow([row.get(c, "nan") for c in columns if c not in drop])
     return folder
 
 
@@ -226,7 +228,7 @@ def test_overlay_of_a_real_sweep_marks_each_point_with_its_last_layer(tmp_path):
 
 
 @pytest.mark.parametrize("kind, args, message", [
-    ("missing", [], "error: --overlay: {csv} lacks the column(s) sigma_w2, sigma_b2"),
+    ("missing", [], "error: --overlay: {csv}: line 1: column 'sigma_w2' is missing (2 missing)"),
     ("two", [], "error: --series: the sweep has 2 series; choose one (expected one of: SELU, ReLU)"),
     ("two", ["--series", "RELU"], "error: --series: no series 'RELU' in the sweep (expected one of: "
                                   "SELU, ReLU); did you mean 'ReLU'?"),

@@ -292,5 +292,5 @@ def test_incomplete_sweep_is_exit_2(two_keys, tmp_path):
     (copy / "sweep.csv").unlink()
     done = invoke("plot", copy)
     assert done.exit_code == 2
-    assert "the sweep is not complete (no sweep.csv); run the same command again to finish it" in done.output
+    assert done.output == f"error: {copy / 'sweep.csv'}: missing: the sweep is not complete; run the same command again to finish it\n"
     assert not (copy / "plots").exists()

@@ -6,7 +6,7 @@ import itertools
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 SERIAL_BELOW = 1 << 17  # entries per layer under which threads cost more than they save
 
@@ -77,10 +77,12 @@ def parallel(count: int, task: Callable[[int], None], threads: int,
         work()  # returns when no item is left (the helpers may still be running one)
     except BaseException:  # a task failed or Ctrl-C: the helpers stop at their next check
         stop.set()
+        # Their errors are this one's consequences (Ctrl-C in the middle of an import leaves a
+        # helper's import of the same module failing): raise this one, not theirs.
+        wait(helpers)
         raise
-    finally:
-        for h in helpers:
-            h.result()
+    for h in helpers:
+        h.result()
 
 
 def run_tasks(tasks: list[Callable[[], None]], threads: int) -> None:
