@@ -47,3 +47,20 @@ def test_a_failing_task_stops_the_others_and_its_error_reaches_the_caller():
         threads.parallel(2, task, 2, stop)
     assert stop.is_set() and finished == []
     assert time.monotonic() - start < 0.5  # the other task stopped at its next check, not after 1 s
+
+
+def test_an_interrupt_is_raised_not_a_helpers_consequent_error():
+    """Ctrl-C in the caller's task wins over the error it causes in a helper (an import cut short
+    by Ctrl-C fails the same import in a helper: that ImportError once replaced the interrupt)."""
+    stop, helper_started = threading.Event(), threading.Event()
+
+    def task(i: int) -> None:
+        if threading.current_thread() is threading.main_thread():
+            assert helper_started.wait(30)
+            raise KeyboardInterrupt
+        helper_started.set()
+        assert stop.wait(30)  # set by parallel() when the caller's task raises
+        raise RuntimeError("a consequence of the interrupt")
+
+    with pytest.raises(KeyboardInterrupt):
+        threads.parallel(2, task, 2, stop)
