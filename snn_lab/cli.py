@@ -27,12 +27,21 @@ class _Group(click.Group):
     """Ctrl-C or SIGTERM in any command: one line, exit code 130, no traceback."""
 
     def invoke(self, ctx):
+        from snn_lab import interrupts
+
         try:
-            with _interruptible():
+            with interrupts.catching():
                 return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException):
+            raise  # the command's own answer (an interrupted sweep says how far it got)
+        except Exception:
+            if not interrupts.received():
+                raise
+            # Ctrl-C inside an import can surface as an ImportError: it is still Ctrl-C.
         except KeyboardInterrupt:
-            click.echo("interrupted: nothing was written", err=True)
-            raise click.exceptions.Exit(130) from None
+            pass
+        click.echo("interrupted: nothing was written", err=True)
+        raise click.exceptions.Exit(130) from None
 
 
 def _version(ctx: click.Context, _param, value: bool) -> None:
@@ -328,33 +337,6 @@ def _sweep_held(sweep, out, jobs, executor, scheduler, force, as_json, quiet, wi
     if figures:
         console.print(f"drew {len(figures)} figures in {out / 'plots'}/", markup=False, highlight=False,
                       soft_wrap=True)
-
-
-class _interruptible:
-    """Treat SIGTERM like Ctrl-C while a run computes, so that it cleans up the same way."""
-
-    def __enter__(self):
-        import signal
-        import threading
-
-        self.previous = None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGTERM, self._raise)
-            if hasattr(signal, "pthread_sigmask"):
-                # A blocked signal mask survives exec: a parent that launched us with SIGINT or
-                # SIGTERM blocked would make Ctrl-C never arrive (seen under the test suite).
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-        return self
-
-    @staticmethod
-    def _raise(signum, frame):
-        raise KeyboardInterrupt
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            import signal
-            signal.signal(signal.SIGTERM, self.previous)
-        return False
 
 
 def _work(exp) -> int:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from snn_lab import interrupts
 from snn_lab.config import Experiment
 
 
@@ -94,6 +95,8 @@ def run(points: list, jobs: int = 1, executor: str = "local", scheduler: str | N
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as exc:  # a failed point is reported; the others still run
+                if interrupts.received():  # Ctrl-C that an import turned into another error
+                    raise KeyboardInterrupt from exc
                 yield p, exc
             else:
                 yield p, res
@@ -107,6 +110,12 @@ def _pool(points: list, jobs: int, backend: str | None) -> Iterator:
 
     # spawn, not fork: a forked child would inherit this process's BLAS threads and locks.
     context = multiprocessing.get_context("spawn")
+    # An interrupted sweep leaves without the interpreter's shutdown (cli: os._exit), so the
+    # resource tracker, started with the pool and given our -W options, unlinks the pool's
+    # semaphores itself: as intended, and not to be reported on the user's terminal.
+    quiet = "ignore::UserWarning:multiprocessing.resource_tracker"
+    if quiet not in sys.warnoptions:
+        sys.warnoptions.append(quiet)
     with _environment(worker_environment(jobs)):
         pool = ProcessPoolExecutor(max_workers=min(jobs, len(points)) or 1, mp_context=context)
         try:
