@@ -252,9 +252,10 @@ def _blocks(plan: _Plan, a: np.ndarray) -> list[np.ndarray]:
 
 
 def _normalize(plan: _Plan, w: np.ndarray) -> None:
-    if plan.series.normalize_weights:
+    """Each trial's whole layer drawn: orthogonalize and normalize (streams.finish_weights)."""
+    if plan.series.normalize_weights or plan.series.initializer.kind == "orthogonal":
         for wg in w:
-            streams.normalize_weights(plan.series, wg)
+            streams.finish_weights(plan.series, wg)
 
 
 def _dropout(plan, X, sums, rngs, probes, derivs) -> None:

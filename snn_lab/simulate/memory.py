@@ -34,7 +34,9 @@ def memory_needed(series: Series, threads: int | None = None, gradients: bool = 
     per_thread = at_once * step * 24 + 4 * block * 8 + block * (4 + 1) + 2 * max(block, 1 << 16) * 8
     probes = groups * group * 2 * (batch // max(1, engine.STATS_BLOCK // n) + 1) * n * 9
     backward = gradient_memory(series) + n * n * item if gradients else 0
-    return arrays + threads * per_thread + probes + backward
+    # The QR in float64: a copy of G, Q, R, gain * Q, and LAPACK's workspace (one layer per group at a time).
+    qr = groups * 5 * n * n * 8 if series.initializer.kind == "orthogonal" else 0
+    return arrays + threads * per_thread + probes + backward + qr
 
 
 def memory_available() -> int:
