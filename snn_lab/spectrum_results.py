@@ -98,3 +98,21 @@ def _ints(path: Path, column: np.ndarray, name: str) -> np.ndarray:
         i = int(np.flatnonzero(column != np.round(column))[0])
         raise ResultsError(f"{path}: line {i + 2}: column {name!r}: {column[i]!r} is not an integer")
     return column.astype(np.int64)
+
+
+def by_layer(tables: dict[str, dict[str, np.ndarray]], label: str) -> list[dict]:
+    """One series' jacobian.csv averaged over trials and inputs, a dict per measured layer: the
+    mean of mean, var and within_2 with the standard error of var, the median condition, theory."""
+    t = tables["jacobian.csv"]
+    mine = t["series"] == label
+    out = []
+    for layer in sorted(set(t["layer"][mine].tolist())):
+        rows = mine & (t["layer"] == layer)
+        var = t["var"][rows]
+        se = float(var.std(ddof=1) / np.sqrt(var.size)) if var.size > 1 else float("nan")
+        with np.errstate(all="ignore"):
+            out.append({"layer": layer, "mean": float(t["mean"][rows].mean()), "var": float(var.mean()),
+                        "var_se": se, "condition": float(np.median(t["condition"][rows])),
+                        "within_2": float(t["within_2"][rows].mean()),
+                        "theory_mean": float(t["theory_mean"][rows][0]), "theory_var": float(t["theory_var"][rows][0])})
+    return out

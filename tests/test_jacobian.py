@@ -228,3 +228,20 @@ def test_results_folder_keeps_and_checks_the_jacobian_tables(tmp_path):
     (out / "jacobian.csv").write_text("\n".join(text) + "\n")
     with pytest.raises(ResultsError, match=r"jacobian.csv: line 4: \(series, trial, layer, input\)"):
         results.read(out)
+
+
+def test_jacobian_figures_are_drawn_only_when_measured(tmp_path, monkeypatch):
+    from snn_lab import plot, plot_spectrum
+    from snn_lab.executors import simulate
+
+    # The other figures are another test's (and slow to draw): a blank page stands in for each.
+    blank = lambda res: plot_spectrum._empty(res, "figure")
+    monkeypatch.setattr(plot, "FIGURES", {n: f if n.startswith("jacobian") else blank for n, f in plot.FIGURES.items()})
+
+    text = "trials: 2\nwidth: 8\ndepth: 4\nbatch: 2\n{}series: [{{activation: linear}}, {{activation: tanh}}]"
+    measured = results.write(simulate(experiment(text.format("measure: [jacobian]\n"))), tmp_path / "a")
+    names = {p.stem for p in plot.save_figures(results.read(measured), tmp_path / "pa")}
+    assert {"jacobian_density", "jacobian_moments"} <= names
+    plain = results.write(simulate(experiment(text.format(""))), tmp_path / "b")
+    names = {p.stem for p in plot.save_figures(results.read(plain), tmp_path / "pb")}
+    assert not names & {"jacobian_density", "jacobian_moments"}

@@ -84,8 +84,10 @@ def fuss_catalan_density(depth: int, points: int = 400) -> tuple[np.ndarray, np.
     """
     s = depth
     phi = np.linspace(0.0, math.pi / (s + 1), points + 2)[1:-1]
-    a, b, c = np.sin((s + 1) * phi), np.sin(phi), np.sin(s * phi)
-    lam = a ** (s + 1) / (b * c ** s)
-    dens = b * b * c ** (s - 1) / (math.pi * a ** s)
+    # In logarithms: the powers under- and overflow for deep products.
+    a, b, c = np.log(np.sin((s + 1) * phi)), np.log(np.sin(phi)), np.log(np.sin(s * phi))
+    with np.errstate(under="ignore", over="ignore"):
+        lam = np.exp((s + 1) * a - b - s * c)
+        dens = np.exp(2.0 * b + (s - 1) * c - s * a) / math.pi
     order = np.argsort(lam)
     return lam[order], dens[order]
