@@ -68,7 +68,7 @@ def memory_available() -> int:
 
 def check_memory(exp: Experiment, available: int | None = None) -> None:
     """Refuse, before anything is allocated, a series whose trial needs more than is available."""
-    from snn_lab.yamlio import ConfigError, Problem
+    from snn_lab.yamlio import ConfigError, Problem  # noqa: PLC0415 - config errors only when refused
 
     available = memory_available() if available is None else available
     problems = []
