@@ -203,11 +203,11 @@ def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, backen
         return
     console = Console()
     if not quiet:
-        from snn_lab.report import probes_table, summary_table
+        from snn_lab.report import jacobian_table, probes_table, summary_table
         console.print(summary_table(res))
-        extra = probes_table(res)
-        if extra is not None:
-            console.print(extra)
+        for extra in (probes_table(res), jacobian_table(res)):
+            if extra is not None:
+                console.print(extra)
     for event in res.meta["overflow"]:
         err.print(f"[yellow]warning:[/] {escape(event['series'])}: trial {event['trial']} left the float "
                   f"range at layer {event['layer']}; later layers are inf/NaN", highlight=False, soft_wrap=True)

@@ -10,6 +10,7 @@ from typing import Any
 
 from snn_lab.activations import ACTIVATIONS, Activation, make_activation, suggest
 from snn_lab.initializers import INITIALIZERS, Initializer
+from snn_lab.measures import JacobianSpec, check_jacobian
 from snn_lab.yamlio import ConfigError, Path, Problem, dotted, parse
 
 DTYPES = ("float32", "float64")
@@ -103,6 +104,7 @@ class Experiment:
     measure: tuple[str, ...] = ("dead", "correlation")
     source: str = "<default>"
     lines: dict = field(default_factory=dict, compare=False, repr=False)
+    jacobian: JacobianSpec | None = None  # the jacobian measurement's options, when measured
 
     def where(self, path: Path) -> str:
         """'file:line' of a key path (or of its nearest ancestor that has a line)."""
@@ -110,8 +112,11 @@ class Experiment:
 
     def to_dict(self) -> dict:
         """The resolved config, every default filled in: loading it reproduces the run."""
-        return {"name": self.name, "seed": self.seed, "trials": self.trials, "measure": list(self.measure),
-                "series": [_series_dict(s) for s in self.series]}
+        out = {"name": self.name, "seed": self.seed, "trials": self.trials, "measure": list(self.measure),
+               "series": [_series_dict(s) for s in self.series]}
+        if self.jacobian is not None:
+            out["jacobian"] = self.jacobian.to_dict()
+        return out
 
 
 def locate(source: str, lines: dict, path: Path) -> str:
@@ -242,8 +247,9 @@ def _apply_overrides(tree: dict, lines: dict, overrides, problems) -> tuple[dict
 
 # ---- validation ----------------------------------------------------------------------------
 
-TOP_KEYS = ("name", "seed", "trials", "measure", "width", "depth", "batch", "dtype", "input", "series")
-MEASURES = ("gradients", "dead", "correlation")  # optional per-layer measurements beside mean/var
+TOP_KEYS = ("name", "seed", "trials", "measure", "width", "depth", "batch", "dtype", "input", "series",
+            "jacobian")
+MEASURES = ("gradients", "dead", "correlation", "jacobian")  # optional per-layer measurements beside mean/var
 SHARED_KEYS = ("width", "depth", "batch", "dtype", "input")
 SERIES_KEYS = ("label", "activation", "init", "gain", "bias_var", "normalize_weights", "dropout",
                "norm", "residual", *SHARED_KEYS)
@@ -349,9 +355,10 @@ class _Checker:
                 self.fail(("series", i, "label"), f"duplicate label {s.label!r} (also series {seen[s.label]}); "
                           "labels name the rows of the results and must differ")
             seen.setdefault(s.label, i)
+        jacobian = check_jacobian(self, top.get("jacobian"), "jacobian" in measure, series)
         if self.problems:
             raise ConfigError(sorted(self.problems, key=_line_order))
-        return Experiment(name, seed, trials, tuple(series), measure, self.source, self.lines)
+        return Experiment(name, seed, trials, tuple(series), measure, self.source, self.lines, jacobian)
 
     def shared(self, raw: dict, path: Path, base: dict) -> dict:
         """width, depth, batch, dtype, input: top-level defaults that a series may override."""

@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 
 # Keras/TensorFlow's correction for a normal truncated at two standard deviations: the
 # standard deviation of N(0, 1) restricted to [-2, 2], published as this literal.
@@ -25,7 +26,7 @@ class Initializer:
 
     name: str
     scale: Callable[[int, int], float]  # (fan_in, fan_out) -> the sampler's std parameter
-    kind: str  # "normal" | "uniform" | "truncated": the shape of the distribution
+    kind: str  # "normal" | "uniform" | "truncated" | "orthogonal": the shape of the distribution
     summary: str
 
     def variance(self, fan_in: int, fan_out: int) -> float:
@@ -49,4 +50,23 @@ INITIALIZERS: dict[str, Initializer] = {i.name: i for i in [
                 "truncated", "Keras: normal truncated at 2 sd, corrected to variance 1/fan_in"),
     Initializer("lecun_truncated_uncorrected", lambda fi, fo: math.sqrt(1.0 / fi), "truncated",
                 "normal truncated at 2 sd, uncorrected: variance 0.774/fan_in"),
+    # PyTorch's orthogonal_(gain) and Keras' Orthogonal(gain): gain times a Haar (semi-)orthogonal
+    # matrix, whose entries have variance 1/max(fan_in, fan_out): 1/fan_in for the square layers
+    # here, so sigma_w^2 = gain^2 as for lecun_normal with the same gain.
+    Initializer("orthogonal", lambda fi, fo: math.sqrt(1.0 / max(fi, fo)), "orthogonal",
+                "gain x Haar-random orthogonal (QR of a Gaussian, signs fixed): variance 1/fan_in"),
 ]}
+
+
+def haar_orthogonal(g: np.ndarray) -> np.ndarray:
+    """The Haar-random (semi-)orthogonal matrix of a Gaussian one's QR, in float64.
+
+    (rows, cols) with orthonormal columns if rows >= cols, else orthonormal rows. numpy's QR
+    leaves the signs of diag(R) to LAPACK, which makes Q not Haar: Q D with D = sign(diag R)
+    is (Mezzadri 2007, "How to generate random matrices from the classical compact groups").
+    """
+    g = np.asarray(g, np.float64)
+    wide = g.shape[0] < g.shape[1]
+    q, r = np.linalg.qr(g.T if wide else g)
+    q *= np.where(np.diagonal(r) < 0, -1.0, 1.0)  # a zero diagonal (probability 0) keeps its sign
+    return q.T if wide else q

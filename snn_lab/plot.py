@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from snn_lab import safefs, theory
+from snn_lab import plot_spectrum, safefs, theory
 from snn_lab.activations import Activation, make_activation, suggest
 from snn_lab.config import InputSpec, Series
 from snn_lab.results import FILES, Results
@@ -639,7 +639,10 @@ def _unit_range(ax, summary: dict, column: str) -> None:
 
 FIGURES: dict[str, Callable[[Results], Figure]] = {
     "convergence": convergence, "map": selu_map, "activations": activations,
-    "histograms": histograms, "probes": probes}
+    "histograms": histograms, "probes": probes,
+    "jacobian_density": plot_spectrum.density, "jacobian_moments": plot_spectrum.moments}
+# Drawn by default only when measured (measure: [jacobian]).
+OPTIONAL_FIGURES = {"jacobian_density": plot_spectrum.has_jacobian, "jacobian_moments": plot_spectrum.has_jacobian}
 
 
 def save_figures(results: Results, out_dir: str | Path, formats: Iterable[str] = ("png",),
@@ -647,7 +650,8 @@ def save_figures(results: Results, out_dir: str | Path, formats: Iterable[str] =
     """Draw the figures (all, or those named) and write each in every format into out_dir
     as <name>.<format>; returns the files written."""
     formats = list(dict.fromkeys(formats))
-    names = list(FIGURES) if names is None else list(dict.fromkeys(names))
+    names = [n for n in FIGURES if n not in OPTIONAL_FIGURES or OPTIONAL_FIGURES[n](results)] \
+        if names is None else list(dict.fromkeys(names))
     for value, valid, what in ((formats, FORMATS, "figure format"), (names, FIGURES, "figure")):
         unknown = [v for v in value if v not in valid]
         if unknown:

@@ -284,3 +284,25 @@ def sweep_table(sweep, limit: int = SWEEP_ROWS) -> Table:
     if len(index) > limit:
         table.caption = f"first {limit} of {len(index)} rows; every row and layer is in {sweep.path}/sweep.csv"
     return table
+
+
+def jacobian_table(res) -> Table | None:
+    """Per series and measured layer: the Jacobian's squared singular values (mean over trials
+    and inputs) beside free probability's mean and variance; None without the measurement."""
+    from snn_lab import spectrum_results
+
+    if "jacobian.csv" not in res.tables:
+        return None
+    table = Table(title=f"{escape(str(res.config['name']))}: input-output Jacobian, lambda = squared "
+                  "singular values (mean over trials and inputs)", title_justify="left")
+    for name in ("series", "layer", "mean", "theory", "var", "(s.e.)", "theory", "cond. (median)", "within x2"):
+        table.add_column(name, justify="left" if name == "series" else "right",
+                         style="cyan" if name == "theory" else None)
+    for label in res.labels:
+        rows = spectrum_results.by_layer(res.tables, label)
+        for n, r in enumerate(rows):
+            table.add_row(escape(label) if n == 0 else "", str(r["layer"]), _short(r["mean"]), _short(r["theory_mean"]),
+                          _short(r["var"]), _short(r["var_se"]), _short(r["theory_var"]),
+                          "inf" if r["condition"] == math.inf else _short(r["condition"]),
+                          f"{r['within_2']:.3f}", end_section=n == len(rows) - 1)
+    return table

@@ -18,7 +18,7 @@ from snn_lab import theory
 from snn_lab.config import Experiment
 from snn_lab.simulate.engine import SeriesRun
 from snn_lab.simulate.threads import default_threads
-from snn_lab import safefs, validate
+from snn_lab import safefs, spectrum_results, validate
 from snn_lab.statistics import MEASURED, PROBES, SUMMARY_STATS, json_number, overflow, summarize
 from snn_lab.validate import ResultsError
 
@@ -36,6 +36,7 @@ TABLES = {"layers.csv": LAYER_COLUMNS, "summary.csv": SUMMARY_COLUMNS, "samples.
 PLOTS, FIGURE_SUFFIXES = "plots", (".png", ".svg", ".pdf")
 SWEEP_FILES = ("sweep.json", "sweep.csv")
 SWEEP_POINTS = "points"
+OPTIONAL_FILES = tuple(spectrum_results.TABLES)  # written only when measured (measure: [jacobian])
 
 @dataclass
 class Results:
@@ -47,6 +48,7 @@ class Results:
     meta: dict = field(default_factory=dict)
     path: Path | None = None
     samples: dict[str, np.ndarray] = field(default_factory=dict)
+    tables: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # OPTIONAL_FILES written, by name
 
     @property
     def labels(self) -> list[str]:
@@ -92,7 +94,10 @@ def collect(exp: Experiment, runs: dict[str, SeriesRun], meta: dict | None = Non
         _columns(summary, theory.PROBES, probes)
         events += [{"series": s.label, "trial": t, "layer": layer} for t, layer in overflow(trials)]
     meta = {**(meta or {}), "results_version": RESULTS_VERSION, "overflow": events}
-    return Results(exp.to_dict(), _arrays(layers), _arrays(summary), meta, samples=_arrays(samples))
+    extra, notes = spectrum_results.build(exp, runs)
+    if notes:
+        meta["jacobian_notes"] = notes
+    return Results(exp.to_dict(), _arrays(layers), _arrays(summary), meta, samples=_arrays(samples), tables=extra)
 
 
 def _extend(table, columns, values, n):
@@ -169,7 +174,7 @@ def foreign(folder: Path) -> Path | None:
     if "sweep.json" in names:
         allowed = {*SWEEP_FILES, SWEEP_POINTS, PLOTS}
     elif "meta.json" in names:
-        allowed = {*FILES, PLOTS}
+        allowed = {*FILES, *OPTIONAL_FILES, PLOTS}
     else:
         return folder / min(names) if names else None
     for e in entries:
@@ -223,8 +228,11 @@ def write(results: Results, out: Path, force: bool = False) -> Path:
         tables = {"layers.csv": results.layers, "summary.csv": results.summary, "samples.csv": results.samples}
         for name, table in tables.items():
             safefs.write_text(tmp / name, _csv(table, TABLES[name]))
+        for name, table in results.tables.items():
+            safefs.write_text(tmp / name, _csv(table, spectrum_results.TABLES[name]))
+        tables.update(results.tables)
         # meta.json last: its 'complete' flag is what readers require; 'rows' detects truncation.
-        rows = {name: len(table[TABLES[name][0]]) for name, table in tables.items()}
+        rows = {name: len(next(iter(table.values()))) for name, table in tables.items()}
         digest = {"config.yaml": hashlib.sha256(config_text.encode("utf-8")).hexdigest()}
         meta = {**results.meta, "rows": rows, "sha256": digest, "complete": True}
         safefs.write_text(tmp / "meta.json", json.dumps(meta, indent=2, allow_nan=False, default=str) + "\n")
@@ -285,7 +293,8 @@ def read(path: str | Path) -> Results:
     tables = {name: validate.read_table(path / name, columns, counts.get(name), OPTIONAL_COLUMNS)
               for name, columns in TABLES.items()}
     validate.check_tables(path, exp, tables["summary.csv"], tables["layers.csv"], tables["samples.csv"])
-    return Results(config, tables["layers.csv"], tables["summary.csv"], meta, path, tables["samples.csv"])
+    extra = spectrum_results.read(path, exp, counts)
+    return Results(config, tables["layers.csv"], tables["summary.csv"], meta, path, tables["samples.csv"], extra)
 
 
 def read_table(path: Path, columns=None) -> dict[str, np.ndarray]:

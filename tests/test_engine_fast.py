@@ -290,7 +290,7 @@ def traced_peak(run) -> int:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("extra", ["selu", "selu, init: lecun_truncated", "selu, dropout: 0.1", "gelu",
+@pytest.mark.parametrize("extra", ["selu", "selu, init: lecun_truncated", "tanh, init: orthogonal", "selu, dropout: 0.1", "gelu",
                                    "relu, norm: batch", "tanh, norm: layer", "selu, residual: 0.2",
                                    "{name: relu, scale: nf}, residual: {alpha: 0.2, beta: expected}, dropout: 0"])
 def test_memory_needed_bounds_what_a_trial_allocates(dtype, extra, backend):

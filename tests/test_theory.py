@@ -330,7 +330,10 @@ def _dropout_able(name: str) -> bool:
 
 
 MC_CASES = (
-    [series(a, i, width=WIDTH, depth=DEPTH, batch=BATCH) for a in ACTIVATIONS for i in INITIALIZERS]
+    # i.i.d. weights: orthogonal columns lie on a sphere, a finite-width bias finite_width_bias
+    # does not model (its mean field: tests/test_orthogonal.py)
+    [series(a, i, width=WIDTH, depth=DEPTH, batch=BATCH) for a in ACTIVATIONS for i in INITIALIZERS
+     if INITIALIZERS[i].kind != "orthogonal"]
     + [series(a, normalize_weights=True) for a in ACTIVATIONS]
     + [series(a, gain=1.2, bias_var=0.1) for a in ("selu", "relu", "tanh", "gelu")]
     + [series(a, mean=1.0, var=0.5) for a in ("selu", "relu", "elu", "tanh", "silu")]

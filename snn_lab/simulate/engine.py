@@ -23,6 +23,7 @@ from snn_lab.activations import alpha_dropout_affine
 from snn_lab.config import Experiment, Series
 from snn_lab.simulate import backends, blas, norms, streams
 from snn_lab.simulate import probes as probing
+from snn_lab.simulate.jacobian import JacobianProbe, Spectrum
 from snn_lab.simulate.threads import SERIAL_BELOW, default_threads, parallel, run_tasks
 from snn_lab.statistics import PROBES, STATS
 
@@ -55,6 +56,7 @@ class SeriesRun:
 
     stats: np.ndarray
     samples: dict[int, np.ndarray] = field(default_factory=dict)
+    spectra: list[Spectrum] = field(default_factory=list)  # measure: [jacobian], by (trial, layer, input)
 
 
 def finish(sums: np.ndarray, count: int, data: np.ndarray) -> np.ndarray:
@@ -83,6 +85,7 @@ class _Plan:
     seed: int
     backend: backends.Backend
     measure: tuple[str, ...]
+    jacobian: object = None  # a measures.JacobianSpec when the Jacobian's spectrum is measured
 
     def __post_init__(self):
         s = self.series
@@ -93,6 +96,7 @@ class _Plan:
         self.blocks = -(-s.batch // self.stats_rows)
         self.dead, self.corr = "dead" in self.measure, "correlation" in self.measure
         self.grads = "gradients" in self.measure
+        self.spectra: list[Spectrum] = []  # every group's, appended as they come
         self.alpha = s.residual.alpha if s.residual else 0.0
         self.betas = s.betas()
         self.norm_rows = max(1, norms.CHUNK // s.width)  # fixed by the width: same sums whatever the split
@@ -118,6 +122,7 @@ def _propagate(plan: _Plan, trials: list[int], rows: list[np.ndarray], samples: 
     sums = np.empty((g_count, plan.blocks, 4))
     keep = set(sample_layers(depth)) if samples is not None else set()
     grads = _Backward(plan, depth, batch, n) if plan.grads else None
+    jac = JacobianProbe(plan.jacobian, trials, n, depth, plan.act, plan.alpha) if plan.jacobian else None
     for r in rows:
         r[:, len(STATS):] = math.nan
     count = batch * n
@@ -203,6 +208,8 @@ def _propagate(plan: _Plan, trials: list[int], rows: list[np.ndarray], samples: 
             if plan.alpha:
                 run_tasks([lambda g=g: _add_branch(plan, X[g], Y[g], sums[g], probes[g]) for g in range(g_count)],
                           threads)
+            if jac is not None:  # H holds this layer's pre-activations, W its weights
+                run_tasks(jac.tasks(layer, W, H, inv_beta), threads)
             post, pre = finish(sums[:, :, 2:], count, X), finish(sums[:, :, :2], count, H)
             for g in range(g_count):
                 rows[g][layer, :4] = (*post[g], *pre[g])
@@ -214,6 +221,8 @@ def _propagate(plan: _Plan, trials: list[int], rows: list[np.ndarray], samples: 
                 _normalize(plan, W_next)
                 W, W_next = W_next, W
             report(g_count)
+    if jac is not None:
+        plan.spectra.extend(jac.spectra)
     if grads:
         rows[0][:, len(STATS):len(STATS) + 2] = _gradients(plan, trials[0], grads, threads)
 
@@ -252,9 +261,10 @@ def _blocks(plan: _Plan, a: np.ndarray) -> list[np.ndarray]:
 
 
 def _normalize(plan: _Plan, w: np.ndarray) -> None:
-    if plan.series.normalize_weights:
+    """Each trial's whole layer drawn: orthogonalize and normalize (streams.finish_weights)."""
+    if plan.series.normalize_weights or plan.series.initializer.kind == "orthogonal":
         for wg in w:
-            streams.normalize_weights(plan.series, wg)
+            streams.finish_weights(plan.series, wg)
 
 
 def _dropout(plan, X, sums, rngs, probes, derivs) -> None:
@@ -315,9 +325,10 @@ def trials_stacked(series: Series, measure: tuple[str, ...] = ()) -> int:
 
 def run_series(series: Series, seed: int, trials: int, progress: Progress | None = None,
                measure: tuple[str, ...] = (), backend: str | None = None,
-               threads: int | None = None) -> SeriesRun:
-    """Every trial of one series, with trial 0's samples; stats hold STATS then PROBES columns."""
-    return _run(series, seed, list(range(trials)), progress, measure, backend, threads, True)
+               threads: int | None = None, jacobian=None) -> SeriesRun:
+    """Every trial of one series, with trial 0's samples; stats hold STATS then PROBES columns.
+    jacobian: a measures.JacobianSpec (measure: [jacobian]) fills the run's spectra."""
+    return _run(series, seed, list(range(trials)), progress, measure, backend, threads, True, jacobian)
 
 
 def run_trial(series: Series, seed: int, trial: int, progress: Progress | None = None,
@@ -334,9 +345,9 @@ def run_trial(series: Series, seed: int, trial: int, progress: Progress | None =
     return run.stats[0, :, :len(STATS)].copy()
 
 
-def _run(series, seed, trials, progress, measure, backend, threads, keep_samples) -> SeriesRun:
+def _run(series, seed, trials, progress, measure, backend, threads, keep_samples, jacobian=None) -> SeriesRun:
     """The trials, as groups side by side (small layers) or one by one with every thread."""
-    plan = _Plan(series, seed, backends.get(backend), tuple(measure))
+    plan = _Plan(series, seed, backends.get(backend), tuple(measure), jacobian)
     stats = np.empty((len(trials), series.depth + 1, len(STATS) + len(PROBES)))
     samples: dict[int, np.ndarray] = {}
     stop, lock = threading.Event(), threading.Lock()
@@ -358,7 +369,7 @@ def _run(series, seed, trials, progress, measure, backend, threads, keep_samples
             for i, t in enumerate(trials):
                 _propagate(plan, [t], [stats[i]], samples if i == 0 and keep_samples else None,
                            workers, report, stop)
-            return SeriesRun(stats, samples)
+            return SeriesRun(stats, samples, _ordered(plan.spectra))
         group = max(1, min(len(trials), stacked * workers))
         for first in range(0, len(trials), group):
             ts = list(range(first, min(first + group, len(trials))))
@@ -368,9 +379,15 @@ def _run(series, seed, trials, progress, measure, backend, threads, keep_samples
             parallel(len(parts), lambda p: _propagate(
                 plan, [trials[i] for i in parts[p]], [stats[i] for i in parts[p]],
                 samples if p == 0 and first == 0 and keep_samples else None, inner, report, stop), workers, stop)
-    return SeriesRun(stats, samples)
+    return SeriesRun(stats, samples, _ordered(plan.spectra))
+
+
+def _ordered(spectra: list[Spectrum]) -> list[Spectrum]:
+    """Spectra by (trial, layer, input): the order threads finished them in never shows."""
+    return sorted(spectra, key=lambda sp: (sp.trial, sp.layer, sp.input))
 
 
 def run_experiment(exp: Experiment, progress: Progress | None = None, backend: str | None = None) -> dict[str, SeriesRun]:
     """Every series of an experiment, by label."""
-    return {s.label: run_series(s, exp.seed, exp.trials, progress, exp.measure, backend) for s in exp.series}
+    return {s.label: run_series(s, exp.seed, exp.trials, progress, exp.measure, backend, jacobian=exp.jacobian)
+            for s in exp.series}

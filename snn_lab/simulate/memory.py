@@ -8,18 +8,27 @@ import numpy as np
 
 from snn_lab.config import Experiment, Series
 from snn_lab.simulate import backends, engine
+from snn_lab.simulate import jacobian as jac
 from snn_lab.simulate.probes import gradient_memory
 from snn_lab.simulate.threads import default_threads
 
+# The jacobian measurement's work above which a run is refused: about three hours at 10 GFLOP/s
+# (one core of a laptop), a typo's size (width 4096, depth 128: 1.8e13 per input and trial).
+JACOBIAN_MAX_FLOPS = 1e14
+JACOBIAN_RATE = 1e10  # FLOP/s assumed in the refusal's time estimate
 
-def memory_needed(series: Series, threads: int | None = None, gradients: bool = False) -> int:
+
+def memory_needed(series: Series, threads: int | None = None, gradients: bool = False,
+                  jacobian=None) -> int:
     """Bytes a run of this series allocates at its peak: an upper bound.
 
     Per trial run at once: x and its pre-activation h, this layer's and the next layer's
     weights (engine.trials_stacked: a group per thread side by side, or one trial). Per thread:
     Box-Muller's raw words and temporaries (a step of PAIRS pairs at most, a step for each of a
     group's streams at once), an activation's temporaries, a float64 block and a dropout mask.
-    With gradients, what the backward pass keeps (probes.gradient_memory).
+    With gradients, what the backward pass keeps (probes.gradient_memory). With a jacobian
+    spec (measures.JacobianSpec), every trial's J per input, and per thread the float64 weights,
+    one product and the SVD's workspace.
     """
     item = np.dtype(series.dtype).itemsize
     n, batch = series.width, series.batch
@@ -34,7 +43,12 @@ def memory_needed(series: Series, threads: int | None = None, gradients: bool = 
     per_thread = at_once * step * 24 + 4 * block * 8 + block * (4 + 1) + 2 * max(block, 1 << 16) * 8
     probes = groups * group * 2 * (batch // max(1, engine.STATS_BLOCK // n) + 1) * n * 9
     backward = gradient_memory(series) + n * n * item if gradients else 0
-    return arrays + threads * per_thread + probes + backward
+    # The QR in float64: a copy of G, Q, R, gain * Q, and LAPACK's workspace (one layer per group at a time).
+    qr = groups * 5 * n * n * 8 if series.initializer.kind == "orthogonal" else 0
+    spectra = 0
+    if jacobian is not None:
+        spectra = groups * group * jac.memory(jacobian, n) + threads * 6 * n * n * 8
+    return arrays + threads * per_thread + probes + backward + qr + spectra
 
 
 def memory_available() -> int:
@@ -59,7 +73,16 @@ def check_memory(exp: Experiment, available: int | None = None) -> None:
     available = memory_available() if available is None else available
     problems = []
     for i, s in enumerate(exp.series):
-        need = memory_needed(s, gradients="gradients" in exp.measure)
+        need = memory_needed(s, gradients="gradients" in exp.measure, jacobian=exp.jacobian)
+        if exp.jacobian is not None:
+            flops = exp.trials * jac.work_flops(exp.jacobian, s.width, s.depth)
+            if flops > JACOBIAN_MAX_FLOPS:
+                problems.append(Problem(
+                    exp.where(("jacobian",) if ("jacobian",) in exp.lines else ("measure",)), "jacobian",
+                    f"{s.label!r}: the Jacobian's products and SVDs take about {flops:.2g} floating-point "
+                    f"operations (trials x inputs x depth x 2 width^3), about {flops / JACOBIAN_RATE / 3600:.3g} "
+                    f"hours at {JACOBIAN_RATE:.0e} FLOP/s, more than the {JACOBIAN_MAX_FLOPS:.0e} allowed; "
+                    "lower 'jacobian.inputs', 'trials', 'width' or 'depth'"))
         if need > available:
             # Point at the line that set the width: the series' own key, else the top level's.
             key = next((k for k in (("series", i, "width"), ("width",)) if k in exp.lines), ("series", i))

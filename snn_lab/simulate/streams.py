@@ -13,7 +13,7 @@ import zlib
 import numpy as np
 
 from snn_lab.config import Series
-from snn_lab.initializers import TRUNCATION
+from snn_lab.initializers import TRUNCATION, haar_orthogonal
 from snn_lab.simulate import backends
 from snn_lab.simulate.threads import run_tasks, threads_for
 
@@ -85,8 +85,19 @@ def fill_weights(series: Series, backend, streams: list[np.random.SFC64], out: n
                 flat[bad] = fresh
                 bad = bad[np.abs(flat[bad]) >= TRUNCATION]
         out *= out.dtype.type(s)
+    elif init.kind == "orthogonal":  # N(0, 1) now; finish_weights orthogonalizes the whole layer
+        backend.normals(streams, out, 1.0)
     else:
         backend.normals(streams, out, s)
+
+
+def finish_weights(series: Series, w: np.ndarray) -> None:
+    """What follows the draw of a whole (width, width) layer: the orthogonal init's QR (float64,
+    numpy's LAPACK on both backends), then normalize_weights if asked."""
+    if series.initializer.kind == "orthogonal":
+        np.copyto(w, series.gain * haar_orthogonal(w), casting="unsafe")
+    if series.normalize_weights:
+        normalize_weights(series, w)
 
 
 def normalize_weights(series: Series, w: np.ndarray) -> None:
@@ -103,13 +114,12 @@ def weight_tasks(series: Series, backend, seed: int, trials: list[int], layer: i
 
 def layer_weights(series: Series, seed: int, trial: int, layer: int, out: np.ndarray | None = None,
                   threads: int | None = None, backend=None) -> np.ndarray:
-    """Layer `layer`'s (width, width) weights, normalized if asked; `threads` changes the speed,
+    """Layer `layer`'s (width, width) weights, finished (finish_weights); `threads` changes the speed,
     never the numbers."""
     n = series.width
     w = np.empty((n, n), np.dtype(series.dtype)) if out is None else out
     run_tasks(weight_tasks(series, backends.get(backend), seed, [trial], layer, w[None]), threads_for(threads, n * n))
-    if series.normalize_weights:
-        normalize_weights(series, w)
+    finish_weights(series, w)
     return w
 
 
