@@ -11,6 +11,7 @@ from typing import Any
 from snn_lab.activations import ACTIVATIONS, Activation, make_activation, suggest
 from snn_lab.initializers import INITIALIZERS, Initializer
 from snn_lab.measures import JacobianSpec, check_jacobian
+from snn_lab.train.spec import TrainSpec, check_train
 from snn_lab.yamlio import ConfigError, Path, Problem, dotted, parse
 
 DTYPES = ("float32", "float64")
@@ -105,6 +106,7 @@ class Experiment:
     source: str = "<default>"
     lines: dict = field(default_factory=dict, compare=False, repr=False)
     jacobian: JacobianSpec | None = None  # the jacobian measurement's options, when measured
+    train: TrainSpec | None = None  # the training probe's options (train: block), when trained
 
     def where(self, path: Path) -> str:
         """'file:line' of a key path (or of its nearest ancestor that has a line)."""
@@ -116,6 +118,8 @@ class Experiment:
                "series": [_series_dict(s) for s in self.series]}
         if self.jacobian is not None:
             out["jacobian"] = self.jacobian.to_dict()
+        if self.train is not None:
+            out["train"] = self.train.to_dict()
         return out
 
 
@@ -248,7 +252,7 @@ def _apply_overrides(tree: dict, lines: dict, overrides, problems) -> tuple[dict
 # ---- validation ----------------------------------------------------------------------------
 
 TOP_KEYS = ("name", "seed", "trials", "measure", "width", "depth", "batch", "dtype", "input", "series",
-            "jacobian")
+            "jacobian", "train")
 MEASURES = ("gradients", "dead", "correlation", "jacobian")  # optional per-layer measurements beside mean/var
 SHARED_KEYS = ("width", "depth", "batch", "dtype", "input")
 SERIES_KEYS = ("label", "activation", "init", "gain", "bias_var", "normalize_weights", "dropout",
@@ -356,9 +360,10 @@ class _Checker:
                           "labels name the rows of the results and must differ")
             seen.setdefault(s.label, i)
         jacobian = check_jacobian(self, top.get("jacobian"), "jacobian" in measure, series)
+        train = check_train(self, top.get("train"), MAX_SEED)
         if self.problems:
             raise ConfigError(sorted(self.problems, key=_line_order))
-        return Experiment(name, seed, trials, tuple(series), measure, self.source, self.lines, jacobian)
+        return Experiment(name, seed, trials, tuple(series), measure, self.source, self.lines, jacobian, train)
 
     def shared(self, raw: dict, path: Path, base: dict) -> dict:
         """width, depth, batch, dtype, input: top-level defaults that a series may override."""

@@ -66,7 +66,7 @@ def test_exponent_floats_are_floats_not_text():
 def test_unknown_key_names_file_line_and_the_nearest_key():
     assert problems("seed: 1\nwidht: 5\nseries: [{activation: selu}]") == [
         "exp.yaml:2: widht: unknown key (expected one of: name, seed, trials, measure, width, depth, batch, "
-        "dtype, input, series, jacobian); did you mean 'width'?"]
+        "dtype, input, series, jacobian, train); did you mean 'width'?"]
 
 
 def test_wrong_type_names_what_was_expected_and_found():

@@ -1,0 +1,1 @@
+"""Training probe: dense stacks of the series' layers trained by SGD, statistics followed through training."""
