@@ -111,6 +111,9 @@ def _load(config: str | None, overrides: tuple[str, ...], check_resources: bool 
             available = memory_available()
             check_memory(exp, available)
             check_size(exp, available)
+            if exp.train is not None:  # an .npz task's file, read and checked before the run
+                from snn_lab.train.loop import load_task
+                load_task(exp)
     except cfg.ConfigError as exc:
         raise UsageProblem("\n".join(map(str, exc.problems))) from None
     return exp
@@ -211,7 +214,7 @@ def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, backen
     for event in res.meta["overflow"]:
         err.print(f"[yellow]warning:[/] {escape(event['series'])}: trial {event['trial']} left the float "
                   f"range at layer {event['layer']}; later layers are inf/NaN", highlight=False, soft_wrap=True)
-    for label, note in res.meta.get("theory_notes", {}).items():
+    for label, note in [*res.meta.get("theory_notes", {}).items(), *res.meta.get("training_notes", {}).items()]:
         err.print(f"note: {label}: {note}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"wrote {out}/ ({res.meta['wall_seconds']:.2f} s)", markup=False, highlight=False, soft_wrap=True)
     if figures:

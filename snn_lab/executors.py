@@ -33,19 +33,25 @@ def simulate(exp: Experiment, progress: Callable[[int], None] | None = None, met
     backend = backends.resolve(backend)
     started, t0 = time.time(), time.perf_counter()
     runs = engine.run_experiment(exp, progress, backend)
+    training = None
+    if exp.train is not None:  # the training probe (train: block), after the propagation at init
+        from snn_lab.train import loop
+        training = loop.train_experiment(exp, progress)
     meta = {**results.environment(backend), "seed": exp.seed, "seed_entropy": str(exp.seed), "argv": sys.argv,
             "started_utc": _utc(started), "finished_utc": _utc(time.time()),
             "wall_seconds": round(time.perf_counter() - t0, 3), **(meta or {})}
     # Computed here, with progress, and kept: results.collect reuses these predictions.
     meta["theory_notes"] = theory.notes(exp.series, "correlation" in exp.measure, progress)
-    return results.collect(exp, runs, meta)
+    return results.collect(exp, runs, meta, training)
 
 
 def work(exp: Experiment) -> int:
-    """Units of progress simulate() reports: trials x layers, then each series' theory layers."""
+    """Units of progress simulate() reports: trials x layers, training updates, then each series'
+    theory layers."""
     from snn_lab import theory
+    from snn_lab.train.loop import work as training_work
 
-    return sum(s.depth for s in exp.series) * exp.trials + theory.safe.work(exp.series)
+    return sum(s.depth for s in exp.series) * exp.trials + training_work(exp) + theory.safe.work(exp.series)
 
 
 def _utc(t: float) -> str:

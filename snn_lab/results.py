@@ -18,7 +18,7 @@ from snn_lab import theory
 from snn_lab.config import Experiment
 from snn_lab.simulate.engine import SeriesRun
 from snn_lab.simulate.threads import default_threads
-from snn_lab import safefs, spectrum_results, validate
+from snn_lab import safefs, spectrum_results, training_results, validate
 from snn_lab.statistics import MEASURED, PROBES, SUMMARY_STATS, json_number, overflow, summarize
 from snn_lab.validate import ResultsError
 
@@ -36,7 +36,9 @@ TABLES = {"layers.csv": LAYER_COLUMNS, "summary.csv": SUMMARY_COLUMNS, "samples.
 PLOTS, FIGURE_SUFFIXES = "plots", (".png", ".svg", ".pdf")
 SWEEP_FILES = ("sweep.json", "sweep.csv")
 SWEEP_POINTS = "points"
-OPTIONAL_FILES = tuple(spectrum_results.TABLES)  # written only when measured (measure: [jacobian])
+# Written only when asked for: measure: [jacobian], a train: block.
+OPTIONAL_TABLES = {**spectrum_results.TABLES, **training_results.TABLES}
+OPTIONAL_FILES = tuple(OPTIONAL_TABLES)
 
 @dataclass
 class Results:
@@ -61,8 +63,9 @@ class Results:
         return {k: v[keep] for k, v in self.summary.items()}
 
 
-def collect(exp: Experiment, runs: dict[str, SeriesRun], meta: dict | None = None) -> Results:
-    """Simulated statistics + theory -> the results tables (nothing written yet)."""
+def collect(exp: Experiment, runs: dict[str, SeriesRun], meta: dict | None = None,
+            training: dict | None = None) -> Results:
+    """Simulated statistics + theory (+ training runs, by label) -> the results tables (nothing written yet)."""
     layers: dict[str, list] = {c: [] for c in LAYER_COLUMNS}
     summary: dict[str, list] = {c: [] for c in SUMMARY_COLUMNS}
     samples: dict[str, list] = {c: [] for c in SAMPLE_COLUMNS}
@@ -97,6 +100,10 @@ def collect(exp: Experiment, runs: dict[str, SeriesRun], meta: dict | None = Non
     extra, notes = spectrum_results.build(exp, runs)
     if notes:
         meta["jacobian_notes"] = notes
+    trained, notes = training_results.build(exp, training)
+    extra.update(trained)
+    if notes:
+        meta["training_notes"] = notes
     return Results(exp.to_dict(), _arrays(layers), _arrays(summary), meta, samples=_arrays(samples), tables=extra)
 
 
@@ -229,7 +236,7 @@ def write(results: Results, out: Path, force: bool = False) -> Path:
         for name, table in tables.items():
             safefs.write_text(tmp / name, _csv(table, TABLES[name]))
         for name, table in results.tables.items():
-            safefs.write_text(tmp / name, _csv(table, spectrum_results.TABLES[name]))
+            safefs.write_text(tmp / name, _csv(table, OPTIONAL_TABLES[name]))
         tables.update(results.tables)
         # meta.json last: its 'complete' flag is what readers require; 'rows' detects truncation.
         rows = {name: len(next(iter(table.values()))) for name, table in tables.items()}
@@ -293,7 +300,7 @@ def read(path: str | Path) -> Results:
     tables = {name: validate.read_table(path / name, columns, counts.get(name), OPTIONAL_COLUMNS)
               for name, columns in TABLES.items()}
     validate.check_tables(path, exp, tables["summary.csv"], tables["layers.csv"], tables["samples.csv"])
-    extra = spectrum_results.read(path, exp, counts)
+    extra = {**spectrum_results.read(path, exp, counts), **training_results.read(path, exp, counts)}
     return Results(config, tables["layers.csv"], tables["summary.csv"], meta, path, tables["samples.csv"], extra)
 
 

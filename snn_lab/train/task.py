@@ -8,8 +8,10 @@ So every series of an experiment trains on the same examples in the same order, 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -85,7 +87,7 @@ def build(spec: TrainSpec, seed: int) -> Task:
     sizes = [t.dim] + [t.teacher_width] * t.teacher_depth + [t.outputs]
     # N(0, 1/fan_in) weights and N(0, 0.1) biases: a tanh teacher stays in its curved range.
     layers = [(rng.standard_normal((a, b)) / math.sqrt(a), math.sqrt(0.1) * rng.standard_normal(b))
-              for a, b in zip(sizes[:-1], sizes[1:])]
+              for a, b in pairwise(sizes)]
     eval_x = rng_for(seed, EVAL, 0, 0).standard_normal((spec.eval_size, t.dim))
     raw = teacher_forward(t, layers, eval_x)
     center, spread = raw.mean(axis=0), float(raw.std()) or 1.0
@@ -99,7 +101,6 @@ def _npz(spec: TrainSpec, seed: int) -> Task:
     held-out set is eval_size examples drawn from the seed, the rest are trained on."""
     path = spec.task.path
     try:
-        import os
         if os.path.getsize(path) > MAX_NPZ_BYTES:
             raise TaskError(f"{path}: larger than {MAX_NPZ_BYTES // 2**30} GiB")
         with np.load(path, allow_pickle=False) as data:
