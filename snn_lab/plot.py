@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from snn_lab import plot_spectrum, safefs, theory
+from snn_lab import plot_spectrum, plot_training, safefs, theory
 from snn_lab.activations import Activation, make_activation, suggest
 from snn_lab.config import InputSpec, Series
 from snn_lab.results import FILES, Results
@@ -640,9 +640,11 @@ def _unit_range(ax, summary: dict, column: str) -> None:
 FIGURES: dict[str, Callable[[Results], Figure]] = {
     "convergence": convergence, "map": selu_map, "activations": activations,
     "histograms": histograms, "probes": probes,
-    "jacobian_density": plot_spectrum.density, "jacobian_moments": plot_spectrum.moments}
-# Drawn by default only when measured (measure: [jacobian]).
-OPTIONAL_FIGURES = {"jacobian_density": plot_spectrum.has_jacobian, "jacobian_moments": plot_spectrum.has_jacobian}
+    "jacobian_density": plot_spectrum.density, "jacobian_moments": plot_spectrum.moments,
+    "training_loss": plot_training.loss_curves, "training_variance": plot_training.layer_variance}
+# Drawn by default only when measured (measure: [jacobian]) or trained (a train: block).
+OPTIONAL_FIGURES = {"jacobian_density": plot_spectrum.has_jacobian, "jacobian_moments": plot_spectrum.has_jacobian,
+                    "training_loss": plot_training.has_training, "training_variance": plot_training.has_training}
 
 
 def save_figures(results: Results, out_dir: str | Path, formats: Iterable[str] = ("png",),

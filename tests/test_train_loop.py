@@ -147,3 +147,15 @@ def test_an_npz_task_trains_and_a_bad_file_is_a_located_config_error(tmp_path):
         loop.load_task(bad)
     message = str(err.value)
     assert message.startswith("cfg.yaml:") and "train.task.path" in message and "no array 'y'" in message
+
+
+def test_the_training_figures_are_drawn_for_a_trained_folder_only(folder, tmp_path):
+    from snn_lab import plot
+
+    res = results.read(folder)
+    assert all(plot.OPTIONAL_FIGURES[n](res) for n in ("training_loss", "training_variance"))
+    written = plot.save_figures(res, tmp_path, ("png",), ["training_loss", "training_variance"])
+    assert [p.name for p in written] == ["training_loss.png", "training_variance.png"]
+    assert all(p.stat().st_size > 10_000 for p in written)
+    res.tables = {}
+    assert not any(plot.OPTIONAL_FIGURES[n](res) for n in ("training_loss", "training_variance"))
