@@ -36,7 +36,7 @@ def simulate(exp: Experiment, progress: Callable[[int], None] | None = None, met
     training = None
     if exp.train is not None:  # the training probe (train: block), after the propagation at init
         from snn_lab.train import loop
-        training = loop.train_experiment(exp, progress)
+        training = loop.train_experiment(exp, progress, backend=backend)
     meta = {**results.environment(backend), "seed": exp.seed, "seed_entropy": str(exp.seed), "argv": sys.argv,
             "started_utc": _utc(started), "finished_utc": _utc(time.time()),
             "wall_seconds": round(time.perf_counter() - t0, 3), **(meta or {})}

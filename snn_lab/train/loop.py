@@ -64,14 +64,15 @@ def evaluate(net: model.Network, task: tasks.Task) -> tuple[float, float, np.nda
 
 
 def train(series: Series, spec: TrainSpec, task: tasks.Task, seed: int, trial: int,
-          progress: Callable[[int], None] | None = None, stop: threading.Event | None = None) -> TrainRun:
+          progress: Callable[[int], None] | None = None, stop: threading.Event | None = None,
+          backend: str | None = None) -> TrainRun:
     """Train one series' network of one trial for spec.steps updates (see TrainRun).
 
     train_loss at an evaluation step s is the mean of the batch losses of updates (previous
     evaluation, s], each measured before its update (with dropout); at step 0 it is update 1's.
     """
     evals = spec.eval_steps()
-    net = model.Network.create(series, task.dim, task.outputs, seed, trial)
+    net = model.Network.create(series, task.dim, task.outputs, seed, trial, backend)
     opt = Optimizer(spec.optimizer, net.params, spec.lr, spec.momentum)
     batches = task.batches(spec, seed, trial)
     drops = rng_for(seed, series.label + "/dropout", trial, 0) if series.dropout else None
@@ -108,7 +109,7 @@ def train(series: Series, spec: TrainSpec, task: tasks.Task, seed: int, trial: i
 
 
 def train_experiment(exp: Experiment, progress: Callable[[int], None] | None = None,
-                     threads: int | None = None) -> dict[str, list[TrainRun]]:
+                     threads: int | None = None, backend: str | None = None) -> dict[str, list[TrainRun]]:
     """Every series' trials, by label. The (series, trial) runs share out over threads, BLAS on one
     thread each: a run's numbers are its own, whatever the thread count or order."""
     task = load_task(exp)
@@ -124,7 +125,7 @@ def train_experiment(exp: Experiment, progress: Callable[[int], None] | None = N
 
     def one(i: int) -> None:
         s, t = jobs[i]
-        out[s.label, t] = train(s, exp.train, task, seed, t, report, stop)
+        out[s.label, t] = train(s, exp.train, task, seed, t, report, stop, backend)
 
     workers = max(1, int(threads)) if threads is not None else default_threads()
     with blas.single_threaded():

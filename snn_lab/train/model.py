@@ -18,7 +18,7 @@ from scipy.special import logsumexp, softmax
 from snn_lab.activations import alpha_dropout_affine
 from snn_lab.config import Series
 from snn_lab.initializers import TRUNCATION, haar_orthogonal
-from snn_lab.simulate import norms
+from snn_lab.simulate import backends, norms
 from snn_lab.simulate.probes import DEAD_BELOW
 from snn_lab.simulate.streams import normalize_weights, rng_for
 
@@ -57,9 +57,10 @@ class Network:
     residual: list[bool] = field(default_factory=list)
     betas: list[float] = field(default_factory=list)
     drop: tuple[float, float, float] | None = None  # alpha dropout's (a, b, saturation)
+    backend: backends.Backend | None = None  # whose loop applies the activation (the engine's)
 
     @classmethod
-    def create(cls, series: Series, dim: int, outputs: int, seed: int, trial: int) -> Network:
+    def create(cls, series: Series, dim: int, outputs: int, seed: int, trial: int, backend=None) -> Network:
         """The series' network at init for a task of `dim` inputs and `outputs` outputs; layer l's
         weights from the stream (seed, label + '/train', trial, l), the readout's from l = depth + 1."""
         n, depth, dt = series.width, series.depth, np.dtype(series.dtype)
@@ -78,7 +79,7 @@ class Network:
         if series.dropout:
             a, b = alpha_dropout_affine(series.dropout, act.saturation)
             drop = (a, b, act.saturation)
-        return cls(series, params, dt, act, residual, series.betas(), drop)
+        return cls(series, params, dt, act, residual, series.betas(), drop, backends.get(backend))
 
     @property
     def depth(self) -> int:
@@ -110,7 +111,8 @@ def forward(net: Network, x: np.ndarray, rng: np.random.Generator | None = None)
                 h *= dt.type(1.0 / net.betas[layer])
             h += b
             scale = norms.normalize(s.norm, h) if s.norm != "none" else None
-            y = np.asarray(net.act.fn(h), dt)
+            y = np.empty_like(h)  # the backend's loop: one pass (the compiled one: 10x numpy's ufuncs)
+            net.backend.activate(net.act, h.reshape(1, -1), y.reshape(1, -1), h.size, np.empty((1, 1, 4)))
             kept = None
             if net.drop is not None and rng is not None:
                 a, c, sat = net.drop
