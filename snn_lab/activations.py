@@ -52,6 +52,21 @@ class Activation:
     kernel: tuple[str, float, float] | None = None
     gamma: float = 1.0  # output scale applied on top of the registry's function (scaled())
 
+    def deriv_given(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """phi'(x) given y = phi(x) too, in x's dtype: where the engine's kernel names the family,
+        from y without exp (ELU family: phi' = y + lambda alpha below 0; tanh: 1 - y^2), else deriv."""
+        name, p1, p2 = self.kernel or ("", 0.0, 0.0)
+        one = x.dtype.type
+        if name == "elu":
+            return np.where(x > 0, one(p1), y + one(p2))
+        if name == "relu":
+            return (x > 0).astype(x.dtype)
+        if name == "leaky":
+            return np.where(x > 0, one(1.0), one(p1))
+        if name == "tanh":
+            return one(1.0) - y * y
+        return np.asarray(self.deriv(x), x.dtype)
+
     def pair_moment(self, q: float, c: float) -> float:
         """E[phi(u1) phi(u2)] for centred Gaussians of variance q and correlation c."""
         if self.pair_form is not None and q > 0:

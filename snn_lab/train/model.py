@@ -92,6 +92,7 @@ class Pass:
 
     xs: list[np.ndarray]  # x_0 .. x_depth
     ps: list[np.ndarray | None] = field(default_factory=list)  # p_l (index 0 unused)
+    ys: list[np.ndarray | None] = field(default_factory=list)  # phi(p_l), before dropout
     scales: list[np.ndarray | None] = field(default_factory=list)  # the norm's 1/sqrt(var + eps)
     kept: list[np.ndarray | None] = field(default_factory=list)  # alpha dropout's kept units
     out: np.ndarray | None = None
@@ -101,7 +102,7 @@ def forward(net: Network, x: np.ndarray, rng: np.random.Generator | None = None)
     """The outputs of a batch x (rows: examples); rng draws alpha dropout's masks (None: evaluation)."""
     s, dt = net.series, net.dtype
     x = np.asarray(x, dt)
-    run = Pass([x], [None], [None], [None])
+    run = Pass([x], [None], [None], [None], [None])
     alpha = s.residual.alpha if s.residual else 0.0
     with np.errstate(all="ignore"):  # overflow is data: a diverged run's loss is NaN, then reported
         for layer in range(1, net.depth + 1):
@@ -113,6 +114,7 @@ def forward(net: Network, x: np.ndarray, rng: np.random.Generator | None = None)
             scale = norms.normalize(s.norm, h) if s.norm != "none" else None
             y = np.empty_like(h)  # the backend's loop: one pass (the compiled one: 10x numpy's ufuncs)
             net.backend.activate(net.act, h.reshape(1, -1), y.reshape(1, -1), h.size, np.empty((1, 1, 4)))
+            run.ys.append(y)
             kept = None
             if net.drop is not None and rng is not None:
                 a, c, sat = net.drop
@@ -156,8 +158,7 @@ def backward(net: Network, run: Pass, d_out: np.ndarray) -> list[np.ndarray]:
             branch = g * dt.type(alpha) if net.residual[layer] else g
             if run.kept[layer] is not None:
                 branch = np.where(run.kept[layer], branch * dt.type(net.drop[0]), dt.type(0))
-            d = np.asarray(net.act.deriv(run.ps[layer]), dt)
-            gh = branch * d
+            gh = branch * net.act.deriv_given(run.ps[layer], run.ys[layer])
             if s.norm != "none":
                 gh = norms.backward(s.norm, gh, run.ps[layer], run.scales[layer]).astype(dt)
             grads[2 * layer - 1] = gh.sum(axis=0)
