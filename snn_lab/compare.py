@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import t as student_t
 
+from snn_lab import training_results
 from snn_lab.results import Results, ResultsError, read
 from snn_lab.statistics import STATS as FORWARD
 from snn_lab.statistics import MEASURED as STATS, SUMMARY_STATS, json_number
@@ -78,6 +79,7 @@ class Snapshot:
     series: dict[str, dict[str, np.ndarray]]
     source: str
     meta: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)  # training_results.finals: {label: {column: [mean, sd, n]}}
 
 
 def snapshot(res: Results, source: str | None = None) -> Snapshot:
@@ -87,7 +89,7 @@ def snapshot(res: Results, source: str | None = None) -> Snapshot:
         rows = res.series_summary(label)
         nan = np.full(len(rows["layer"]), math.nan)
         series[label] = {**{c: nan for c in SUMMARY_STATS}, **rows}
-    return Snapshot(res.config, series, source or str(res.path), res.meta)
+    return Snapshot(res.config, series, source or str(res.path), res.meta, training_results.finals(res.tables))
 
 
 def load_baseline(path: str | Path) -> Snapshot:
@@ -136,7 +138,8 @@ def _parse_baseline(data, source: str) -> Snapshot:
         for count in ("layer", "trials"):
             cols[count] = cols[count].astype(np.int64)
         series[label] = cols
-    return Snapshot(config, series, source, data.get("written_by", {}))
+    training = training_results.parse_finals(data.get("training"), bad)
+    return Snapshot(config, series, source, data.get("written_by", {}), training)
 
 
 def _number(v) -> float:
@@ -166,6 +169,10 @@ def baseline_text(res: Results) -> str:
                  for i in range(len(rows["layer"]))]
         blocks.append(f"    {json.dumps(label)}: [\n      " + ",\n      ".join(lines) + "\n    ]")
     parts.append('  "series": {\n' + ",\n".join(blocks) + "\n  }")
+    finals = training_results.finals(res.tables)
+    if finals:  # the final training values (a train: block), for check's final_* comparisons
+        parts.append('  "training": ' + json.dumps({k: {c: [_jsonable(x) for x in v] for c, v in cols.items()}
+                                                    for k, cols in finals.items()}))
     return "{\n" + ",\n".join(parts) + "\n}\n"
 
 
@@ -441,10 +448,13 @@ def compare(base: Snapshot, cur: Snapshot, mode: str = "statistical", sigmas: fl
                 sd_b = b[f"{stat}_sd"][i] if mode == "statistical" else 0.0
                 pairs.append((label, layer, stat, a[stat][i], sd_a, a["trials"][i],
                               b[stat][i], sd_b, b["trials"][i]))
-    values = _judge(pairs, statistical=mode == "statistical", sigmas=sigmas, rtol=rtol, atol=atol,
+    depths = {label: int(cur.series[label]["layer"].max()) for label in cur.series}
+    trained, training_notes = training_results.final_pairs(base.training, cur.training, depths,
+                                                           mode == "statistical")
+    values = _judge(pairs + trained, statistical=mode == "statistical", sigmas=sigmas, rtol=rtol, atol=atol,
                     false_alarm=false_alarm)
     changes = config_changes(base.config, cur.config)
-    notes = _notes(values, mode, changes)
+    notes = _notes(values, mode, changes) + training_notes
     return Report(mode, tuple(values), tuple(changes), tuple(notes), base.source, cur.source,
                   false_alarm, sigmas, rtol, atol)
 

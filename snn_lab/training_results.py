@@ -95,3 +95,48 @@ def final(tables: dict[str, dict[str, np.ndarray]], column: str = "train_loss") 
     t = tables["training.csv"]
     last = t["step"] == t["step"].max()
     return {label: t[column][last & (t["series"] == label)] for label in dict.fromkeys(t["series"][last].tolist())}
+
+
+def finals(tables: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, list[float]]]:
+    """`check`'s view of training: per series and CURVE column, [mean, sd (ddof 1), trials] of the
+    final step's values across trials ({} for an untrained folder)."""
+    if "training.csv" not in tables:
+        return {}
+    out: dict[str, dict[str, list[float]]] = {}
+    for column in CURVE:
+        for label, v in final(tables, column).items():
+            with np.errstate(all="ignore"):
+                sd = float(np.std(v, ddof=1)) if v.size > 1 else float("nan")
+            out.setdefault(label, {})[column] = [float(np.mean(v)), sd, float(v.size)]
+    return out
+
+
+def parse_finals(raw, bad) -> dict[str, dict[str, list[float]]]:
+    """A baseline file's 'training' entry checked ({label: {column: [mean, sd, trials]}}); bad(why)
+    makes the caller's error."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(
+            isinstance(cols, dict) and set(cols) <= set(CURVE) and all(
+                isinstance(v, list) and len(v) == 3 and all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) or x in ("nan", "inf", "-inf")
+                    for x in v) for v in cols.values()) for cols in raw.values()):
+        raise bad("'training' must map each series' label to {column: [mean, sd, trials]} for "
+                  + ", ".join(CURVE))
+    return {label: {c: [float(x) for x in v] for c, v in cols.items()} for label, cols in raw.items()}
+
+
+def final_pairs(base: dict, cur: dict, depths: dict[str, int], statistical: bool) -> tuple[list[tuple], list[str]]:
+    """compare._judge's pairs for the final training values that both sides have (stat
+    'final_<column>', at the series' top layer), and a note where only one side trained."""
+    pairs, notes = [], []
+    if bool(base) != bool(cur):
+        notes.append(f"training curves only in the {'baseline' if base else 'results'}: not compared")
+    for label in (s for s in cur if s in base):
+        for column in CURVE:
+            a, b = base[label].get(column), cur[label].get(column)
+            if a is None or b is None or (np.isnan(a[0]) and np.isnan(b[0])):
+                continue  # accuracy of a regression: not a value on either side
+            sd_a, sd_b = (a[1], b[1]) if statistical else (0.0, 0.0)
+            pairs.append((label, depths.get(label, 0), f"final_{column}", a[0], sd_a, a[2], b[0], sd_b, b[2]))
+    return pairs, notes

@@ -159,3 +159,28 @@ def test_the_training_figures_are_drawn_for_a_trained_folder_only(folder, tmp_pa
     assert all(p.stat().st_size > 10_000 for p in written)
     res.tables = {}
     assert not any(plot.OPTIONAL_FIGURES[n](res) for n in ("training_loss", "training_variance"))
+
+
+def test_check_regresses_the_final_losses_across_trials(folder, tmp_path):
+    """The final train loss, held-out loss and accuracy per series are compared like the layer
+    statistics: the same run is within tolerance; a final loss moved by 0.9 of its threshold
+    (k standard errors, k from Welch's t: 2 trials make k large) is not drift, by 1.1 it is;
+    the baseline file carries the final values."""
+    import dataclasses
+
+    from snn_lab import compare
+
+    snap = compare.snapshot(results.read(folder))
+    report = compare.compare(snap, snap)
+    finals = [v for v in report.values if v.stat.startswith("final_")]
+    assert {v.stat for v in finals} == {"final_train_loss", "final_eval_loss", "final_accuracy"}
+    assert len(finals) == 3 * 3 and report.passed
+    (tmp_path / "base.json").write_text(compare.baseline_text(results.read(folder)))
+    assert compare.load_baseline(tmp_path / "base.json").training == snap.training
+    mean, sd, n = snap.training["SELU"]["train_loss"]
+    value = next(v for v in finals if (v.series, v.stat) == ("SELU", "final_train_loss"))
+    assert value.se == pytest.approx(sd * (2 / n) ** 0.5)  # two runs' standard errors combined
+    for factor, drift in ((0.9, []), (1.1, [("SELU", "final_train_loss")])):
+        moved = {**snap.training["SELU"], "train_loss": [mean + factor * value.threshold, sd, n]}
+        report = compare.compare(snap, dataclasses.replace(snap, training={**snap.training, "SELU": moved}))
+        assert [(v.series, v.stat) for v in report.drifted] == drift

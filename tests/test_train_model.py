@@ -71,3 +71,15 @@ def test_gradients_match_finite_differences_for_every_layer_kind_and_activation(
 def test_gradients_through_alpha_dropout_match_finite_differences(activation):
     """With the masks fixed (the same stream for every evaluation), dropout is an affine map per unit."""
     _check_gradient(_series(activation, dropout=0.2), classification=True, dropout_rng_seed=11)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1.7])
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_the_derivative_from_the_output_is_the_derivative(activation, scale):
+    from snn_lab.activations import make_activation
+
+    act = make_activation(activation, scale)
+    x = np.linspace(-6, 6, 1201)
+    np.testing.assert_allclose(act.deriv_given(x, act.fn(x)), act.deriv(x), rtol=1e-12, atol=1e-14)
+    x32 = x.astype(np.float32)
+    assert act.deriv_given(x32, act.fn(x32)).dtype == np.float32
