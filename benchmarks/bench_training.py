@@ -8,13 +8,17 @@ Where OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set, unset both in this command a
 A step is model.forward (training mode) + model.loss + model.backward + Optimizer.step on a
 batch drawn beforehand; the floor is depth bare (batch, n) @ (n, n) products with np.matmul
 (the first layer's is (batch, dim) @ (dim, n)). Both run with BLAS on one thread, as the
-training loop does, interleaved (floor, step, floor, ...) after a warm-up; times are medians.
+training loop does, interleaved (floor, step, floor, ...) after a warm-up; times are medians,
+both wall time and this thread's CPU time: on a machine shared with other jobs (load above the
+core count) the scheduler preempts a long step more often than a short floor, which inflates
+the wall-time ratio; the CPU-time ratio counts only the work done.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -60,16 +64,19 @@ def case(width, batch, depth, dtype, keys, optimizer, repeats) -> dict:
         _, d = model.loss(run.out, y, True)
         opt.step(net.params, model.backward(net, run, d))
 
-    times = {"floor": [], "step": []}
+    times = {"floor": [], "step": [], "floor_cpu": [], "step_cpu": []}
     for fn in (floor, step):  # warm-up
         fn()
     for _ in range(repeats):
         for name, fn in (("floor", floor), ("step", step)):
-            t0 = time.perf_counter()
+            c0, t0 = time.thread_time(), time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t0)
-    f, st = statistics.median(times["floor"]), statistics.median(times["step"])
-    return {"floor_s": f, "step_s": st, "ratio": st / f, "times": times}
+            times[name + "_cpu"].append(time.thread_time() - c0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"floor_s": med["floor"], "step_s": med["step"], "ratio": med["step"] / med["floor"],
+            "floor_cpu_s": med["floor_cpu"], "step_cpu_s": med["step_cpu"],
+            "cpu_ratio": med["step_cpu"] / med["floor_cpu"], "times": times}
 
 
 def main() -> None:
@@ -85,13 +92,16 @@ def main() -> None:
         except ImportError:
             kernels = []
         print(f"BLAS limited to one thread: {limited}; BLAS: {kernels}")
-        print("| case | width | batch | depth | floor (ms) | step (ms) | step / floor |")
-        print("| --- | --- | --- | --- | --- | --- | --- |")
+        print("| case | width | batch | depth | floor (ms) | step (ms) | step / floor | CPU: floor (ms) | step (ms) "
+              "| step / floor |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for label, width, batch, depth, dtype, keys, optimizer in CASES:
             r = case(width, batch, depth, dtype, keys, optimizer, args.repeats)
             out[label] = {"width": width, "batch": batch, "depth": depth, "dtype": dtype, **r}
             print(f"| {label} | {width} | {batch} | {depth} | {1e3 * r['floor_s']:.2f} | {1e3 * r['step_s']:.2f} "
-                  f"| {r['ratio']:.2f} |", flush=True)
+                  f"| {r['ratio']:.2f} | {1e3 * r['floor_cpu_s']:.2f} | {1e3 * r['step_cpu_s']:.2f} "
+                  f"| {r['cpu_ratio']:.2f} |", flush=True)
+        print(f"load average after: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
