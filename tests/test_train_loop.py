@@ -184,3 +184,23 @@ def test_check_regresses_the_final_losses_across_trials(folder, tmp_path):
         moved = {**snap.training["SELU"], "train_loss": [mean + factor * value.threshold, sd, n]}
         report = compare.compare(snap, dataclasses.replace(snap, training={**snap.training, "SELU": moved}))
         assert [(v.series, v.stat) for v in report.drifted] == drift
+
+
+def test_a_diverged_run_leaves_nan_rows_and_a_note():
+    """A learning rate of 1e6 sends the loss past the float range within a few updates: the run
+    stops there, its later rows are NaN, and the note names the trial and the step."""
+    from snn_lab import training_results
+
+    exp = config.load(text="""
+trials: 1
+width: 8
+depth: 2
+series: [{activation: relu, init: he_normal, label: r}]
+train: {task: {kind: regress, dim: 4, outputs: 2}, steps: 20, batch: 8, lr: 1.0e+6, eval_every: 5, eval_size: 16}
+""")
+    runs = loop.train_experiment(exp, threads=1)
+    run = runs["r"][0]
+    assert run.diverged is not None and run.diverged <= 5
+    assert np.isfinite(run.curves[0, :2]).all() and np.isnan(run.curves[1:]).all()
+    _, notes = training_results.build(exp, runs)
+    assert notes == {"r": f"training diverged (loss not finite) in trial 0 at step {run.diverged}; later rows are NaN"}
