@@ -14,7 +14,7 @@ KINDS = {
     "plain": {},
     "batch_norm": {"norm": "batch"},
     "layer_norm": {"norm": "layer"},
-    "residual": {"residual": {"alpha": 0.7, "beta": "expected"}},
+    "residual": {"residual": {"alpha": 0.7, "beta": "expected"}, "depth": 4},  # even and odd depths
 }
 
 
@@ -22,7 +22,7 @@ def _series(activation: str, **extra) -> config.Series:
     exp = config.load(text=f"series: [{{activation: {activation}}}]")
     base = exp.series[0]
     fields = {"width": 4, "depth": 3, "dtype": "float64", "bias_var": 0.1, **extra}
-    if "residual" in extra:
+    if isinstance(extra.get("residual"), dict):
         fields["residual"] = config.Residual(**extra["residual"])
     return config.Series(**{**base.__dict__, **fields})
 
@@ -83,3 +83,30 @@ def test_the_derivative_from_the_output_is_the_derivative(activation, scale):
     np.testing.assert_allclose(act.deriv_given(x, act.fn(x)), act.deriv(x), rtol=1e-12, atol=1e-14)
     x32 = x.astype(np.float32)
     assert act.deriv_given(x32, act.fn(x32)).dtype == np.float32
+
+
+@pytest.mark.parametrize("kind", ["sgd", "momentum", "adam"])
+def test_the_optimizers_follow_their_textbook_updates(kind):
+    """Three steps against the formulas written out: SGD, heavy ball (v = mu v + g, w -= lr v),
+    and Adam (Kingma & Ba 2015, algorithm 1, betas 0.9, 0.999): our Adam folds the bias
+    corrections into the step size (their section 2's efficient form), which moves eps by a
+    factor sqrt(1 - beta2^t): a change of order eps / sqrt(v) ~ 1e-7 of a step here."""
+    from snn_lab.train.optim import Optimizer
+
+    rng = np.random.default_rng(0)
+    p0, grads = rng.standard_normal(5), [rng.standard_normal(5) for _ in range(3)]
+    p = p0.copy()
+    opt = Optimizer(kind, [p], 0.1, 0.9)
+    for g in grads:
+        opt.step([p], [g.copy()])
+    q, m, v = p0.copy(), np.zeros(5), np.zeros(5)
+    for t, g in enumerate(grads, 1):
+        if kind == "sgd":
+            q = q - 0.1 * g
+        elif kind == "momentum":
+            m = 0.9 * m + g
+            q = q - 0.1 * m
+        else:
+            m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+            q = q - 0.1 * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+    np.testing.assert_allclose(p, q, rtol=0, atol=1e-15 if kind != "adam" else 1e-6)

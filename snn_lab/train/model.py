@@ -58,6 +58,9 @@ class Network:
     betas: list[float] = field(default_factory=list)
     drop: tuple[float, float, float] | None = None  # alpha dropout's (a, b, saturation)
     backend: backends.Backend | None = None  # whose loop applies the activation (the engine's)
+    # Arrays reused from step to step (by batch size): fresh large arrays cost page faults, and
+    # a step has several per layer. A Pass holds these until the next pass of the same size.
+    space: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(cls, series: Series, dim: int, outputs: int, seed: int, trial: int, backend=None) -> Network:
@@ -85,6 +88,16 @@ class Network:
     def depth(self) -> int:
         return self.series.depth
 
+    def buffers(self, rows: int) -> dict[str, list[np.ndarray]]:
+        """Each layer's h and y, two error signals for `rows` examples, and the gradients."""
+        if rows not in self.space:
+            n, dt = self.series.width, self.dtype
+            self.space[rows] = {"h": [np.empty((rows, n), dt) for _ in range(self.depth)],
+                                "y": [np.empty((rows, n), dt) for _ in range(self.depth)],
+                                "g": [np.empty((rows, n), dt) for _ in range(2)],
+                                "grads": [np.empty_like(p) for p in self.params]}
+        return self.space[rows]
+
 
 @dataclass
 class Pass:
@@ -104,15 +117,16 @@ def forward(net: Network, x: np.ndarray, rng: np.random.Generator | None = None)
     x = np.asarray(x, dt)
     run = Pass([x], [None], [None], [None], [None])
     alpha = s.residual.alpha if s.residual else 0.0
+    space = net.buffers(len(x))
     with np.errstate(all="ignore"):  # overflow is data: a diverged run's loss is NaN, then reported
         for layer in range(1, net.depth + 1):
             w, b = net.params[2 * layer - 2], net.params[2 * layer - 1]
-            h = x @ w
+            h = np.matmul(x, w, out=space["h"][layer - 1])
             if net.betas[layer] != 1.0:
                 h *= dt.type(1.0 / net.betas[layer])
             h += b
             scale = norms.normalize(s.norm, h) if s.norm != "none" else None
-            y = np.empty_like(h)  # the backend's loop: one pass (the compiled one: 10x numpy's ufuncs)
+            y = space["y"][layer - 1]  # the backend's loop: one pass (the compiled one: 10x numpy's ufuncs)
             net.backend.activate(net.act, h.reshape(1, -1), y.reshape(1, -1), h.size, np.empty((1, 1, 4)))
             run.ys.append(y)
             kept = None
@@ -149,28 +163,34 @@ def backward(net: Network, run: Pass, d_out: np.ndarray) -> list[np.ndarray]:
     the readout, then each layer's residual skip, dropout, activation, norm and product."""
     s, dt = net.series, net.dtype
     alpha = s.residual.alpha if s.residual else 0.0
-    grads: list[np.ndarray] = [None] * len(net.params)  # type: ignore[list-item]
+    space = net.buffers(len(d_out))
+    grads, signals = space["grads"], space["g"]
     g = np.asarray(d_out, dt)
     with np.errstate(all="ignore"):
-        grads[-2], grads[-1] = run.xs[-1].T @ g, g.sum(axis=0)
-        g = g @ net.params[-2].T
+        np.matmul(run.xs[-1].T, g, out=grads[-2])
+        g.sum(axis=0, out=grads[-1])
+        # layer l writes dL/dx_{l-1} into signals[l % 2]; the signal it reads is in the other
+        g = np.matmul(g, net.params[-2].T, out=signals[(net.depth + 1) % 2])
         for layer in range(net.depth, 0, -1):
             branch = g * dt.type(alpha) if net.residual[layer] else g
             if run.kept[layer] is not None:
                 branch = np.where(run.kept[layer], branch * dt.type(net.drop[0]), dt.type(0))
-            gh = branch * net.act.deriv_given(run.ps[layer], run.ys[layer])
+            gh = net.act.deriv_given(run.ps[layer], run.ys[layer])  # a fresh array: scaled in place
+            gh *= branch
             if s.norm != "none":
                 gh = norms.backward(s.norm, gh, run.ps[layer], run.scales[layer]).astype(dt)
-            grads[2 * layer - 1] = gh.sum(axis=0)
+            gh.sum(axis=0, out=grads[2 * layer - 1])
             inv_beta = dt.type(1.0 / net.betas[layer])
-            grads[2 * layer - 2] = run.xs[layer - 1].T @ gh
+            np.matmul(run.xs[layer - 1].T, gh, out=grads[2 * layer - 2])
             if inv_beta != 1:
                 grads[2 * layer - 2] *= inv_beta
             if layer > 1:  # the input's gradient is not needed: one product fewer
-                prev = gh @ net.params[2 * layer - 2].T
+                prev = np.matmul(gh, net.params[2 * layer - 2].T, out=signals[layer % 2])
                 if inv_beta != 1:
                     prev *= inv_beta
-                g = prev + g if net.residual[layer] else prev
+                if net.residual[layer]:
+                    prev += g
+                g = prev
     return grads
 
 

@@ -8,32 +8,42 @@ ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # Kingma & Ba (2015)'s defaults
 
 
 class Optimizer:
-    """w <- w - lr * direction(grad), the direction by kind: grad, its momentum, or Adam's ratio."""
+    """w <- w - lr * direction(grad), the direction by kind: grad, its momentum, or Adam's ratio.
+
+    Every temporary goes to a scratch array per parameter (out=): fresh arrays the size of the
+    weights each step cost page faults comparable to the update itself."""
 
     def __init__(self, kind: str, params: list[np.ndarray], lr: float, momentum: float = 0.9):
         self.kind, self.lr, self.momentum, self.t = kind, lr, momentum, 0
         self.m = [np.zeros_like(p) for p in params] if kind != "sgd" else []
         self.v = [np.zeros_like(p) for p in params] if kind == "adam" else []
+        self.scratch = [np.empty_like(p) for p in params]
 
     def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         """One update of every parameter from its gradient."""
         self.t += 1
         with np.errstate(all="ignore"):
             if self.kind == "sgd":
-                for p, g in zip(params, grads):
-                    p -= p.dtype.type(self.lr) * g
+                for p, g, tmp in zip(params, grads, self.scratch):
+                    p -= np.multiply(g, p.dtype.type(self.lr), out=tmp)
             elif self.kind == "momentum":  # v <- mu v + g; w <- w - lr v
-                for p, g, m in zip(params, grads, self.m):
+                for p, g, m, tmp in zip(params, grads, self.m, self.scratch):
                     m *= m.dtype.type(self.momentum)
                     m += g
-                    p -= p.dtype.type(self.lr) * m
+                    p -= np.multiply(m, p.dtype.type(self.lr), out=tmp)
             else:
                 b1, b2 = ADAM_BETAS
                 rate = self.lr * np.sqrt(1.0 - b2 ** self.t) / (1.0 - b1 ** self.t)  # bias corrections
-                for p, g, m, v in zip(params, grads, self.m, self.v):
+                for p, g, m, v, tmp in zip(params, grads, self.m, self.v, self.scratch):
                     dt = p.dtype.type
                     m *= dt(b1)
-                    m += dt(1.0 - b1) * g
+                    m += np.multiply(g, dt(1.0 - b1), out=tmp)
                     v *= dt(b2)
-                    v += dt(1.0 - b2) * (g * g)
-                    p -= dt(rate) * m / (np.sqrt(v) + dt(ADAM_EPS))
+                    np.multiply(g, g, out=tmp)
+                    tmp *= dt(1.0 - b2)
+                    v += tmp
+                    np.sqrt(v, out=tmp)
+                    tmp += dt(ADAM_EPS)
+                    np.divide(m, tmp, out=tmp)
+                    tmp *= dt(rate)
+                    p -= tmp
