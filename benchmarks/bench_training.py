@@ -1,7 +1,7 @@
 """One training step against the forward matmul floor of the same shapes (issue 21's target: at
 most 3.5x, since forward plus backward is three products per layer).
 
-    python benchmarks/bench_training.py [--repeats 7] [--json PATH]
+    python benchmarks/bench_training.py [--repeats 7] [--json PATH] [--breakdown]
 
 Where OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set, unset both in this command alone
 (`env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python ...`); the script prints the BLAS kernel.
@@ -79,10 +79,52 @@ def case(width, batch, depth, dtype, keys, optimizer, repeats) -> dict:
             "cpu_ratio": med["step_cpu"] / med["floor_cpu"], "times": times}
 
 
+def breakdown(repeats: int) -> dict:
+    """The first case's step in pieces (thread CPU time, medians): forward, loss, backward, update."""
+    _, width, batch, depth, dtype, keys, optimizer = CASES[0]
+    s = _series(width, depth, dtype, keys)
+    net = model.Network.create(s, DIM, OUTPUTS, seed=0, trial=0)
+    opt = Optimizer(optimizer, net.params, 1e-4)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((batch, DIM)).astype(dtype), rng.integers(0, OUTPUTS, batch)
+    ws = [w.copy() for w in net.params[0::2][:-1]]
+    hs = [np.empty((batch, width), dtype) for _ in ws]
+
+    def floor():
+        a = x
+        for w, h in zip(ws, hs):
+            np.matmul(a, w, out=h)
+            a = h
+    run = model.forward(net, x)
+    _, d = model.loss(run.out, y, True)
+    grads = model.backward(net, run, d)
+    gs = [np.ones((batch, width), dtype) for _ in ws]
+    dws = [np.empty_like(w) for w in ws]
+
+    def backward_products():  # the backward pass's products alone: x_{l-1}^T g_l and g_l W_l^T
+        for i in range(len(ws) - 1, -1, -1):
+            np.matmul((x if i == 0 else hs[i - 1]).T, gs[i], out=dws[i])
+            if i:
+                np.matmul(gs[i], ws[i].T, out=gs[i - 1])
+    pieces = {"floor": floor, "backward products": backward_products, "forward": lambda: model.forward(net, x), "loss": lambda: model.loss(run.out, y, True),
+              "backward": lambda: model.backward(net, run, d), "update": lambda: opt.step(net.params, grads)}
+    out = {}
+    for name, fn in pieces.items():
+        fn()
+        times = []
+        for _ in range(repeats):
+            c0 = time.thread_time()
+            fn()
+            times.append(time.thread_time() - c0)
+        out[name] = statistics.median(times)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--breakdown", action="store_true", help="also time the first case's step in pieces")
     args = parser.parse_args()
     out = {}
     with blas.single_threaded() as limited:
@@ -101,6 +143,12 @@ def main() -> None:
             print(f"| {label} | {width} | {batch} | {depth} | {1e3 * r['floor_s']:.2f} | {1e3 * r['step_s']:.2f} "
                   f"| {r['ratio']:.2f} | {1e3 * r['floor_cpu_s']:.2f} | {1e3 * r['step_cpu_s']:.2f} "
                   f"| {r['cpu_ratio']:.2f} |", flush=True)
+        if args.breakdown:
+            parts = breakdown(2 * args.repeats)
+            out["breakdown_cpu_s"] = parts
+            step = sum(v for k, v in parts.items() if k not in ("floor", "backward products"))
+            print(f"{CASES[0][0]}, CPU ms: " + ", ".join(f"{k} {1e3 * v:.2f}" for k, v in parts.items())
+                  + f"; pieces / floor {step / parts['floor']:.2f}")
         print(f"load average after: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     if args.json:
         with open(args.json, "w") as f:
