@@ -67,7 +67,7 @@ def main() -> None:
     \b
     Example:
       snn-lab run                      # the built-in SELU vs ReLU experiment
-      snn-lab run configs/selu_recovers.yaml --set depth=200
+      snn-lab run selu_recovers --set depth=200
     """
 
 
@@ -142,15 +142,15 @@ def _load(config: str | None, overrides: tuple[str, ...], check_resources: bool 
 def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, backend, as_json, quiet, with_plot):
     """Simulate an experiment (or a sweep of them) and write its results folder.
 
-    CONFIG is a YAML experiment (see configs/), '-' for standard input, or omitted for the
-    built-in default (SELU vs ReLU-LeCun vs ReLU-He). A config with a sweep: block, or
+    CONFIG is a YAML experiment file, a shipped example's name (`snn-lab examples`), '-' for
+    standard input, or omitted for the built-in default (SELU vs ReLU-LeCun vs ReLU-He). A config with a sweep: block, or
     --sweep on the command line, runs one experiment per grid point into OUT/points/ and
     aggregates them into OUT/sweep.csv; the same command resumes an interrupted sweep.
 
     \b
     Example:
-      snn-lab run configs/selu_recovers.yaml --set depth=200 --set series.0.activation=tanh
-      snn-lab run configs/sweep_width_gain.yaml --jobs 2
+      snn-lab run selu_recovers --set depth=200 --set series.0.activation=tanh
+      snn-lab run sweep_width_gain --jobs 2
       snn-lab run --sweep width=64,256,1024 --sweep 'gain=linspace(0.8,1.2,5)' -j 2
     """
     import json
@@ -422,7 +422,7 @@ def theory(config, activation, init, gain, bias_var, dropout, normalize, depth, 
     Example:
       snn-lab theory --activation selu --init lecun_normal
       snn-lab theory --activation tanh --gain 1.2 --bias-var 0.05 --depth 30 --json
-      snn-lab theory configs/init_pitfalls.yaml
+      snn-lab theory init_pitfalls
       snn-lab theory --phase --activation tanh --weight-var 0.5,4.5,41 --bias-var-range 0,2,21
     """
     import json
@@ -576,6 +576,35 @@ def _series_sets(given: dict, count: int) -> tuple[str, ...]:
     return tuple(f"series.{i}.{key}={json.dumps(value)}" for i in range(count) for key, value in given.items())
 
 
+@main.command()
+@click.argument("name", required=False, metavar="[NAME]")
+def examples(name: str | None) -> None:
+    """The example configs that ship with snn-lab: each name and what it shows; NAME prints its YAML.
+
+    Run one by name, or copy it out to edit (a file of that name in the current folder wins).
+
+    \b
+    Example:
+      snn-lab examples
+      snn-lab run selu_recovers
+      snn-lab examples selu_recovers > mine.yaml
+    """
+    from snn_lab import examples as ex
+
+    if name is None:
+        names = ex.names()
+        width = max(map(len, names))
+        for n in names:
+            click.echo(f"{n:<{width}}  {ex.summary(n)}")
+        return
+    key = name[:-5] if name.endswith(".yaml") else name
+    if key not in ex.names():
+        near = ex.nearest(key)
+        raise UsageProblem(f"no example {name!r}" + (f"; did you mean {near!r}?" if near else "")
+                           + f" (examples: {', '.join(ex.names())})")
+    click.echo(ex.text(key), nl=False)
+
+
 @main.command("selu-params")
 @click.option("--mean", type=float, required=True, help="The fixed point's mean.")
 @click.option("--var", type=float, required=True, help="The fixed point's variance (> 0).")
@@ -727,9 +756,9 @@ def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, updat
 
     \b
     Example:
-      snn-lab run configs/ci.yaml --out results/ci --force --quiet
-      snn-lab check results/ci --baseline configs/ci.baseline.json
-      snn-lab check results/ci --baseline configs/ci.baseline.json --md >> "$GITHUB_STEP_SUMMARY"
+      snn-lab run ci --out results/ci --force --quiet
+      snn-lab check results/ci --baseline ci.baseline.json
+      snn-lab check results/ci --baseline ci.baseline.json --md >> "$GITHUB_STEP_SUMMARY"
       snn-lab check results/ci --mode theory
     """
     import json
@@ -755,7 +784,7 @@ def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, updat
     if update:
         if baseline.is_dir():
             raise UsageProblem(f"{baseline} is a folder; --update writes a baseline file "
-                               "(e.g. configs/ci.baseline.json)")
+                               "(e.g. ci.baseline.json)")
         try:
             baseline.parent.mkdir(parents=True, exist_ok=True)
             # Atomic (never a half-written baseline); a link named like the baseline is replaced.

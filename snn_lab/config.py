@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from typing import Any
 
+from snn_lab import examples
 from snn_lab.activations import ACTIVATIONS, Activation, make_activation, suggest
 from snn_lab.initializers import INITIALIZERS, Initializer
 from snn_lab.measures import JacobianSpec, check_jacobian
@@ -15,7 +15,6 @@ from snn_lab.yamlio import ConfigError, Path, Problem, dotted, parse
 
 DTYPES = ("float32", "float64")
 MAX_BYTES = 4 * 2**20  # a config file or standard input: read no further
-DEFAULT_CONFIG = "default.yaml"  # packaged; identical to configs/selu_vs_relu.yaml
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -148,16 +147,20 @@ def load(path: str | None = None, text: str | None = None, overrides: tuple[str,
 
 def read(path: str | None = None, text: str | None = None) -> tuple[Any, dict, str]:
     """The raw YAML tree of a config file (or text, or the packaged default), its lines and name."""
+    shipped = examples.resolve(str(path)) if text is None and path is not None else None
     if text is None and path is None:
-        text = resources.files("snn_lab").joinpath(DEFAULT_CONFIG).read_text("utf-8")
-        source = f"<default: {DEFAULT_CONFIG}>"
+        text, source = examples.text(examples.DEFAULT), f"<default: {examples.DEFAULT}>"
+    elif shipped is not None:  # a name, not a file: a shipped example
+        source, text = shipped
     elif text is None:
         source = str(path)
         try:
             with open(path, "rb") as f:
                 raw = f.read(MAX_BYTES + 1)  # /dev/zero, or a data file named by mistake, stops here
         except OSError as exc:
-            raise ConfigError([Problem(source, "", f"cannot read config: {exc.strerror}")]) from None
+            near = examples.nearest(source) if isinstance(exc, FileNotFoundError) else None
+            hint = f"; or the shipped example {near!r} (`snn-lab examples` lists them)" if near else ""
+            raise ConfigError([Problem(source, "", f"cannot read config: {exc.strerror}{hint}")]) from None
         if len(raw) > MAX_BYTES:
             raise ConfigError([Problem(source, "", too_large())])
         try:

@@ -12,7 +12,7 @@ from snn_lab.activations import ACTIVATIONS, suggest
 from snn_lab.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+CONFIGS = sorted((ROOT / "snn_lab" / "configs").glob("*.yaml"))
 
 
 def problems(text: str, *overrides: str) -> list[str]:
@@ -21,9 +21,9 @@ def problems(text: str, *overrides: str) -> list[str]:
     return [str(p) for p in err.value.problems]
 
 
-def test_the_default_experiment_is_configs_selu_vs_relu():
-    packaged = (ROOT / "snn_lab" / "default.yaml").read_text()
-    assert packaged == (ROOT / "configs" / "selu_vs_relu.yaml").read_text()
+def test_the_default_experiment_is_the_selu_vs_relu_example():
+    same = [config.load(*a).to_dict() for a in ((), ("selu_vs_relu",), (str(ROOT / "snn_lab" / "configs" / "selu_vs_relu.yaml"),))]
+    assert same[0] == same[1] == same[2]
     exp = config.load()
     assert [s.label for s in exp.series] == ["SELU", "ReLU", "ReLU (He)"]
     assert [(s.activation, s.init) for s in exp.series] == [
