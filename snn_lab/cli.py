@@ -215,7 +215,7 @@ def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, backen
         err.print(f"note: {label}: {note}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"wrote {out}/ ({res.meta['wall_seconds']:.2f} s)", markup=False, highlight=False, soft_wrap=True)
     if figures:
-        console.print(f"drew {len(figures)} figures in {out / 'plots'}/", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"drew {len(figures)} figure{'s' * (len(figures) != 1)} in {out / 'plots'}/", markup=False, highlight=False, soft_wrap=True)
 
 
 def _load_sweep(config, overrides, sweeps, text, jobs):
@@ -335,7 +335,7 @@ def _sweep_held(sweep, out, jobs, executor, scheduler, force, as_json, quiet, wi
     console.print(f"wrote {table} ({len(sweep.points)} points, {len(todo)} run, {skipped} resumed, "
                   f"{seconds:.2f} s)", markup=False, highlight=False, soft_wrap=True)
     if figures:
-        console.print(f"drew {len(figures)} figures in {out / 'plots'}/", markup=False, highlight=False,
+        console.print(f"drew {len(figures)} figure{'s' * (len(figures) != 1)} in {out / 'plots'}/", markup=False, highlight=False,
                       soft_wrap=True)
 
 
