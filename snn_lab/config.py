@@ -187,10 +187,25 @@ def build(tree: Any, lines: dict, source: str, overrides: tuple[str, ...] = ()) 
     problems: list[Problem] = []
     if isinstance(tree, dict):
         tree, lines = _apply_overrides(tree, dict(lines), overrides, problems)
+        _relabel(tree, overrides)
     if problems:
         raise ConfigError(problems)
     stem = None if source.startswith("<") else _stem(source)
     return _Checker(source, lines).experiment(tree, stem)
+
+
+def _relabel(tree: dict, overrides) -> None:
+    """A series whose activation or init --set changed, and not its label, drops the label its
+    file gave it (it named the old series: 'SELU' on a ReLU); it gets the default 'relu-he_normal'."""
+    changed, named = set(), set()
+    for text in overrides:
+        path = text.partition("=")[0].strip().split(".")
+        if len(path) >= 3 and path[0] == "series" and path[1].isdigit():
+            (named if path[2] == "label" else changed if path[2] in ("activation", "init") else set()).add(int(path[1]))
+    series = tree.get("series")
+    for i in changed - named:
+        if isinstance(series, list) and i < len(series) and isinstance(series[i], dict):
+            series[i].pop("label", None)
 
 
 def _stem(source: str) -> str:

@@ -193,3 +193,13 @@ def test_norm_residual_and_scale_round_trip_through_the_resolved_config():
     assert exp.series[0].norm == "layer" and exp.series[0].activation_scale == "nf"
     again = config.load(text=yaml.safe_dump(exp.to_dict()))
     assert again.series == exp.series
+
+
+def test_a_set_activation_or_init_renames_a_series_its_file_named():
+    """'SELU' on a ReLU would lie: a series changed by --set takes the default label, unless
+    --set names it too; the other series keep theirs."""
+    labels = lambda *o: [s.label for s in config.load(overrides=o).series]  # noqa: E731
+    assert labels("series.0.activation=relu") == ["relu-lecun_normal", "ReLU", "ReLU (He)"]
+    assert labels("series.2.init=lecun_normal", "series.1.activation=elu") == ["SELU", "elu-lecun_normal", "relu-lecun_normal"]
+    assert labels("series.0.activation=tanh", "series.0.label=T") == ["T", "ReLU", "ReLU (He)"]
+    assert labels("series.0.gain=1.1", "depth=3") == ["SELU", "ReLU", "ReLU (He)"]
