@@ -28,12 +28,17 @@ class _Group(click.Group):
 
     def invoke(self, ctx):
         from snn_lab import interrupts
+        from snn_lab.errors import SnnLabError
 
         try:
             with interrupts.catching():
                 return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException):
             raise  # the command's own answer (an interrupted sweep says how far it got)
+        except SnnLabError as exc:  # every library error: its message, its exit status (errors.py)
+            if not interrupts.received():
+                click.echo(f"error: {exc}", err=True)
+                raise click.exceptions.Exit(exc.exit_status) from None
         except Exception:
             if not interrupts.received():
                 raise
@@ -100,19 +105,16 @@ def _load(config: str | None, overrides: tuple[str, ...], check_resources: bool 
     from snn_lab.simulate.memory import check_memory, memory_available
     from snn_lab.results import check_size
 
-    try:
-        if config == "-" and text is None:
-            text = _stdin()
-        if text is not None:
-            exp = cfg.load("<stdin>" if config == "-" else config, text=text, overrides=overrides)
-        else:
-            exp = cfg.load(config, overrides=overrides)
-        if check_resources:
-            available = memory_available()
-            check_memory(exp, available)
-            check_size(exp, available)
-    except cfg.ConfigError as exc:
-        raise UsageProblem("\n".join(map(str, exc.problems))) from None
+    if config == "-" and text is None:
+        text = _stdin()
+    if text is not None:
+        exp = cfg.load("<stdin>" if config == "-" else config, text=text, overrides=overrides)
+    else:
+        exp = cfg.load(config, overrides=overrides)
+    if check_resources:  # a ConfigError (exit 2, errors.py) when it would not fit
+        available = memory_available()
+        check_memory(exp, available)
+        check_size(exp, available)
     return exp
 
 
@@ -163,10 +165,7 @@ def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, backen
 
     from snn_lab.simulate import backends
 
-    try:
-        backend = backends.resolve(backend)
-    except backends.BackendError as exc:
-        raise UsageProblem(str(exc)) from None
+    backend = backends.resolve(backend)
     text = _stdin() if config == "-" else None
     sweep = _load_sweep(config, overrides, sweeps, text, jobs)
     if sweep is not None:
@@ -179,8 +178,6 @@ def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, backen
     out = out or Path("results") / exp.name
     try:
         results.check_target(out, force)
-    except results.ResultsError as exc:
-        raise UsageProblem(str(exc)) from None
     except OSError as exc:
         raise _target_problem(out, exc) from None
     err = Console(stderr=True)
@@ -188,7 +185,7 @@ def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, backen
         with _progress(err, enabled=not (quiet or as_json), total=_work(exp)) as advance:
             res = simulate(exp, advance, backend=backend)
         results.write(res, out, force)
-    except (results.ResultsError, OSError) as exc:
+    except OSError as exc:
         raise UsageProblem(str(exc)) from None
     figures = []
     if with_plot:
@@ -244,8 +241,6 @@ def _run_sweep(sweep, out, *args):
     out = out or Path("results") / sweep.name
     try:
         held = sw.hold(out)
-    except sw.SweepError as exc:
-        raise UsageProblem(str(exc)) from None
     except OSError as exc:
         raise _target_problem(out, exc) from None
     with held:
@@ -266,8 +261,6 @@ def _sweep_held(sweep, out, jobs, executor, scheduler, force, as_json, quiet, wi
     try:
         todo = sw.plan(sweep, out, force)
         sw.start(sweep, out, force)
-    except sw.SweepError as exc:
-        raise UsageProblem(str(exc)) from None
     except OSError as exc:
         raise _target_problem(out, exc) from None
     skipped, failed, t0 = len(sweep.points) - len(todo), [], time.perf_counter()
@@ -286,8 +279,6 @@ def _sweep_held(sweep, out, jobs, executor, scheduler, force, as_json, quiet, wi
                     done += 1
                 if advance:
                     advance(1)
-    except executors.ExecutorError as exc:
-        raise UsageProblem(str(exc)) from None
     except KeyboardInterrupt:
         runner.close()  # ends the workers now (executors._stop), not whenever the generator is collected
         click.echo(f"interrupted: {done} of {len(sweep.points)} points complete in {out}/; "
@@ -305,7 +296,7 @@ def _sweep_held(sweep, out, jobs, executor, scheduler, force, as_json, quiet, wi
             sys.stderr.flush()
             os._exit(130)
         raise click.exceptions.Exit(130) from None
-    except (results.ResultsError, OSError) as exc:
+    except OSError as exc:
         raise UsageProblem(str(exc)) from None
     if failed:
         for name, exc in failed:
@@ -680,8 +671,6 @@ def plot(results_dir, formats, out, stat, layer):
             written = plots.save_sweep_figures(sw.read(results_dir), out or results_dir / "plots",
                                                formats or ("png",), stat=stat or plots.SWEEP_DEFAULT_STAT,
                                                layer=layer)
-        except (sw.SweepError, plots.SweepPlotError) as exc:
-            raise UsageProblem(str(exc)) from None
         except OSError as exc:
             raise UsageProblem(f"cannot write the figures: {exc}") from None
         for path in written:
@@ -707,8 +696,6 @@ def plot(results_dir, formats, out, stat, layer):
         res = results.read(results_dir)
         t0 = time.perf_counter()
         written = plots.save_figures(res, out or results_dir / "plots", formats or ("png",))
-    except results.ResultsError as exc:
-        raise UsageProblem(str(exc)) from None
     except OSError as exc:
         raise UsageProblem(f"cannot write the figures: {exc}") from None
     for path in written:  # soft_wrap: a long path stays on one line, whole for copy and paste
@@ -719,12 +706,6 @@ def plot(results_dir, formats, out, stat, layer):
 # ---- snn-lab check (owned by the check work; see snn_lab/compare.py) -------------------------
 
 CANNOT_JUDGE = 4  # check's exit status when no value drifted but some have no finite spread
-
-
-class BaselineProblem(UsageProblem):
-    """A baseline that is missing, unreadable or not comparable with the results: exit 3."""
-
-    exit_code = 3
 
 
 @main.command()
@@ -765,7 +746,7 @@ def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, updat
 
     from rich.console import Console
 
-    from snn_lab import compare, report, results, safefs
+    from snn_lab import compare, errors, report, results, safefs
 
     if as_json and as_md:
         raise UsageProblem("--json and --md exclude each other; choose one")
@@ -777,10 +758,7 @@ def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, updat
                            "baseline file; write one with --update)")
     if sigmas is not None and mode == "exact":
         raise UsageProblem("--sigmas applies to --mode statistical or theory, not exact (use --rtol/--atol)")
-    try:
-        res = results.read(results_dir)
-    except results.ResultsError as exc:
-        raise UsageProblem(str(exc)) from None
+    res = results.read(results_dir)
     if update:
         if baseline.is_dir():
             raise UsageProblem(f"{baseline} is a folder; --update writes a baseline file "
@@ -805,12 +783,8 @@ def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, updat
             rep = compare.compare(compare.load_baseline(baseline), current, mode, sigmas, rtol, atol)
     except compare.NotComparable as exc:
         where = f"baseline {baseline} and " if baseline else ""
-        raise BaselineProblem(f"{where}results {results_dir} are not comparable:\n  "
+        raise errors.BaselineProblem(f"{where}results {results_dir} are not comparable:\n  "
                               + "\n  ".join(exc.differences)) from None
-    except compare.BaselineError as exc:
-        raise BaselineProblem(str(exc)) from None
-    except compare.WrongMode as exc:
-        raise UsageProblem(str(exc)) from None
     if as_json:
         click.echo(json.dumps(rep.to_json(), indent=2))
     elif as_md:

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import t as student_t
 
+from snn_lab.errors import BaselineProblem, SnnLabError
 from snn_lab.results import Results, ResultsError, read
+from snn_lab.statistics import MEASURED as STATS
 from snn_lab.statistics import STATS as FORWARD
-from snn_lab.statistics import MEASURED as STATS, SUMMARY_STATS, json_number
+from snn_lab.statistics import SUMMARY_STATS, json_number
 
 FALSE_ALARM = 1e-3  # family-wise chance that a run differing only by its seed is flagged
 RTOL, ATOL = 1e-9, 1e-12
@@ -22,7 +24,7 @@ BASELINE_COLUMNS = ("layer", "trials", *SUMMARY_STATS)
 PROVENANCE = ("snn_lab", "numpy", "python", "platform", "git_commit", "finished_utc", "backend")
 
 
-class BaselineError(Exception):
+class BaselineError(BaselineProblem):
     """A baseline that is missing, unreadable, or not comparable with the results (exit 3)."""
 
 
@@ -34,7 +36,7 @@ class NotComparable(BaselineError):
         self.differences = list(differences)
 
 
-class WrongMode(Exception):
+class WrongMode(SnnLabError):
     """The chosen mode cannot answer for these two runs: a usage problem (exit 2), not drift."""
 
 

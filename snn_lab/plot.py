@@ -24,6 +24,7 @@ from matplotlib.ticker import MaxNLocator
 from snn_lab import plot_spectrum, safefs, theory
 from snn_lab.activations import Activation, make_activation, suggest
 from snn_lab.config import InputSpec, Series
+from snn_lab.errors import SnnLabError
 from snn_lab.results import FILES, Results
 from snn_lab.sweep import SweepTable, pooled
 
@@ -719,7 +720,7 @@ _MEASURE = {"grad_sq": "gradients", "grad_ratio": "gradients", "dead_fraction": 
             "correlation": "correlation"}
 
 
-class SweepPlotError(ValueError):
+class SweepPlotError(SnnLabError, ValueError):
     """A statistic or layer that the sweep cannot show."""
 
 
@@ -1040,7 +1041,7 @@ def save_sweep_figures(sweep: SweepTable, out_dir: str | Path, formats: Iterable
 PHASE_OVERLAY_COLUMNS = ("point", "series", "layer", "sigma_w2", "sigma_b2")
 
 
-class OverlayError(ValueError):
+class OverlayError(SnnLabError, ValueError):
     """A sweep overlay that cannot be drawn; `option` names what to change (overlay, stat, layer, series)."""
 
     def __init__(self, option: str, message: str):

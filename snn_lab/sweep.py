@@ -19,6 +19,7 @@ from typing import Any
 from snn_lab import config as cfg
 from snn_lab import safefs
 from snn_lab.config import Experiment
+from snn_lab.errors import SnnLabError
 from snn_lab.yamlio import ConfigError, Problem, parse
 
 SWEEP_VERSION = 1
@@ -34,7 +35,7 @@ _DIGITS = 15  # generated values are rounded to this many significant digits: 0.
 _SAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
 
 
-class SweepError(Exception):
+class SweepError(SnnLabError):
     """A sweep folder that cannot be resumed or read."""
 
 

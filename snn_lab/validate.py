@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from snn_lab.errors import SnnLabError
+
 INT_COLUMNS = ("trial", "layer", "trials")
 TEXT_COLUMNS = {"series", "activation", "init", "point"}
 # meta.json keys that readers use, and the JSON types each may hold (None: null).
@@ -22,7 +24,7 @@ META_TYPES = {"complete": (bool,), "results_version": (int,), "overflow": (list,
 MAX_BYTES = 2**31  # a results file larger than this is not one snn-lab wrote (and would not fit)
 
 
-class ResultsError(Exception):
+class ResultsError(SnnLabError):
     """A results folder that is missing, incomplete, damaged or not of this format."""
 
 
