@@ -141,14 +141,28 @@ class _Unit:
     coef: np.ndarray  # Mehler coefficients of E[Y | h] and E[Y^2 | h] (2, _HERMITE)
     cond_var: np.ndarray  # variances of E[Y | h] and E[Y^2 | h] (over h only)
 
-    def cov(self, mix: tuple[float, float], c: float) -> float:
-        """Cov(g(h_a), g(h_b)), g = mix . (E[Y|h], E[Y^2|h]), h_a, h_b correlation c (Mehler)."""
+    def cov(self, mix: tuple[float, float], c: float, D: float = 0.0, order: int = 0) -> float:
+        """Cov(g(h_a), g(h_b)) (or its c-derivative of this order), g = mix . (E[Y|h], E[Y^2|h]).
+
+        h_a, h_b have correlation c, itself fluctuating with variance D from network to network:
+        E_c Cov = Cov(c) + Cov''(c) D / 2 (Mehler's series, differentiated term by term).
+        """
         a = mix[0] * self.coef[0] + mix[1] * self.coef[1]
         whole = (mix[0] ** 2 * self.cond_var[0] + mix[1] ** 2 * self.cond_var[1]
                  + 2 * mix[0] * mix[1] * self.cond_var[2])
-        powers = c ** np.arange(1, _HERMITE + 1)
         # The terms beyond the series' end hold what Parseval leaves: counted at the last rate.
-        return float(powers @ (a * a) + c ** (_HERMITE + 1) * max(whole - a @ a, 0.0))
+        weights = np.append(a * a, max(whole - a @ a, 0.0))
+        k = np.arange(1, _HERMITE + 2, dtype=float)
+
+        def derivative(j: int) -> float:
+            falling = np.prod([k - i for i in range(j)], axis=0) if j else np.ones_like(k)
+            with np.errstate(all="ignore"):
+                powers = np.where(k - j >= 0, float(c) ** np.maximum(k - j, 0), 0.0)
+            return float(weights @ (falling * powers))
+
+        if order:
+            return derivative(order)
+        return derivative(0) + (derivative(2) * D / 2 if D else 0.0)
 
 
 def _unit(act: Activation, q: float, rate: float) -> _Unit:
@@ -228,14 +242,19 @@ def spread(series: Series) -> Spread:
         cross = 4 * mu * mu * nu * rho + 2 * nu * nu * rho * rho
     A, C = tau * tau * same / (n * q[1] ** 2), tau * tau * cross / (n * q[1] ** 2)
     c = meanfield.input_correlation(series)[1]
+    # D: Var of two samples' pre-activation covariance K_ab / q, O(1/n). It reaches the pooled
+    # statistics at O(1/n^2) per pair, but there are B^2 pairs: it matters once the batch is a
+    # fair fraction of the width. Here Var(x_a x_b) of the input's entries (centred: normalized).
+    pair = nu * nu * (1 + rho * rho) + (0.0 if normalized else 2 * mu * mu * nu * (1 + rho))
+    D = tau * tau * pair / (n * q[1] ** 2)
     for layer in range(1, depth + 1):
         ql = q[layer]
         u = _unit(act, ql, rate)
         S = (A + (B - 1) * C) / B  # Var of the batch's mean of delta log q_b
         centred = (-2.0 * u.m, 1.0)  # Y^2 - 2 m Y, a row's variance to first order
-        noise_mean = pool(u.var_y, u.cov((1.0, 0.0), c))
-        noise_var = pool(u.var_c, u.cov(centred, c))
-        noise_pre = pool(2 * ql * ql, 2 * ql * ql * c * c)
+        noise_mean = pool(u.var_y, u.cov((1.0, 0.0), c, D))
+        noise_var = pool(u.var_c, u.cov(centred, c, D))
+        noise_pre = pool(2 * ql * ql, 2 * ql * ql * (c * c + D))
         v_mean = _log_normal(u.m, u.dm, S) + noise_mean
         v_var = _log_normal(u.M - u.m ** 2, u.dM - 2 * u.m * u.dm, S) + noise_var
         v_pre = _log_normal(ql, ql, S) + noise_pre
@@ -246,12 +265,16 @@ def spread(series: Series) -> Spread:
             break
         qn = q[layer + 1]
         if normalized:  # the next K follows the row's variance
-            slope, same, cross = u.dM - 2 * u.m * u.dm, u.var_c, u.cov(centred, c)
+            slope, same, cross = u.dM - 2 * u.m * u.dm, u.var_c, u.cov(centred, c, D)
+            pair = u.cov(centred, c) + (u.M - u.m * u.m) ** 2 - u.cov((1.0, 0.0), c) ** 2
         else:  # ... or its mean square
-            slope, same, cross = u.dM, u.var_sq, u.cov((0.0, 1.0), c)
+            slope, same, cross = u.dM, u.var_sq, u.cov((0.0, 1.0), c, D)
+            pair = u.cov((0.0, 1.0), c) + u.M ** 2 - (u.cov((1.0, 0.0), c) + u.m * u.m) ** 2
         s = tau * slope / qn  # d log q' / d log q
+        chi = tau * u.cov((1.0, 0.0), c, order=1) / qn  # d c' / d c (Price)
         A = s * s * A + tau * tau * same / (n * qn * qn)
         C = s * s * C + tau * tau * cross / (n * qn * qn)
+        D = chi * chi * D + tau * tau * max(pair, 0.0) / (n * qn * qn)
         c = (tau * (u.cov((1.0, 0.0), c) + (0.0 if normalized else u.m * u.m)) + sb2) / qn
     return Spread(sd, log_q, log_preact, mean_var)
 
