@@ -714,7 +714,10 @@ class BaselineProblem(UsageProblem):
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (and nothing else) on stdout.")
 @click.option("--md", "as_md", is_flag=True, help="Print the report as Markdown (a PR comment, a CI step summary).")
 @click.option("--update", is_flag=True, help="Write RESULTS_DIR's baseline file to BASELINE instead of checking.")
-def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, update):
+@click.option("--finite-width", "finite_width", is_flag=True,
+              help="With --mode theory: judge against the 1/width-corrected prediction and the "
+                   "predicted spread across trials (docs/finite-width.md).")
+def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, update, finite_width):
     """Compare a run's statistics with a baseline (for CI).
 
     Exit codes: 0 within tolerance; 1 drift; 2 usage or config error, or a missing or damaged
@@ -742,6 +745,8 @@ def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, updat
     if mode != "theory" and baseline is None:
         raise UsageProblem(f"--baseline is required with --mode {mode} (a results folder or a "
                            "baseline file; write one with --update)")
+    if finite_width and mode != "theory":
+        raise UsageProblem("--finite-width applies to --mode theory only")
     if sigmas is not None and mode == "exact":
         raise UsageProblem("--sigmas applies to --mode statistical or theory, not exact (use --rtol/--atol)")
     try:
@@ -767,7 +772,7 @@ def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, updat
     try:
         current = compare.snapshot(res, str(results_dir))
         if mode == "theory":
-            rep = compare.compare_theory(current, sigmas, rtol, atol)
+            rep = compare.compare_theory(current, sigmas, rtol, atol, finite_width=finite_width)
         else:
             rep = compare.compare(compare.load_baseline(baseline), current, mode, sigmas, rtol, atol)
     except compare.NotComparable as exc:

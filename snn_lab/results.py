@@ -28,7 +28,7 @@ RESULTS_VERSION = 1
 FILES = ("config.yaml", "layers.csv", "summary.csv", "samples.csv", "meta.json")
 KEY_COLUMNS = ("series", "activation", "init")
 # The finite-width theory beside it (docs/finite-width.md): corrected value, spread, z-score.
-FINITE_WIDTH = (*width_correction.FW, *width_correction.FW_SD, *width_correction.FW_Z)
+FINITE_WIDTH = (*width_correction.COLUMNS, *width_correction.FW_Z)
 LAYER_COLUMNS = (*KEY_COLUMNS, "trial", "layer", *MEASURED, *theory.THEORY, *theory.PROBES, *FINITE_WIDTH)
 SUMMARY_COLUMNS = (*KEY_COLUMNS, "layer", "trials", *SUMMARY_STATS, *theory.THEORY, *theory.PROBES,
                    *FINITE_WIDTH)
@@ -111,7 +111,7 @@ def collect(exp: Experiment, runs: dict[str, SeriesRun], meta: dict | None = Non
 def _z(values: np.ndarray, fw: np.ndarray, trials: int) -> np.ndarray:
     """(simulation - corrected prediction) in predicted standard errors of a mean of `trials`."""
     with np.errstate(all="ignore"):
-        z = (values - fw[:, :3]) / (fw[:, 3:] / np.sqrt(trials))
+        z = (values - fw[:, :3]) / (fw[:, 3:6] / np.sqrt(trials))
     return np.where(np.isfinite(z), z, np.nan)
 
 

@@ -22,6 +22,7 @@ term at finite width). docs/finite-width.md has the formulas and the measured ch
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -38,6 +39,11 @@ from snn_lab.theory.finite_width import weight_kurtosis
 FW = ("fw_mean", "fw_var", "fw_preact_var")
 FW_SD = tuple(f"{c}_sd" for c in FW)
 FW_Z = ("fw_z_mean", "fw_z_var", "fw_z_preact_var")
+# The expansion parameter: one sample's predicted Var(log q). The leading order holds while it
+# is small (a homogeneous activation such as ReLU excepted: exact in it); past ~0.25 the spread
+# of a non-homogeneous one is underestimated (docs/finite-width.md).
+LOG_Q = "fw_log_q_var"
+COLUMNS = (*FW, *FW_SD, LOG_Q)  # what predict() returns, in order
 _HERMITE = 64  # terms of Mehler's series for the covariance of two samples' unit statistics
 _NUMERIC = (ArithmeticError, ValueError, RuntimeError)
 
@@ -216,6 +222,11 @@ class Spread:
 
 def spread(series: Series) -> Spread:
     """Leading-order trial-to-trial spread of the engine's pooled statistics (module docstring)."""
+    return _spread(series)
+
+
+@functools.lru_cache(maxsize=8)  # correct() and predict() both need it; a Series is frozen
+def _spread(series: Series) -> Spread:
     depth, n, B = series.depth, series.width, series.batch
     if reach(series):
         nan = np.full(depth + 1, math.nan)
@@ -287,22 +298,22 @@ def correct(series: Series) -> tuple[np.ndarray, np.ndarray]:
     estimates to O(1/width).
     """
     pred = meanfield.predict(series)
-    sp = spread(series)
+    sp = _spread(series)
     fw = pred + shift(series)
     fw[:, 1] -= sp.mean_var[:, 0]
     fw[:, 2] -= sp.mean_var[:, 1]
     fw[0, 2] = fw[0, 1]  # layer 0's pre-activation columns repeat the input's
-    return fw, sp.sd
+    return fw, sp.sd.copy()
 
 
 def predict(series: Series) -> tuple[np.ndarray, str | None]:
-    """(depth + 1, 6): FW then FW_SD; NaN with the reason where the theory does not reach."""
+    """(depth + 1, len(COLUMNS)); NaN with the reason where the theory does not reach."""
     why = reach(series)
     if why is None:
         try:
             with np.errstate(all="ignore"):
                 fw, sd = correct(series)
-            return np.hstack([fw, sd]), None
+                return np.column_stack([fw, sd, _spread(series).log_q]), None
         except _NUMERIC as exc:
             why = f"the finite-width theory cannot be computed ({type(exc).__name__}: {exc})"
-    return np.full((series.depth + 1, 6), math.nan), why
+    return np.full((series.depth + 1, len(COLUMNS)), math.nan), why
