@@ -399,10 +399,15 @@ _PHASE_MAX_N = 401  # per axis
               help="With --phase: mark a sweep's points (its sweep.csv) coloured by --stat.")
 @click.option("--stat", metavar="NAME", help="With --overlay: the sweep.csv column drawn (default: var).")
 @click.option("--layer", type=int, metavar="N", help="With --overlay: the layer drawn (default: each point's last).")
+@click.option("--width", "fw_width", type=click.IntRange(min=2), metavar="N",
+              help="Also the finite-width spread at width N: the depth where one sample's log q "
+                   "spreads by --spread, and its limit where bounded (docs/finite-width.md).")
+@click.option("--spread", "fw_spread", type=click.FloatRange(min=0, min_open=True), default=0.5,
+              show_default=True, metavar="S", help="With --width: the sd of log q to reach.")
 @click.option("--series", "overlay_series", metavar="LABEL",
               help="With --overlay: the sweep's series (default: its only one).")
 def theory(config, activation, init, gain, bias_var, dropout, normalize, depth, overrides, as_json,
-           phase, weight_grid, bias_grid, out, overlay, stat, layer, overlay_series):
+           phase, weight_grid, bias_grid, out, overlay, stat, layer, fw_width, fw_spread, overlay_series):
     """Mean-field analysis: fixed point, stability, chi_1, depth scales, per-layer prediction.
 
     A series with a norm or a residual has no fixed point: its gradient growth per layer (and
@@ -433,6 +438,8 @@ def theory(config, activation, init, gain, bias_var, dropout, normalize, depth, 
     if not phase and any(v is not None for v in phase_only.values()):
         first = next(k for k, v in phase_only.items() if v is not None)
         raise UsageProblem(f"{first} applies only with --phase; add --phase (or drop {first})")
+    if phase and fw_width is not None:
+        raise UsageProblem("--width applies to the per-series analysis, not to --phase; drop one of them")
     if phase:
         for name, value in (("--gain", gain), ("--bias-var", bias_var), ("--depth", depth)):
             if value is not None:
@@ -463,12 +470,22 @@ def theory(config, activation, init, gain, bias_var, dropout, normalize, depth, 
 
     with np.errstate(all="ignore"):  # overflow in the maps is reported as null, not warned about
         reports = [th.report(s) for s in exp.series]
+    if fw_width is not None:
+        from snn_lab.theory import width_correction
+
+        for rep, s in zip(reports, exp.series):
+            rep["finite_width"] = width_correction.depth_scale(s, fw_width, fw_spread)
     if as_json:
         click.echo(json.dumps({"name": exp.name, "series": reports}, indent=2, allow_nan=False))
         return
     console = Console()
     for renderable in theory_tables(reports):
         console.print(renderable)
+    if fw_width is not None:
+        from snn_lab.report import finite_width_lines
+
+        for line in finite_width_lines(reports):
+            console.print(line, markup=False, soft_wrap=True)
 
 
 def _grid(text: str | None, option: str):

@@ -185,3 +185,38 @@ def test_corrected_prediction_removes_most_of_the_width_64_bias(s, layer, col):
     infinite = meanfield.predict(s)[layer, col]
     assert abs(mean - infinite) > 8 * se
     assert abs(mean - fw[layer, col]) <= 0.2 * abs(mean - infinite)
+
+
+# ---- the depth scale (snn-lab theory --width) ---------------------------------------------
+
+@pytest.mark.parametrize("n, size", [(64, 0.5), (256, 0.3)])
+def test_relu_he_reaches_the_spread_where_two_plus_five_per_layer_does(n, size):
+    """Var(log q) = (2 + 5 (L - 1)) / n for ReLU-He: the first L with that >= size^2."""
+    rep = wc.depth_scale(series("relu", "he_normal"), n, size)
+    want = math.ceil((size * size * n - 2) / 5) + 1
+    assert rep["depth"] == want and rep["depth_over_width"] == pytest.approx(want / n)
+    assert rep["limit_sd"] is None and "marginal" in rep["reasons"]["limit_sd"]
+
+
+def test_selu_spread_is_bounded_below_a_half_and_reports_its_limit():
+    """SELU never reaches sd 0.5 at width 128: the limit is the walked recursion's end value."""
+    rep = wc.depth_scale(series("selu"), 128, 0.5)
+    assert rep["depth"] is None and "stays below" in rep["reasons"]["depth"]
+    assert rep["limit_log_q_var"] == pytest.approx(wc.spread(series("selu", width=128, depth=400, batch=1)).log_q[-1],
+                                                   rel=1e-9)
+    assert rep["limit_sd"] == pytest.approx(math.sqrt(rep["limit_log_q_var"]))
+    assert wc.depth_scale(series("selu", norm="layer"), 128)["reasons"]["depth"].startswith("layer norm")
+
+
+def test_theory_command_reports_the_depth_scale_and_refuses_it_with_phase():
+    """--width adds one line per series (and a finite_width object in --json); not with --phase."""
+    from click.testing import CliRunner
+
+    from snn_lab.cli import main
+
+    runner = CliRunner()
+    done = runner.invoke(main, ["theory", "--activation", "relu", "--init", "he_normal", "--width", "64"])
+    assert done.exit_code == 0, done.output
+    assert "relu-he_normal, width 64: the sd of log q reaches 0.5 at layer 4" in done.output  # (2 + 5 x 3) / 64 >= 1/4
+    done = runner.invoke(main, ["theory", "--phase", "--activation", "tanh", "--width", "64"])
+    assert done.exit_code == 2 and "--width applies to the per-series analysis" in done.output

@@ -22,6 +22,7 @@ term at finite width). docs/finite-width.md has the formulas and the measured ch
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -317,3 +318,81 @@ def predict(series: Series) -> tuple[np.ndarray, str | None]:
         except _NUMERIC as exc:
             why = f"the finite-width theory cannot be computed ({type(exc).__name__}: {exc})"
     return np.full((series.depth + 1, len(COLUMNS)), math.nan), why
+
+
+# ---- how deep until the spread matters --------------------------------------------------
+
+def depth_scale(series: Series, width: int, size: float = 0.5, cap: int | None = None) -> dict:
+    """At this width: the depth where one sample's q spreads by `size` (sd of log q), and the
+    limit of that spread where the q-map's fixed point bounds it. JSON-ready, nulls with reasons.
+
+    The search follows spread()'s one-sample recursion up to `cap` layers (4 x width).
+    depth_over_width is PDLT's expansion parameter L / n at that depth.
+    """
+    cap = cap or 4 * width
+    out: dict = {"width": width, "spread": size, "depth": None, "depth_over_width": None,
+                 "log_q_var_at_cap": None, "cap": cap, "limit_log_q_var": None, "limit_sd": None,
+                 "reasons": {}}
+    why = reach(series)
+    if why:
+        out["reasons"] = {"depth": why, "limit_sd": why}
+        return out
+    one = dataclasses.replace(series, width=width, batch=1, depth=cap)
+    try:
+        with np.errstate(all="ignore"):
+            A, reached = _walk(one, size * size)
+            out["depth"], out["log_q_var_at_cap"] = reached, (A if reached is None else None)
+            if reached is None:
+                out["reasons"]["depth"] = f"the sd of log q stays below {size:g} for {cap} layers"
+            else:
+                out["depth_over_width"] = reached / width
+            limit, why = _limit(one)
+            out["limit_log_q_var"] = None if limit is None else float(limit)
+    except _NUMERIC as exc:
+        why = f"the finite-width theory cannot be computed ({type(exc).__name__}: {exc})"
+        out["reasons"]["depth"] = why
+    if why:
+        out["reasons"]["limit_sd"] = why
+    else:
+        out["limit_sd"] = math.sqrt(out["limit_log_q_var"])
+    return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in out.items()}
+
+
+def _feed(u: _Unit, normalized: bool) -> tuple[float, float]:
+    """(d E f / d log q, Var f) of the unit statistic f that makes the next layer's q."""
+    if normalized:  # the row's variance
+        return u.dM - 2 * u.m * u.dm, u.var_c
+    return u.dM, u.var_sq  # the row's mean square
+
+
+def _walk(one: Series, target: float) -> tuple[float, int | None]:
+    """(Var log q at the last layer walked, first layer where it reaches target or None)."""
+    act, n, tau = one.make_activation(), one.width, meanfield.weight_scale(one)
+    q = meanfield.predict(one)[:, 2]
+    mu, nu = one.input.mean, one.input.var
+    same = 2 * nu * nu if one.normalize_weights else 4 * mu * mu * nu + 2 * nu * nu
+    A = tau * tau * same / (n * q[1] ** 2)
+    units: dict[float, _Unit] = {}  # at a fixed point q repeats: one quadrature for all its layers
+    for layer in range(1, one.depth + 1):
+        if A >= target:
+            return A, layer
+        if layer == one.depth or not math.isfinite(A):
+            break
+        u = units.get(q[layer]) or units.setdefault(q[layer], _unit(act, q[layer], one.dropout))
+        slope, fresh = _feed(u, one.normalize_weights)
+        s = tau * slope / q[layer + 1]
+        A = s * s * A + tau * tau * fresh / (n * q[layer + 1] ** 2)
+    return A, None
+
+
+def _limit(one: Series) -> tuple[float | None, str | None]:
+    """The one-sample Var(log q) as depth -> infinity at a stable fixed point: fresh / (1 - s^2)."""
+    fp = meanfield.fixed_point(one)
+    if fp.status != "fixed":
+        return None, f"no bounded limit: the q-map has no stable fixed point q* > 0 ({fp.status})"
+    tau = meanfield.weight_scale(one)
+    slope, fresh = _feed(_unit(one.make_activation(), fp.q, one.dropout), one.normalize_weights)
+    s = tau * slope / fp.q
+    if not abs(s) < 1:
+        return None, f"the slope of the q-map in log q at q* is {s:.6g}: the spread is not bounded"
+    return tau * tau * fresh / (one.width * fp.q ** 2) / (1 - s * s), None
