@@ -81,3 +81,38 @@ def test_cli_finite_width_flag_needs_theory_mode_and_columns(width64, tmp_path):
                                                  if not k.startswith("fw_")})
     with pytest.raises(compare.WrongMode, match="no finite-width columns"):
         compare.compare_theory(compare.snapshot(bare, "old"), finite_width=True)
+
+
+def _rewrite(path, change) -> None:
+    """Rewrite a results CSV through change(header, rows) -> (header, rows)."""
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    header, body = change(rows[0], rows[1:])
+    with open(path, "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows([header, *body])
+
+
+def test_a_negative_predicted_spread_is_refused_and_a_folder_without_the_columns_is_read(width64, tmp_path):
+    """Readers reject fw_var_sd < 0 (file, line, column); an older folder without fw_* still reads."""
+    bad = results.write(width64, tmp_path / "bad")
+    col = list(results.SUMMARY_COLUMNS).index("fw_var_sd")
+
+    def negative(header, body):
+        body[2][col] = "-0.5"
+        return header, body
+
+    _rewrite(bad / "summary.csv", negative)
+    with pytest.raises(results.ResultsError, match=r"summary.csv: line 4: column 'fw_var_sd': '-0.5' is negative"):
+        results.read(bad)
+
+    def drop(header, body):
+        keep = [i for i, c in enumerate(header) if not c.startswith("fw_")]
+        return [header[i] for i in keep], [[r[i] for i in keep] for r in body]
+
+    old = results.write(width64, tmp_path / "old")
+    for name in ("summary.csv", "layers.csv"):
+        _rewrite(old / name, drop)
+    read = results.read(old)
+    assert "fw_var" not in read.summary and len(read.summary["var"]) == len(width64.summary["var"])
