@@ -220,3 +220,11 @@ def test_theory_command_reports_the_depth_scale_and_refuses_it_with_phase():
     assert "relu-he_normal, width 64: the sd of log q reaches 0.5 at layer 4" in done.output  # (2 + 5 x 3) / 64 >= 1/4
     done = runner.invoke(main, ["theory", "--phase", "--activation", "tanh", "--width", "64"])
     assert done.exit_code == 2 and "--width applies to the per-series analysis" in done.output
+
+
+def test_past_the_expansion_the_columns_are_nan_with_the_layer_and_the_reason():
+    """ReLU-He at width 16: Var(log q) = (2 + 5 (L - 1)) / 16 passes 4 at layer 14 (67/16); NaN from there."""
+    values, why = wc.predict(series("relu", "he_normal", width=16, depth=400, batch=2))
+    finite = np.isfinite(values).all(axis=1)
+    assert finite[:14].all() and not finite[14:].any()
+    assert "from layer 14 on" in why and "expansion has broken down" in why

@@ -32,7 +32,7 @@ import numpy as np
 from snn_lab import gaussian
 from snn_lab.activations import Activation, alpha_dropout_affine
 from snn_lab.config import Series
-from snn_lab.theory import meanfield
+from snn_lab.theory import meanfield, safe
 from snn_lab.theory.finite_width import weight_kurtosis
 
 # Columns beside theory.THEORY: the corrected prediction, its spread across trials, and the
@@ -47,6 +47,20 @@ LOG_Q = "fw_log_q_var"
 COLUMNS = (*FW, *FW_SD, LOG_Q)  # what predict() returns, in order
 _HERMITE = 64  # terms of Mehler's series for the covariance of two samples' unit statistics
 _NUMERIC = (ArithmeticError, ValueError, RuntimeError)
+# Where the layer-by-layer theory stops (NaN from there on, with the reason): an expansion
+# parameter Var(log q) past _A_MAX is far beyond leading order (sd of log q 2), and a q outside
+# _Q_RANGE would overflow the fourth moments (q^4) the theory needs.
+_A_MAX = 4.0
+_Q_RANGE = (1e-70, 1e70)
+
+
+def _stop(q: float, A: float) -> str | None:
+    """Why the theory stops at a layer with pre-activation variance q and Var(log q) = A."""
+    if not _Q_RANGE[0] < q < _Q_RANGE[1]:
+        return f"q = {q:.3g} is beyond the range where its moments are finite ({_Q_RANGE[0]:g} to {_Q_RANGE[1]:g})"
+    if not A <= _A_MAX:
+        return f"Var(log q) = {A:.3g} > {_A_MAX:g}: the 1/width expansion has broken down"
+    return None
 
 
 def reach(series: Series) -> str | None:
@@ -101,7 +115,7 @@ def shift(series: Series) -> np.ndarray:
     if reach(series):
         return np.full((series.depth + 1, 3), math.nan)
     act, n, rate = series.make_activation(), series.width, series.dropout
-    q_pred = meanfield.predict(series)[:, 2]
+    q_pred = safe.predict(series)[:, 2]
     normalized = series.normalize_weights
     tau = meanfield.weight_scale(series)
     kappa = weight_kurtosis(series)
@@ -112,10 +126,15 @@ def shift(series: Series) -> np.ndarray:
         spread = tau ** 2 * (4 * mu * mu * nu + 2 * nu * nu) / n
         fourth = mu ** 4 + 6 * mu * mu * nu + 3 * nu * nu
     bias_q = 0.0  # bias of E q_b
-    out = np.zeros((series.depth + 1, 3))
+    out, stats = np.zeros((series.depth + 1, 3)), {}
     for layer in range(1, series.depth + 1):
         q, h = q_pred[layer], 1e-3 * q_pred[layer]
-        lo, mid, hi = (_output_stats(act, q + k * h, rate) for k in (-1, 0, 1))
+        if _stop(q, spread / q ** 2 if q > 0 else math.inf) or np.isnan(_spread(series).log_q[layer]):
+            out[layer:] = math.nan
+            break
+        if q not in stats:  # at a fixed point q repeats: three quadratures for all its layers
+            stats[q] = [_output_stats(act, q + k * h, rate) for k in (-1, 0, 1)]
+        lo, mid, hi = stats[q]
         d1, d2 = (hi - lo) / (2 * h), (hi - 2 * mid + lo) / (h * h)
         m = mid[0]
         k4 = -6 * (q - series.bias_var) ** 2 / n if normalized else kappa * tau ** 2 * fourth / n
@@ -219,6 +238,7 @@ class Spread:
     log_q: np.ndarray  # Var(log q_b): one sample's pre-activation variance (0 at the input)
     log_preact: np.ndarray  # Var(log preact second moment) as pooled over the batch and the units
     mean_var: np.ndarray  # (depth + 1, 2): Var of the pooled output mean and pre-activation mean
+    note: str | None = None  # why the layers from some depth on are NaN
 
 
 def spread(series: Series) -> Spread:
@@ -233,7 +253,7 @@ def _spread(series: Series) -> Spread:
         nan = np.full(depth + 1, math.nan)
         return Spread(np.full((depth + 1, 3), math.nan), nan, nan, np.full((depth + 1, 2), math.nan))
     act, rate, normalized = series.make_activation(), series.dropout, series.normalize_weights
-    q = meanfield.predict(series)[:, 2]
+    q = safe.predict(series)[:, 2]
     tau, sb2 = meanfield.weight_scale(series), series.bias_var
     mu, nu, rho = series.input.mean, series.input.var, series.input.correlation
 
@@ -259,9 +279,15 @@ def _spread(series: Series) -> Spread:
     # fair fraction of the width. Here Var(x_a x_b) of the input's entries (centred: normalized).
     pair = nu * nu * (1 + rho * rho) + (0.0 if normalized else 2 * mu * mu * nu * (1 + rho))
     D = tau * tau * pair / (n * q[1] ** 2)
+    units: dict[float, _Unit] = {}  # at a fixed point q repeats: one quadrature for all its layers
     for layer in range(1, depth + 1):
         ql = q[layer]
-        u = _unit(act, ql, rate)
+        why = _stop(ql, A)
+        if why:
+            for a in (sd, mean_var, log_q, log_preact):
+                a[layer:] = math.nan
+            return Spread(sd, log_q, log_preact, mean_var, f"from layer {layer} on: {why}")
+        u = units.get(ql) or units.setdefault(ql, _unit(act, ql, rate))
         S = (A + (B - 1) * C) / B  # Var of the batch's mean of delta log q_b
         centred = (-2.0 * u.m, 1.0)  # Y^2 - 2 m Y, a row's variance to first order
         noise_mean = pool(u.var_y, u.cov((1.0, 0.0), c, D))
@@ -298,7 +324,7 @@ def correct(series: Series) -> tuple[np.ndarray, np.ndarray]:
     mean that np.var subtracts (output and pre-activation alike): what the engine's trial mean
     estimates to O(1/width).
     """
-    pred = meanfield.predict(series)
+    pred = safe.predict(series)
     sp = _spread(series)
     fw = pred + shift(series)
     fw[:, 1] -= sp.mean_var[:, 0]
@@ -314,7 +340,8 @@ def predict(series: Series) -> tuple[np.ndarray, str | None]:
         try:
             with np.errstate(all="ignore"):
                 fw, sd = correct(series)
-                return np.column_stack([fw, sd, _spread(series).log_q]), None
+                sp = _spread(series)
+                return np.column_stack([fw, sd, sp.log_q]), (f"finite-width theory: {sp.note}" if sp.note else None)
         except _NUMERIC as exc:
             why = f"the finite-width theory cannot be computed ({type(exc).__name__}: {exc})"
     return np.full((series.depth + 1, len(COLUMNS)), math.nan), why
@@ -368,7 +395,7 @@ def _feed(u: _Unit, normalized: bool) -> tuple[float, float]:
 def _walk(one: Series, target: float) -> tuple[float, int | None]:
     """(Var log q at the last layer walked, first layer where it reaches target or None)."""
     act, n, tau = one.make_activation(), one.width, meanfield.weight_scale(one)
-    q = meanfield.predict(one)[:, 2]
+    q = safe.predict(one)[:, 2]
     mu, nu = one.input.mean, one.input.var
     same = 2 * nu * nu if one.normalize_weights else 4 * mu * mu * nu + 2 * nu * nu
     A = tau * tau * same / (n * q[1] ** 2)
@@ -376,7 +403,7 @@ def _walk(one: Series, target: float) -> tuple[float, int | None]:
     for layer in range(1, one.depth + 1):
         if A >= target:
             return A, layer
-        if layer == one.depth or not math.isfinite(A):
+        if layer == one.depth or _stop(q[layer], 0.0):
             break
         u = units.get(q[layer]) or units.setdefault(q[layer], _unit(act, q[layer], one.dropout))
         slope, fresh = _feed(u, one.normalize_weights)
