@@ -394,10 +394,15 @@ _PHASE_MAX_N = 401  # per axis
               help="With --phase: mark a sweep's points (its sweep.csv) coloured by --stat.")
 @click.option("--stat", metavar="NAME", help="With --overlay: the sweep.csv column drawn (default: var).")
 @click.option("--layer", type=int, metavar="N", help="With --overlay: the layer drawn (default: each point's last).")
+@click.option("--width", "fw_width", type=click.IntRange(min=2), metavar="N",
+              help="Also the finite-width spread at width N: the depth where one sample's log q "
+                   "spreads by --spread, and its limit where bounded (docs/finite-width.md).")
+@click.option("--spread", "fw_spread", type=click.FloatRange(min=0, min_open=True), default=0.5,
+              show_default=True, metavar="S", help="With --width: the sd of log q to reach.")
 @click.option("--series", "overlay_series", metavar="LABEL",
               help="With --overlay: the sweep's series (default: its only one).")
 def theory(config, activation, init, gain, bias_var, dropout, normalize, depth, overrides, as_json,
-           phase, weight_grid, bias_grid, out, overlay, stat, layer, overlay_series):
+           phase, weight_grid, bias_grid, out, overlay, stat, layer, fw_width, fw_spread, overlay_series):
     """Mean-field analysis: fixed point, stability, chi_1, depth scales, per-layer prediction.
 
     A series with a norm or a residual has no fixed point: its gradient growth per layer (and
@@ -428,6 +433,8 @@ def theory(config, activation, init, gain, bias_var, dropout, normalize, depth, 
     if not phase and any(v is not None for v in phase_only.values()):
         first = next(k for k, v in phase_only.items() if v is not None)
         raise UsageProblem(f"{first} applies only with --phase; add --phase (or drop {first})")
+    if phase and fw_width is not None:
+        raise UsageProblem("--width applies to the per-series analysis, not to --phase; drop one of them")
     if phase:
         for name, value in (("--gain", gain), ("--bias-var", bias_var), ("--depth", depth)):
             if value is not None:
@@ -458,12 +465,22 @@ def theory(config, activation, init, gain, bias_var, dropout, normalize, depth, 
 
     with np.errstate(all="ignore"):  # overflow in the maps is reported as null, not warned about
         reports = [th.report(s) for s in exp.series]
+    if fw_width is not None:
+        from snn_lab.theory import width_correction
+
+        for rep, s in zip(reports, exp.series):
+            rep["finite_width"] = width_correction.depth_scale(s, fw_width, fw_spread)
     if as_json:
         click.echo(json.dumps({"name": exp.name, "series": reports}, indent=2, allow_nan=False))
         return
     console = Console()
     for renderable in theory_tables(reports):
         console.print(renderable)
+    if fw_width is not None:
+        from snn_lab.report import finite_width_lines
+
+        for line in finite_width_lines(reports):
+            console.print(line, markup=False, soft_wrap=True)
 
 
 def _grid(text: str | None, option: str):
@@ -728,7 +745,10 @@ CANNOT_JUDGE = 4  # check's exit status when no value drifted but some have no f
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (and nothing else) on stdout.")
 @click.option("--md", "as_md", is_flag=True, help="Print the report as Markdown (a PR comment, a CI step summary).")
 @click.option("--update", is_flag=True, help="Write RESULTS_DIR's baseline file to BASELINE instead of checking.")
-def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, update):
+@click.option("--finite-width", "finite_width", is_flag=True,
+              help="With --mode theory: judge against the 1/width-corrected prediction and the "
+                   "predicted spread across trials (docs/finite-width.md).")
+def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, update, finite_width):
     """Compare a run's statistics with a baseline (for CI).
 
     Exit codes: 0 within tolerance; 1 drift; 2 usage or config error, or a missing or damaged
@@ -756,6 +776,8 @@ def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, updat
     if mode != "theory" and baseline is None:
         raise UsageProblem(f"--baseline is required with --mode {mode} (a results folder or a "
                            "baseline file; write one with --update)")
+    if finite_width and mode != "theory":
+        raise UsageProblem("--finite-width applies to --mode theory only")
     if sigmas is not None and mode == "exact":
         raise UsageProblem("--sigmas applies to --mode statistical or theory, not exact (use --rtol/--atol)")
     res = results.read(results_dir)
@@ -778,7 +800,7 @@ def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, updat
     try:
         current = compare.snapshot(res, str(results_dir))
         if mode == "theory":
-            rep = compare.compare_theory(current, sigmas, rtol, atol)
+            rep = compare.compare_theory(current, sigmas, rtol, atol, finite_width=finite_width)
         else:
             rep = compare.compare(compare.load_baseline(baseline), current, mode, sigmas, rtol, atol)
     except compare.NotComparable as exc:

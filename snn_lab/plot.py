@@ -21,7 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from snn_lab import plot_spectrum, safefs, theory
+from snn_lab import plot_finite_width, plot_spectrum, safefs, theory
 from snn_lab.activations import Activation, make_activation, suggest
 from snn_lab.config import InputSpec, Series
 from snn_lab.errors import SnnLabError
@@ -150,7 +150,7 @@ def convergence(results: Results) -> Figure:
         if symlog_mean:
             ax_mean.set_yscale("symlog", linthresh=1.0)
             ax_mean.set_yticks(_symlog_ticks(results.summary, has_theory))
-        overflowed = False
+        overflowed, finite_width = False, plot_finite_width.present(results.summary)
         for i, label in enumerate(results.labels):
             rows = results.series_summary(label)
             if len(rows["layer"]) == 0:
@@ -158,6 +158,9 @@ def convergence(results: Results) -> Figure:
             style = series_style(i)
             overflowed |= _curve(ax_mean, rows, "mean", style, has_theory, geometric=False)
             overflowed |= _curve(ax_var, rows, "var", style, has_theory, geometric=log_var)
+            if finite_width:
+                for ax, stat, log in ((ax_mean, "mean", False), (ax_var, "var", log_var)):
+                    plot_finite_width.overlay(ax, rows, stat, style["color"], _dark(style["color"]), log)
         ax_mean.axhline(0.0, color=GREY, linewidth=0.8, zorder=1)
         ax_var.axhline(1.0, color=GREY, linewidth=0.8, zorder=1)
         ax_mean.set_ylabel(r"mean $\mu$")
@@ -176,6 +179,8 @@ def convergence(results: Results) -> Figure:
         if has_theory:
             handles.append(Line2D([], [], color="0.2", linestyle="--", linewidth=1.3,
                                   label="mean-field theory"))
+        if finite_width:
+            handles += plot_finite_width.handles()
         handles.append(Line2D([], [], color=GREY, linewidth=0.8, label="target (0, 1)"))
         if overflowed:
             handles.append(_overflow_handle())

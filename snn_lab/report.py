@@ -328,3 +328,22 @@ def jacobian_table(res) -> Table | None:
                           "inf" if r["condition"] == math.inf else _short(r["condition"]),
                           f"{r['within_2']:.3f}", end_section=n == len(rows) - 1)
     return table
+
+
+def finite_width_lines(reports: list[dict]) -> list[str]:
+    """One line per series: where the finite-width spread reaches its size, and its limit."""
+    out = []
+    for rep in reports:
+        fw = rep.get("finite_width")
+        if fw is None:
+            continue
+        head = f"{rep['label']}, width {fw['width']}: "
+        if fw["depth"] is not None:
+            reach = (f"the sd of log q reaches {fw['spread']:g} at layer {fw['depth']} "
+                     f"(depth / width {fw['depth_over_width']:.3g})")
+        else:
+            reach = fw["reasons"].get("depth", "not reached")
+        limit = (f"; bounded: it tends to {fw['limit_sd']:.3g} with depth (fixed point)"
+                 if fw["limit_sd"] is not None else f"; {fw['reasons'].get('limit_sd', '')}")
+        out.append(head + reach + limit)
+    return out
