@@ -137,7 +137,7 @@ def _load(config: str | None, overrides: tuple[str, ...], check_resources: bool 
 @click.option("--force", is_flag=True, help="Replace an existing, non-empty results folder.")
 @click.option("--backend", type=click.Choice(["auto", "numpy", "compiled"]), default=None,
               help="Which loops run the engine: compiled if it was built (auto, the default), or numpy; "
-                   "also $SNN_LAB_BACKEND. The numbers agree to rounding (README, Backends).")
+                   "also $SNN_LAB_BACKEND. The numbers agree to rounding (docs/engine.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (and nothing else) on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no table.")
 @click.option("--plot", "with_plot", is_flag=True, help="Also draw the figures (png) into <out>/plots, as `snn-lab plot` does.")

@@ -459,7 +459,7 @@ def compare_theory(cur: Snapshot, sigmas: float | None = None, rtol: float = RTO
     The theory value is taken as exact: the threshold is k standard errors of the trial mean,
     k from Student's t with trials - 1 degrees of freedom over the family of compared values.
     Only the forward statistics are compared: the probes' predictions (gradient ratio,
-    correlation) carry finite-width biases that grow with depth (README, Probes).
+    correlation) carry finite-width biases that grow with depth (docs/probes.md).
     finite_width: against the finite-width band where a series has it (compare_width).
     """
     from snn_lab import compare_width
