@@ -641,7 +641,7 @@ def selu_params(mean, var, dropout_rate, as_json):
         click.echo(f"{key:>11} = {value!r}")
 
 
-# ---- snn-lab plot (owned by the plot work; see snn_lab/plot.py) ------------------------------
+# ---- snn-lab plot (the figures: snn_lab/plot/) ---------------------------------------------
 
 @main.command()
 @click.argument("results_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
