@@ -200,8 +200,10 @@ def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, backen
         return
     console = Console()
     if not quiet:
-        from snn_lab.report import jacobian_table, probes_table, summary_table
+        from snn_lab.report import convergence_lines, jacobian_table, probes_table, summary_table
         console.print(summary_table(res))
+        for line in convergence_lines(res):
+            console.print(line, highlight=False, soft_wrap=True)
         for extra in (probes_table(res), jacobian_table(res)):
             if extra is not None:
                 console.print(extra)

@@ -8,7 +8,7 @@ import numpy as np
 from rich.markup import escape
 from rich.table import Table
 
-from snn_lab.statistics import deviation
+from snn_lab.statistics import SETTLE, deviation, settle_layer
 
 
 def display_layers(depth: int) -> list[int]:
@@ -88,6 +88,28 @@ def summary_table(res) -> Table:
     table.caption = "dim: within one standard error of 0" + (
         "; z: (simulation - theory) in standard errors of the trial mean" if has_theory else "")
     return fold(table)
+
+
+def convergence_lines(res) -> list[str]:
+    """Per series, the answer users ask first: from which layer on it stays at its fixed point."""
+    if "settled" not in res.summary:
+        return []  # a folder written before the columns existed
+    points = res.meta.get("fixed_points")
+    points = points if isinstance(points, dict) else {}
+    lines = [f"converged: from which layer on the mean and variance stay within {SETTLE:.0%} of the "
+             "fixed point (simulation; theory)"]
+    for label in res.labels:
+        rows = res.series_summary(label)
+        sim, th = settle_layer(rows["settled"]), settle_layer(rows["theory_settled"])
+        fp = points.get(label) if isinstance(points.get(label), dict) else {}
+        if not {"mean", "var"} <= set(fp):
+            why = fp.get("note") if isinstance(fp.get("note"), str) else "none found"
+            lines.append(f"  {escape(label)}: no fixed point to settle at ({escape(why)})")
+            continue
+        at = lambda layer: "not by the last layer" if layer is None else f"layer {layer}"  # noqa: E731
+        lines.append(f"  {escape(label)}: {at(sim)}; theory: {at(th)} (fixed point: mean "
+                     f"{_theory(float(fp['mean']))}, var {_theory(float(fp['var']))})")
+    return lines
 
 
 # ---- snn-lab check ------------------------------------------------------------------------

@@ -19,7 +19,8 @@ from snn_lab.config import Experiment
 from snn_lab.simulate.engine import SeriesRun
 from snn_lab.simulate.threads import default_threads
 from snn_lab import safefs, spectrum_results, validate
-from snn_lab.statistics import MEASURED, PROBES, SUMMARY_STATS, json_number, overflow, summarize
+from snn_lab.statistics import (MEASURED, PROBES, SETTLED, SUMMARY_STATS, json_number, overflow, settle_layer,
+                                settled, summarize)
 from snn_lab.validate import ResultsError
 from snn_lab.theory import width_correction
 
@@ -30,10 +31,11 @@ KEY_COLUMNS = ("series", "activation", "init")
 FINITE_WIDTH = (*width_correction.COLUMNS, *width_correction.FW_Z)
 LAYER_COLUMNS = (*KEY_COLUMNS, "trial", "layer", *MEASURED, *theory.THEORY, *theory.PROBES, *FINITE_WIDTH)
 SUMMARY_COLUMNS = (*KEY_COLUMNS, "layer", "trials", *SUMMARY_STATS, *theory.THEORY, *theory.PROBES,
-                   *FINITE_WIDTH)
+                   *FINITE_WIDTH, *SETTLED)
 SAMPLE_COLUMNS = ("series", "layer", "value")
 # Columns a folder may lack (written before they existed): theory, and the probes with their sds.
-OPTIONAL_COLUMNS = (*theory.THEORY, *theory.PROBES, *PROBES, *(f"{p}_sd" for p in PROBES), *FINITE_WIDTH)
+OPTIONAL_COLUMNS = (*theory.THEORY, *theory.PROBES, *PROBES, *(f"{p}_sd" for p in PROBES), *FINITE_WIDTH,
+                    *SETTLED)
 TEXT_COLUMNS = set(KEY_COLUMNS)
 TABLES = {"layers.csv": LAYER_COLUMNS, "summary.csv": SUMMARY_COLUMNS, "samples.csv": SAMPLE_COLUMNS}
 # What --force may replace: a folder holding only what snn-lab writes there.
@@ -70,7 +72,7 @@ def collect(exp: Experiment, runs: dict[str, SeriesRun], meta: dict | None = Non
     layers: dict[str, list] = {c: [] for c in LAYER_COLUMNS}
     summary: dict[str, list] = {c: [] for c in SUMMARY_COLUMNS}
     samples: dict[str, list] = {c: [] for c in SAMPLE_COLUMNS}
-    events, width_notes = [], {}
+    events, width_notes, fixed_points = [], {}, {}
     fw_stats = [MEASURED.index(c) for c in ("mean", "var", "preact_var")]
     for s in exp.series:
         trials = runs[s.label].stats
@@ -103,9 +105,13 @@ def collect(exp: Experiment, runs: dict[str, SeriesRun], meta: dict | None = Non
         _columns(summary, theory.PROBES, probes)
         mean = summarize(trials)[:, [2 * i for i in fw_stats]]
         _columns(summary, FINITE_WIDTH, np.hstack([fw, _z(mean, fw, trials.shape[0])]))
+        fixed, why = theory.fixed_output(s)  # where the series should settle, if anywhere
+        fixed_points[s.label] = {"mean": fixed[0], "var": fixed[1]} if fixed else {"note": why}
+        _columns(summary, SETTLED, np.column_stack([settled(mean[:, 0], mean[:, 1], fixed),
+                                                    settled(pred[:, 0], pred[:, 1], fixed)]))
         events += [{"series": s.label, "trial": t, "layer": layer} for t, layer in overflow(trials)]
     meta = {**(meta or {}), "results_version": RESULTS_VERSION, "overflow": events,
-            "finite_width_notes": width_notes}
+            "finite_width_notes": width_notes, "fixed_points": fixed_points}
     extra, notes = spectrum_results.build(exp, runs)
     if notes:
         meta["jacobian_notes"] = notes
@@ -359,8 +365,10 @@ def to_json(results: Results) -> dict:
         rows = results.series_summary(label)
         cols = [c for c in SUMMARY_COLUMNS if c not in KEY_COLUMNS and c in rows]
         layers = [{c: json_number(rows[c][i]) for c in cols} for i in range(len(rows["layer"]))]
+        settles = {"simulation": settle_layer(rows["settled"]), "theory": settle_layer(rows["theory_settled"])} \
+            if "settled" in rows else None
         series.append({"label": label, "activation": str(rows["activation"][0]),
-                       "init": str(rows["init"][0]), "layers": layers})
+                       "init": str(rows["init"][0]), "settles_at": settles, "layers": layers})
     return {"name": results.config["name"], "path": str(results.path) if results.path else None,
             "seed": results.config["seed"], "trials": results.config["trials"],
             "series": series, "overflow": results.meta.get("overflow", [])}

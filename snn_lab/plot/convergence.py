@@ -22,6 +22,7 @@ from snn_lab.plot.base import (
     series_style,
 )
 from snn_lab.results import Results
+from snn_lab.statistics import SETTLE, settle_layer
 
 
 def convergence(results: Results) -> Figure:
@@ -37,6 +38,7 @@ def convergence(results: Results) -> Figure:
             ax_mean.set_yscale("symlog", linthresh=1.0)
             ax_mean.set_yticks(_symlog_ticks(results.summary, has_theory))
         overflowed, finite_width = False, plot_finite_width.present(results.summary)
+        settles = False
         for i, label in enumerate(results.labels):
             rows = results.series_summary(label)
             if len(rows["layer"]) == 0:
@@ -47,6 +49,7 @@ def convergence(results: Results) -> Figure:
             if finite_width:
                 for ax, stat, log in ((ax_mean, "mean", False), (ax_var, "var", log_var)):
                     plot_finite_width.overlay(ax, rows, stat, style["color"], _dark(style["color"]), log)
+            settles |= _settle_marks(ax_var, rows, style["color"])
         ax_mean.axhline(0.0, color=GREY, linewidth=0.8, zorder=1)
         ax_var.axhline(1.0, color=GREY, linewidth=0.8, zorder=1)
         ax_mean.set_ylabel(r"mean $\mu$")
@@ -68,11 +71,30 @@ def convergence(results: Results) -> Figure:
         if finite_width:
             handles += plot_finite_width.handles()
         handles.append(Line2D([], [], color=GREY, linewidth=0.8, label="target (0, 1)"))
+        if settles:
+            handles += [Line2D([], [], color=GREY, marker="^", linestyle="none", markersize=7,
+                               label=f"converged: within {SETTLE:.0%} of the\nfixed point from here on"),
+                        Line2D([], [], color=GREY, marker="^", markerfacecolor="none", linestyle="none",
+                               markersize=7, label="... in theory")]
         if overflowed:
             handles.append(_overflow_handle())
         ax_mean.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         fig.suptitle(_title(results, "what depth does to the signal"))
     return fig
+
+
+def _settle_marks(ax, rows: dict, color) -> bool:
+    """Triangles on the layer axis where the series converges: filled simulated, open in theory."""
+    drawn = False
+    # Theory first and larger: where both fall on one layer, the filled one sits inside the open one.
+    for column, filled in (("theory_settled", False), ("settled", True)):
+        layer = settle_layer(rows[column]) if column in rows else None
+        if layer is not None:
+            ax.plot([layer], [0.0], marker="^", markersize=6 if filled else 10, color=color, linestyle="none",
+                    markerfacecolor=color if filled else "white", transform=ax.get_xaxis_transform(),
+                    clip_on=False, zorder=7 if filled else 6)
+            drawn = True
+    return drawn
 
 
 def _curve(ax, rows: dict, stat: str, style: dict, has_theory: bool, geometric: bool,
