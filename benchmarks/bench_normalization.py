@@ -1,4 +1,4 @@
-"""The whole command on configs/normalization.yaml: its wall time (median of --runs) and the
+"""The whole command on the normalization example: its wall time (median of --runs) and the
 table of issue 17: per series, the last layer's mean and variance and the gradient's growth
 per layer, each simulated beside theory.
 
@@ -54,10 +54,10 @@ def main() -> None:
         out = Path(tmp) / "normalization"
         for _ in range(args.runs):
             t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "snn_lab", "run", str(ROOT / "configs" / "normalization.yaml"),
+            subprocess.run([sys.executable, "-m", "snn_lab", "run", "normalization",
                             "--out", str(out), "--force", "--quiet"], check=True)
             times.append(time.perf_counter() - t0)
-        print(f"snn-lab run configs/normalization.yaml: median {statistics.median(times):.1f} s "
+        print(f"snn-lab run normalization: median {statistics.median(times):.1f} s "
               f"over {args.runs} runs ({', '.join(f'{t:.1f}' for t in times)})")
         print("\n".join(table(out)))
 

@@ -28,12 +28,17 @@ class _Group(click.Group):
 
     def invoke(self, ctx):
         from snn_lab import interrupts
+        from snn_lab.errors import SnnLabError
 
         try:
             with interrupts.catching():
                 return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException):
             raise  # the command's own answer (an interrupted sweep says how far it got)
+        except SnnLabError as exc:  # every library error: its message, its exit status (errors.py)
+            if not interrupts.received():
+                click.echo(f"error: {exc}", err=True)
+                raise click.exceptions.Exit(exc.exit_status) from None
         except Exception:
             if not interrupts.received():
                 raise
@@ -67,7 +72,7 @@ def main() -> None:
     \b
     Example:
       snn-lab run                      # the built-in SELU vs ReLU experiment
-      snn-lab run configs/selu_recovers.yaml --set depth=200
+      snn-lab run selu_recovers --set depth=200
     """
 
 
@@ -100,22 +105,19 @@ def _load(config: str | None, overrides: tuple[str, ...], check_resources: bool 
     from snn_lab.simulate.memory import check_memory, memory_available
     from snn_lab.results import check_size
 
-    try:
-        if config == "-" and text is None:
-            text = _stdin()
-        if text is not None:
-            exp = cfg.load("<stdin>" if config == "-" else config, text=text, overrides=overrides)
-        else:
-            exp = cfg.load(config, overrides=overrides)
-        if check_resources:
-            available = memory_available()
-            check_memory(exp, available)
-            check_size(exp, available)
-            if exp.train is not None:  # an .npz task's file, read and checked before the run
-                from snn_lab.train.loop import load_task
-                load_task(exp)
-    except cfg.ConfigError as exc:
-        raise UsageProblem("\n".join(map(str, exc.problems))) from None
+    if config == "-" and text is None:
+        text = _stdin()
+    if text is not None:
+        exp = cfg.load("<stdin>" if config == "-" else config, text=text, overrides=overrides)
+    else:
+        exp = cfg.load(config, overrides=overrides)
+    if check_resources:  # a ConfigError (exit 2, errors.py) when it would not fit
+        available = memory_available()
+        check_memory(exp, available)
+        check_size(exp, available)
+        if exp.train is not None:  # an .npz task's file, read and checked before the run
+            from snn_lab.train.loop import load_task
+            load_task(exp)
     return exp
 
 
@@ -138,22 +140,22 @@ def _load(config: str | None, overrides: tuple[str, ...], check_resources: bool 
 @click.option("--force", is_flag=True, help="Replace an existing, non-empty results folder.")
 @click.option("--backend", type=click.Choice(["auto", "numpy", "compiled"]), default=None,
               help="Which loops run the engine: compiled if it was built (auto, the default), or numpy; "
-                   "also $SNN_LAB_BACKEND. The numbers agree to rounding (README, Backends).")
+                   "also $SNN_LAB_BACKEND. The numbers agree to rounding (docs/engine.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (and nothing else) on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no table.")
 @click.option("--plot", "with_plot", is_flag=True, help="Also draw the figures (png) into <out>/plots, as `snn-lab plot` does.")
 def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, backend, as_json, quiet, with_plot):
     """Simulate an experiment (or a sweep of them) and write its results folder.
 
-    CONFIG is a YAML experiment (see configs/), '-' for standard input, or omitted for the
-    built-in default (SELU vs ReLU-LeCun vs ReLU-He). A config with a sweep: block, or
+    CONFIG is a YAML experiment file, a shipped example's name (`snn-lab examples`), '-' for
+    standard input, or omitted for the built-in default (SELU vs ReLU-LeCun vs ReLU-He). A config with a sweep: block, or
     --sweep on the command line, runs one experiment per grid point into OUT/points/ and
     aggregates them into OUT/sweep.csv; the same command resumes an interrupted sweep.
 
     \b
     Example:
-      snn-lab run configs/selu_recovers.yaml --set depth=200 --set series.0.activation=tanh
-      snn-lab run configs/sweep_width_gain.yaml --jobs 2
+      snn-lab run selu_recovers --set depth=200 --set series.0.activation=tanh
+      snn-lab run sweep_width_gain --jobs 2
       snn-lab run --sweep width=64,256,1024 --sweep 'gain=linspace(0.8,1.2,5)' -j 2
     """
     import json
@@ -166,10 +168,7 @@ def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, backen
 
     from snn_lab.simulate import backends
 
-    try:
-        backend = backends.resolve(backend)
-    except backends.BackendError as exc:
-        raise UsageProblem(str(exc)) from None
+    backend = backends.resolve(backend)
     text = _stdin() if config == "-" else None
     sweep = _load_sweep(config, overrides, sweeps, text, jobs)
     if sweep is not None:
@@ -182,8 +181,6 @@ def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, backen
     out = out or Path("results") / exp.name
     try:
         results.check_target(out, force)
-    except results.ResultsError as exc:
-        raise UsageProblem(str(exc)) from None
     except OSError as exc:
         raise _target_problem(out, exc) from None
     err = Console(stderr=True)
@@ -191,7 +188,7 @@ def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, backen
         with _progress(err, enabled=not (quiet or as_json), total=_work(exp)) as advance:
             res = simulate(exp, advance, backend=backend)
         results.write(res, out, force)
-    except (results.ResultsError, OSError) as exc:
+    except OSError as exc:
         raise UsageProblem(str(exc)) from None
     figures = []
     if with_plot:
@@ -206,8 +203,10 @@ def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, backen
         return
     console = Console()
     if not quiet:
-        from snn_lab.report import jacobian_table, probes_table, summary_table
+        from snn_lab.report import convergence_lines, jacobian_table, probes_table, summary_table
         console.print(summary_table(res))
+        for line in convergence_lines(res):
+            console.print(line, highlight=False, soft_wrap=True)
         for extra in (probes_table(res), jacobian_table(res)):
             if extra is not None:
                 console.print(extra)
@@ -218,7 +217,7 @@ def run(config, out, overrides, sweeps, jobs, executor, scheduler, force, backen
         err.print(f"note: {label}: {note}", markup=False, highlight=False, soft_wrap=True)
     console.print(f"wrote {out}/ ({res.meta['wall_seconds']:.2f} s)", markup=False, highlight=False, soft_wrap=True)
     if figures:
-        console.print(f"drew {len(figures)} figures in {out / 'plots'}/", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"drew {len(figures)} figure{'s' * (len(figures) != 1)} in {out / 'plots'}/", markup=False, highlight=False, soft_wrap=True)
 
 
 def _load_sweep(config, overrides, sweeps, text, jobs):
@@ -247,8 +246,6 @@ def _run_sweep(sweep, out, *args):
     out = out or Path("results") / sweep.name
     try:
         held = sw.hold(out)
-    except sw.SweepError as exc:
-        raise UsageProblem(str(exc)) from None
     except OSError as exc:
         raise _target_problem(out, exc) from None
     with held:
@@ -269,8 +266,6 @@ def _sweep_held(sweep, out, jobs, executor, scheduler, force, as_json, quiet, wi
     try:
         todo = sw.plan(sweep, out, force)
         sw.start(sweep, out, force)
-    except sw.SweepError as exc:
-        raise UsageProblem(str(exc)) from None
     except OSError as exc:
         raise _target_problem(out, exc) from None
     skipped, failed, t0 = len(sweep.points) - len(todo), [], time.perf_counter()
@@ -289,8 +284,6 @@ def _sweep_held(sweep, out, jobs, executor, scheduler, force, as_json, quiet, wi
                     done += 1
                 if advance:
                     advance(1)
-    except executors.ExecutorError as exc:
-        raise UsageProblem(str(exc)) from None
     except KeyboardInterrupt:
         runner.close()  # ends the workers now (executors._stop), not whenever the generator is collected
         click.echo(f"interrupted: {done} of {len(sweep.points)} points complete in {out}/; "
@@ -308,7 +301,7 @@ def _sweep_held(sweep, out, jobs, executor, scheduler, force, as_json, quiet, wi
             sys.stderr.flush()
             os._exit(130)
         raise click.exceptions.Exit(130) from None
-    except (results.ResultsError, OSError) as exc:
+    except OSError as exc:
         raise UsageProblem(str(exc)) from None
     if failed:
         for name, exc in failed:
@@ -338,7 +331,7 @@ def _sweep_held(sweep, out, jobs, executor, scheduler, force, as_json, quiet, wi
     console.print(f"wrote {table} ({len(sweep.points)} points, {len(todo)} run, {skipped} resumed, "
                   f"{seconds:.2f} s)", markup=False, highlight=False, soft_wrap=True)
     if figures:
-        console.print(f"drew {len(figures)} figures in {out / 'plots'}/", markup=False, highlight=False,
+        console.print(f"drew {len(figures)} figure{'s' * (len(figures) != 1)} in {out / 'plots'}/", markup=False, highlight=False,
                       soft_wrap=True)
 
 
@@ -406,10 +399,15 @@ _PHASE_MAX_N = 401  # per axis
               help="With --phase: mark a sweep's points (its sweep.csv) coloured by --stat.")
 @click.option("--stat", metavar="NAME", help="With --overlay: the sweep.csv column drawn (default: var).")
 @click.option("--layer", type=int, metavar="N", help="With --overlay: the layer drawn (default: each point's last).")
+@click.option("--width", "fw_width", type=click.IntRange(min=2), metavar="N",
+              help="Also the finite-width spread at width N: the depth where one sample's log q "
+                   "spreads by --spread, and its limit where bounded (docs/finite-width.md).")
+@click.option("--spread", "fw_spread", type=click.FloatRange(min=0, min_open=True), default=0.5,
+              show_default=True, metavar="S", help="With --width: the sd of log q to reach.")
 @click.option("--series", "overlay_series", metavar="LABEL",
               help="With --overlay: the sweep's series (default: its only one).")
 def theory(config, activation, init, gain, bias_var, dropout, normalize, depth, overrides, as_json,
-           phase, weight_grid, bias_grid, out, overlay, stat, layer, overlay_series):
+           phase, weight_grid, bias_grid, out, overlay, stat, layer, fw_width, fw_spread, overlay_series):
     """Mean-field analysis: fixed point, stability, chi_1, depth scales, per-layer prediction.
 
     A series with a norm or a residual has no fixed point: its gradient growth per layer (and
@@ -425,7 +423,7 @@ def theory(config, activation, init, gain, bias_var, dropout, normalize, depth, 
     Example:
       snn-lab theory --activation selu --init lecun_normal
       snn-lab theory --activation tanh --gain 1.2 --bias-var 0.05 --depth 30 --json
-      snn-lab theory configs/init_pitfalls.yaml
+      snn-lab theory init_pitfalls
       snn-lab theory --phase --activation tanh --weight-var 0.5,4.5,41 --bias-var-range 0,2,21
     """
     import json
@@ -440,6 +438,8 @@ def theory(config, activation, init, gain, bias_var, dropout, normalize, depth, 
     if not phase and any(v is not None for v in phase_only.values()):
         first = next(k for k, v in phase_only.items() if v is not None)
         raise UsageProblem(f"{first} applies only with --phase; add --phase (or drop {first})")
+    if phase and fw_width is not None:
+        raise UsageProblem("--width applies to the per-series analysis, not to --phase; drop one of them")
     if phase:
         for name, value in (("--gain", gain), ("--bias-var", bias_var), ("--depth", depth)):
             if value is not None:
@@ -470,12 +470,22 @@ def theory(config, activation, init, gain, bias_var, dropout, normalize, depth, 
 
     with np.errstate(all="ignore"):  # overflow in the maps is reported as null, not warned about
         reports = [th.report(s) for s in exp.series]
+    if fw_width is not None:
+        from snn_lab.theory import width_correction
+
+        for rep, s in zip(reports, exp.series):
+            rep["finite_width"] = width_correction.depth_scale(s, fw_width, fw_spread)
     if as_json:
         click.echo(json.dumps({"name": exp.name, "series": reports}, indent=2, allow_nan=False))
         return
     console = Console()
     for renderable in theory_tables(reports):
         console.print(renderable)
+    if fw_width is not None:
+        from snn_lab.report import finite_width_lines
+
+        for line in finite_width_lines(reports):
+            console.print(line, markup=False, soft_wrap=True)
 
 
 def _grid(text: str | None, option: str):
@@ -579,6 +589,35 @@ def _series_sets(given: dict, count: int) -> tuple[str, ...]:
     return tuple(f"series.{i}.{key}={json.dumps(value)}" for i in range(count) for key, value in given.items())
 
 
+@main.command()
+@click.argument("name", required=False, metavar="[NAME]")
+def examples(name: str | None) -> None:
+    """The example configs that ship with snn-lab: each name and what it shows; NAME prints its YAML.
+
+    Run one by name, or copy it out to edit (a file of that name in the current folder wins).
+
+    \b
+    Example:
+      snn-lab examples
+      snn-lab run selu_recovers
+      snn-lab examples selu_recovers > mine.yaml
+    """
+    from snn_lab import examples as ex
+
+    if name is None:
+        names = ex.names()
+        width = max(map(len, names))
+        for n in names:
+            click.echo(f"{n:<{width}}  {ex.summary(n)}")
+        return
+    key = name[:-5] if name.endswith(".yaml") else name
+    if key not in ex.names():
+        near = ex.nearest(key)
+        raise UsageProblem(f"no example {name!r}" + (f"; did you mean {near!r}?" if near else "")
+                           + f" (examples: {', '.join(ex.names())})")
+    click.echo(ex.text(key), nl=False)
+
+
 @main.command("selu-params")
 @click.option("--mean", type=float, required=True, help="The fixed point's mean.")
 @click.option("--var", type=float, required=True, help="The fixed point's variance (> 0).")
@@ -607,7 +646,7 @@ def selu_params(mean, var, dropout_rate, as_json):
         click.echo(f"{key:>11} = {value!r}")
 
 
-# ---- snn-lab plot (owned by the plot work; see snn_lab/plot.py) ------------------------------
+# ---- snn-lab plot (the figures: snn_lab/plot/) ---------------------------------------------
 
 @main.command()
 @click.argument("results_dir", required=False, type=click.Path(file_okay=False, path_type=Path))
@@ -654,8 +693,6 @@ def plot(results_dir, formats, out, stat, layer):
             written = plots.save_sweep_figures(sw.read(results_dir), out or results_dir / "plots",
                                                formats or ("png",), stat=stat or plots.SWEEP_DEFAULT_STAT,
                                                layer=layer)
-        except (sw.SweepError, plots.SweepPlotError) as exc:
-            raise UsageProblem(str(exc)) from None
         except OSError as exc:
             raise UsageProblem(f"cannot write the figures: {exc}") from None
         for path in written:
@@ -681,8 +718,6 @@ def plot(results_dir, formats, out, stat, layer):
         res = results.read(results_dir)
         t0 = time.perf_counter()
         written = plots.save_figures(res, out or results_dir / "plots", formats or ("png",))
-    except results.ResultsError as exc:
-        raise UsageProblem(str(exc)) from None
     except OSError as exc:
         raise UsageProblem(f"cannot write the figures: {exc}") from None
     for path in written:  # soft_wrap: a long path stays on one line, whole for copy and paste
@@ -693,12 +728,6 @@ def plot(results_dir, formats, out, stat, layer):
 # ---- snn-lab check (owned by the check work; see snn_lab/compare.py) -------------------------
 
 CANNOT_JUDGE = 4  # check's exit status when no value drifted but some have no finite spread
-
-
-class BaselineProblem(UsageProblem):
-    """A baseline that is missing, unreadable or not comparable with the results: exit 3."""
-
-    exit_code = 3
 
 
 @main.command()
@@ -721,7 +750,10 @@ class BaselineProblem(UsageProblem):
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (and nothing else) on stdout.")
 @click.option("--md", "as_md", is_flag=True, help="Print the report as Markdown (a PR comment, a CI step summary).")
 @click.option("--update", is_flag=True, help="Write RESULTS_DIR's baseline file to BASELINE instead of checking.")
-def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, update):
+@click.option("--finite-width", "finite_width", is_flag=True,
+              help="With --mode theory: judge against the 1/width-corrected prediction and the "
+                   "predicted spread across trials (docs/finite-width.md).")
+def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, update, finite_width):
     """Compare a run's statistics with a baseline (for CI).
 
     Exit codes: 0 within tolerance; 1 drift; 2 usage or config error, or a missing or damaged
@@ -730,16 +762,16 @@ def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, updat
 
     \b
     Example:
-      snn-lab run configs/ci.yaml --out results/ci --force --quiet
-      snn-lab check results/ci --baseline configs/ci.baseline.json
-      snn-lab check results/ci --baseline configs/ci.baseline.json --md >> "$GITHUB_STEP_SUMMARY"
+      snn-lab run ci --out results/ci --force --quiet
+      snn-lab check results/ci --baseline ci.baseline.json
+      snn-lab check results/ci --baseline ci.baseline.json --md >> "$GITHUB_STEP_SUMMARY"
       snn-lab check results/ci --mode theory
     """
     import json
 
     from rich.console import Console
 
-    from snn_lab import compare, report, results, safefs
+    from snn_lab import compare, errors, report, results, safefs
 
     if as_json and as_md:
         raise UsageProblem("--json and --md exclude each other; choose one")
@@ -749,16 +781,15 @@ def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, updat
     if mode != "theory" and baseline is None:
         raise UsageProblem(f"--baseline is required with --mode {mode} (a results folder or a "
                            "baseline file; write one with --update)")
+    if finite_width and mode != "theory":
+        raise UsageProblem("--finite-width applies to --mode theory only")
     if sigmas is not None and mode == "exact":
         raise UsageProblem("--sigmas applies to --mode statistical or theory, not exact (use --rtol/--atol)")
-    try:
-        res = results.read(results_dir)
-    except results.ResultsError as exc:
-        raise UsageProblem(str(exc)) from None
+    res = results.read(results_dir)
     if update:
         if baseline.is_dir():
             raise UsageProblem(f"{baseline} is a folder; --update writes a baseline file "
-                               "(e.g. configs/ci.baseline.json)")
+                               "(e.g. ci.baseline.json)")
         try:
             baseline.parent.mkdir(parents=True, exist_ok=True)
             # Atomic (never a half-written baseline); a link named like the baseline is replaced.
@@ -774,17 +805,13 @@ def check(results_dir, baseline, mode, sigmas, rtol, atol, as_json, as_md, updat
     try:
         current = compare.snapshot(res, str(results_dir))
         if mode == "theory":
-            rep = compare.compare_theory(current, sigmas, rtol, atol)
+            rep = compare.compare_theory(current, sigmas, rtol, atol, finite_width=finite_width)
         else:
             rep = compare.compare(compare.load_baseline(baseline), current, mode, sigmas, rtol, atol)
     except compare.NotComparable as exc:
         where = f"baseline {baseline} and " if baseline else ""
-        raise BaselineProblem(f"{where}results {results_dir} are not comparable:\n  "
+        raise errors.BaselineProblem(f"{where}results {results_dir} are not comparable:\n  "
                               + "\n  ".join(exc.differences)) from None
-    except compare.BaselineError as exc:
-        raise BaselineProblem(str(exc)) from None
-    except compare.WrongMode as exc:
-        raise UsageProblem(str(exc)) from None
     if as_json:
         click.echo(json.dumps(rep.to_json(), indent=2))
     elif as_md:

@@ -11,9 +11,11 @@ import numpy as np
 from scipy.stats import t as student_t
 
 from snn_lab import training_results
+from snn_lab.errors import BaselineProblem, SnnLabError
 from snn_lab.results import Results, ResultsError, read
+from snn_lab.statistics import MEASURED as STATS
 from snn_lab.statistics import STATS as FORWARD
-from snn_lab.statistics import MEASURED as STATS, SUMMARY_STATS, json_number
+from snn_lab.statistics import SUMMARY_STATS, json_number
 
 FALSE_ALARM = 1e-3  # family-wise chance that a run differing only by its seed is flagged
 RTOL, ATOL = 1e-9, 1e-12
@@ -23,7 +25,7 @@ BASELINE_COLUMNS = ("layer", "trials", *SUMMARY_STATS)
 PROVENANCE = ("snn_lab", "numpy", "python", "platform", "git_commit", "finished_utc", "backend")
 
 
-class BaselineError(Exception):
+class BaselineError(BaselineProblem):
     """A baseline that is missing, unreadable, or not comparable with the results (exit 3)."""
 
 
@@ -35,7 +37,7 @@ class NotComparable(BaselineError):
         self.differences = list(differences)
 
 
-class WrongMode(Exception):
+class WrongMode(SnnLabError):
     """The chosen mode cannot answer for these two runs: a usage problem (exit 2), not drift."""
 
 
@@ -460,31 +462,53 @@ def compare(base: Snapshot, cur: Snapshot, mode: str = "statistical", sigmas: fl
 
 
 def compare_theory(cur: Snapshot, sigmas: float | None = None, rtol: float = RTOL,
-                   atol: float = ATOL, false_alarm: float = FALSE_ALARM) -> Report:
+                   atol: float = ATOL, false_alarm: float = FALSE_ALARM,
+                   finite_width: bool = False) -> Report:
     """The simulation against its own mean-field columns, where the theory gives a finite value.
 
     The theory value is taken as exact: the threshold is k standard errors of the trial mean,
     k from Student's t with trials - 1 degrees of freedom over the family of compared values.
     Only the forward statistics are compared: the probes' predictions (gradient ratio,
-    correlation) carry finite-width biases that grow with depth (README, Probes).
+    correlation) carry finite-width biases that grow with depth (docs/probes.md).
+    finite_width: against the finite-width band where a series has it (compare_width).
     """
+    from snn_lab import compare_width
+
     problems = too_few_trials(cur, "results")
     if problems:
         raise NotComparable(problems)
-    pairs = []
+    if finite_width and not compare_width.has_columns(cur.series):
+        raise WrongMode(f"{cur.source} has no finite-width columns (fw_*): written by an older "
+                        "snn-lab, or every series has a norm or a skip; rerun it, or drop --finite-width")
+    pairs, corrected = [], 0
     for label, b in cur.series.items():
         for i, layer in enumerate(b["layer"]):
             for stat in _compared_stats(int(layer), FORWARD):
                 theory = b.get(f"theory_{stat}")
-                if theory is None or not math.isfinite(theory[i]):
+                ref = theory[i] if theory is not None else math.nan
+                if finite_width:
+                    ref, used = compare_width.reference(b, stat, i)
+                    corrected += used
+                if not math.isfinite(ref):
                     continue  # the theory does not apply here (or has no column for this statistic)
-                pairs.append((label, layer, stat, theory[i], 0.0, math.inf,
+                pairs.append((label, layer, stat, ref, 0.0, math.inf,
                               b[stat][i], b[f"{stat}_sd"][i], b["trials"][i]))
     if not pairs:
         raise NotComparable([f"{cur.source}: no finite theory_* values to compare with"])
+    spreads = [(label, int(layer), *c) for label, b in cur.series.items() for i, layer in enumerate(b["layer"])
+               for c in compare_width.spread_checks(b, i, int(layer))] if finite_width else []
+    level = family_level(false_alarm, len(pairs) + len(spreads))  # one family: means and spreads
     values = _judge(pairs, statistical=True, sigmas=sigmas, rtol=rtol, atol=atol,
-                    false_alarm=false_alarm)
-    return Report("theory", tuple(values), (), tuple(_notes(values, "theory", ())), "theory",
+                    false_alarm=-math.expm1(len(pairs) * math.log1p(-level)))
+    for label, layer, stat, pred, sd, trials in spreads:
+        ok, threshold, se = compare_width.judge_spread(pred, sd, trials, level)
+        values.append(Value(label, layer, f"{stat}_sd", pred, sd, threshold, se, threshold / se,
+                            trials - 1.0, ok, "spread"))
+    notes = _notes(values, "theory", ())
+    if finite_width:
+        notes.append(f"finite width: {corrected} trial means judged against the corrected prediction "
+                     f"(fw_*), {len(spreads)} spreads across trials against the predicted ones (chi^2)")
+    return Report("theory", tuple(values), (), tuple(notes), "theory",
                   cur.source, false_alarm, sigmas, rtol, atol)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, field
-from importlib import resources
 from typing import Any
 
+from snn_lab import examples
 from snn_lab.activations import ACTIVATIONS, Activation, make_activation, suggest
 from snn_lab.initializers import INITIALIZERS, Initializer
 from snn_lab.measures import JacobianSpec, check_jacobian
@@ -16,7 +16,6 @@ from snn_lab.yamlio import ConfigError, Path, Problem, dotted, parse
 
 DTYPES = ("float32", "float64")
 MAX_BYTES = 4 * 2**20  # a config file or standard input: read no further
-DEFAULT_CONFIG = "default.yaml"  # packaged; identical to configs/selu_vs_relu.yaml
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -152,16 +151,20 @@ def load(path: str | None = None, text: str | None = None, overrides: tuple[str,
 
 def read(path: str | None = None, text: str | None = None) -> tuple[Any, dict, str]:
     """The raw YAML tree of a config file (or text, or the packaged default), its lines and name."""
+    shipped = examples.resolve(str(path)) if text is None and path is not None else None
     if text is None and path is None:
-        text = resources.files("snn_lab").joinpath(DEFAULT_CONFIG).read_text("utf-8")
-        source = f"<default: {DEFAULT_CONFIG}>"
+        text, source = examples.text(examples.DEFAULT), f"<default: {examples.DEFAULT}>"
+    elif shipped is not None:  # a name, not a file: a shipped example
+        source, text = shipped
     elif text is None:
         source = str(path)
         try:
             with open(path, "rb") as f:
                 raw = f.read(MAX_BYTES + 1)  # /dev/zero, or a data file named by mistake, stops here
         except OSError as exc:
-            raise ConfigError([Problem(source, "", f"cannot read config: {exc.strerror}")]) from None
+            near = examples.nearest(source) if isinstance(exc, FileNotFoundError) else None
+            hint = f"; or the shipped example {near!r} (`snn-lab examples` lists them)" if near else ""
+            raise ConfigError([Problem(source, "", f"cannot read config: {exc.strerror}{hint}")]) from None
         if len(raw) > MAX_BYTES:
             raise ConfigError([Problem(source, "", too_large())])
         try:
@@ -188,10 +191,25 @@ def build(tree: Any, lines: dict, source: str, overrides: tuple[str, ...] = ()) 
     problems: list[Problem] = []
     if isinstance(tree, dict):
         tree, lines = _apply_overrides(tree, dict(lines), overrides, problems)
+        _relabel(tree, overrides)
     if problems:
         raise ConfigError(problems)
     stem = None if source.startswith("<") else _stem(source)
     return _Checker(source, lines).experiment(tree, stem)
+
+
+def _relabel(tree: dict, overrides) -> None:
+    """A series whose activation or init --set changed, and not its label, drops the label its
+    file gave it (it named the old series: 'SELU' on a ReLU); it gets the default 'relu-he_normal'."""
+    changed, named = set(), set()
+    for text in overrides:
+        path = text.partition("=")[0].strip().split(".")
+        if len(path) >= 3 and path[0] == "series" and path[1].isdigit():
+            (named if path[2] == "label" else changed if path[2] in ("activation", "init") else set()).add(int(path[1]))
+    series = tree.get("series")
+    for i in changed - named:
+        if isinstance(series, list) and i < len(series) and isinstance(series[i], dict):
+            series[i].pop("label", None)
 
 
 def _stem(source: str) -> str:

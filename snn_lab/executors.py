@@ -14,9 +14,10 @@ from contextlib import contextmanager
 
 from snn_lab import interrupts
 from snn_lab.config import Experiment
+from snn_lab.errors import SnnLabError
 
 
-class ExecutorError(Exception):
+class ExecutorError(SnnLabError):
     """An executor that cannot start (a missing extra, an unreachable scheduler)."""
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from rich.markup import escape
 from rich.table import Table
 
-from snn_lab.statistics import deviation
+from snn_lab.statistics import SETTLE, deviation, settle_layer
 
 
 def display_layers(depth: int) -> list[int]:
@@ -27,6 +27,26 @@ def _num(v: float, digits: int = 4) -> str:
         return f"[bold red]{v}[/]"
     # Fixed point where it reads well; scientific where ReLU's variance has fallen to 1e-19.
     return f"{v:.{digits}f}" if v == 0 or 1e-3 <= abs(v) < 1e4 else f"{v:.3e}"
+
+
+NOISE = 1e-12  # a theory value this small is the rounding of an exact 0 (a fixed point's mean)
+
+
+def _theory(v: float) -> str:
+    return _num(0.0 if abs(v) < NOISE else v)
+
+
+def _measured(v: float, se: float) -> str:
+    """A simulated value; dim when it is within one standard error of 0 (noise, not a signal)."""
+    text = _num(v)
+    return f"[dim]{text}[/]" if math.isfinite(v) and abs(v) < se else text
+
+
+def fold(table: Table) -> Table:
+    """Cells wrap instead of being cut: at 80 columns or piped, 1e-04 and 1e-17 stay distinct."""
+    for column in table.columns:
+        column.overflow = "fold"
+    return table
 
 
 def _z(v: float) -> str:
@@ -60,14 +80,36 @@ def summary_table(res) -> Table:
             trials = int(rows["trials"][i])
             for stat in ("mean", "var"):
                 sim, sd = float(rows[stat][i]), float(rows[f"{stat}_sd"][i])
-                cells.append(_num(sim))
+                cells.append(_measured(sim, sd / math.sqrt(trials) if trials > 1 else 0.0))
                 if has_theory:
                     th = float(rows[f"theory_{stat}"][i])
-                    cells += [_num(th), _z(deviation(sim, sd, trials, th))]
+                    cells += [_theory(th), _z(deviation(sim, sd, trials, th))]
             table.add_row(*cells, end_section=n == len(display_layers(depth)) - 1)
-    if has_theory:
-        table.caption = "z: (simulation - theory) in standard errors of the trial mean"
-    return table
+    table.caption = "dim: within one standard error of 0" + (
+        "; z: (simulation - theory) in standard errors of the trial mean" if has_theory else "")
+    return fold(table)
+
+
+def convergence_lines(res) -> list[str]:
+    """Per series, the answer users ask first: from which layer on it stays at its fixed point."""
+    if "settled" not in res.summary:
+        return []  # a folder written before the columns existed
+    points = res.meta.get("fixed_points")
+    points = points if isinstance(points, dict) else {}
+    lines = [f"converged: from which layer on the mean and variance stay within {SETTLE:.0%} of the "
+             "fixed point (simulation; theory)"]
+    for label in res.labels:
+        rows = res.series_summary(label)
+        sim, th = settle_layer(rows["settled"]), settle_layer(rows["theory_settled"])
+        fp = points.get(label) if isinstance(points.get(label), dict) else {}
+        if not {"mean", "var"} <= set(fp):
+            why = fp.get("note") if isinstance(fp.get("note"), str) else "none found"
+            lines.append(f"  {escape(label)}: no fixed point to settle at ({escape(why)})")
+            continue
+        at = lambda layer: "not by the last layer" if layer is None else f"layer {layer}"  # noqa: E731
+        lines.append(f"  {escape(label)}: {at(sim)}; theory: {at(th)} (fixed point: mean "
+                     f"{_theory(float(fp['mean']))}, var {_theory(float(fp['var']))})")
+    return lines
 
 
 # ---- snn-lab check ------------------------------------------------------------------------
@@ -130,7 +172,7 @@ def check_table(report, limit: int = CHECK_ROWS) -> Table:
         table.add_row(*map(escape, check_cells(v)))
     if len(drifted) > limit:
         table.caption = f"{limit} worst of {len(drifted)} shown; --json lists all"
-    return table
+    return fold(table)
 
 
 def check_markdown(report, limit: int = CHECK_ROWS) -> str:
@@ -186,7 +228,7 @@ def theory_tables(reports: list[dict]) -> list:
         for layer in [0, *display_layers(len(layers) - 1)]:
             row = layers[layer]
             pred.add_row(str(layer), *(_fmt(row[k]) for k in columns))
-        out.append(pred)
+        out.append(fold(pred))
     return out
 
 
@@ -239,7 +281,9 @@ def probes_table(res) -> Table | None:
     if not cols:
         return None
     names = {"grad_ratio": "grad ratio", "dead_fraction": "dead units", "correlation": "cosine"}
-    table = Table(title=f"{escape(str(res.config['name']))}: gradients (E\\[delta^2] / top), dead units, input cosine",
+    what = {"grad_ratio": "gradients (E\\[delta^2] / top)", "dead_fraction": "dead units",
+            "correlation": "input cosine"}
+    table = Table(title=f"{escape(str(res.config['name']))}: {', '.join(what[c] for c in cols)}",
                   title_justify="left")
     table.add_column("series")
     table.add_column("layer", justify="right")
@@ -257,7 +301,7 @@ def probes_table(res) -> Table | None:
                 if f"theory_{c}" in rows:
                     cells.append(_short(float(rows[f"theory_{c}"][i])))
             table.add_row(*cells, end_section=n == len(shown) - 1)
-    return table
+    return fold(table)
 
 
 SWEEP_ROWS = 60  # a terminal table; sweep.csv has every row
@@ -280,10 +324,10 @@ def sweep_table(sweep, limit: int = SWEEP_ROWS) -> Table:
     for i in index[:limit]:
         cells = [escape(str(t[k][i])) if t[k].dtype == object else f"{t[k][i]:g}" for k in sweep.keys]
         table.add_row(*cells, escape(str(t["series"][i])), str(t["layer"][i]), _num(t["mean"][i]),
-                      _num(t["theory_mean"][i]), _num(t["var"][i]), _num(t["theory_var"][i]))
+                      _theory(t["theory_mean"][i]), _num(t["var"][i]), _theory(t["theory_var"][i]))
     if len(index) > limit:
         table.caption = f"first {limit} of {len(index)} rows; every row and layer is in {sweep.path}/sweep.csv"
-    return table
+    return fold(table)
 
 
 def jacobian_table(res) -> Table | None:
@@ -306,3 +350,22 @@ def jacobian_table(res) -> Table | None:
                           "inf" if r["condition"] == math.inf else _short(r["condition"]),
                           f"{r['within_2']:.3f}", end_section=n == len(rows) - 1)
     return table
+
+
+def finite_width_lines(reports: list[dict]) -> list[str]:
+    """One line per series: where the finite-width spread reaches its size, and its limit."""
+    out = []
+    for rep in reports:
+        fw = rep.get("finite_width")
+        if fw is None:
+            continue
+        head = f"{rep['label']}, width {fw['width']}: "
+        if fw["depth"] is not None:
+            reach = (f"the sd of log q reaches {fw['spread']:g} at layer {fw['depth']} "
+                     f"(depth / width {fw['depth_over_width']:.3g})")
+        else:
+            reach = fw["reasons"].get("depth", "not reached")
+        limit = (f"; bounded: it tends to {fw['limit_sd']:.3g} with depth (fixed point)"
+                 if fw["limit_sd"] is not None else f"; {fw['reasons'].get('limit_sd', '')}")
+        out.append(head + reach + limit)
+    return out

@@ -19,17 +19,23 @@ from snn_lab.config import Experiment
 from snn_lab.simulate.engine import SeriesRun
 from snn_lab.simulate.threads import default_threads
 from snn_lab import safefs, spectrum_results, training_results, validate
-from snn_lab.statistics import MEASURED, PROBES, SUMMARY_STATS, json_number, overflow, summarize
+from snn_lab.statistics import (MEASURED, PROBES, SETTLED, SUMMARY_STATS, json_number, overflow, settle_layer,
+                                settled, summarize)
 from snn_lab.validate import ResultsError
+from snn_lab.theory import width_correction
 
 RESULTS_VERSION = 1
 FILES = ("config.yaml", "layers.csv", "summary.csv", "samples.csv", "meta.json")
 KEY_COLUMNS = ("series", "activation", "init")
-LAYER_COLUMNS = (*KEY_COLUMNS, "trial", "layer", *MEASURED, *theory.THEORY, *theory.PROBES)
-SUMMARY_COLUMNS = (*KEY_COLUMNS, "layer", "trials", *SUMMARY_STATS, *theory.THEORY, *theory.PROBES)
+# The finite-width theory beside it (docs/finite-width.md): corrected value, spread, z-score.
+FINITE_WIDTH = (*width_correction.COLUMNS, *width_correction.FW_Z)
+LAYER_COLUMNS = (*KEY_COLUMNS, "trial", "layer", *MEASURED, *theory.THEORY, *theory.PROBES, *FINITE_WIDTH)
+SUMMARY_COLUMNS = (*KEY_COLUMNS, "layer", "trials", *SUMMARY_STATS, *theory.THEORY, *theory.PROBES,
+                   *FINITE_WIDTH, *SETTLED)
 SAMPLE_COLUMNS = ("series", "layer", "value")
 # Columns a folder may lack (written before they existed): theory, and the probes with their sds.
-OPTIONAL_COLUMNS = (*theory.THEORY, *theory.PROBES, *PROBES, *(f"{p}_sd" for p in PROBES))
+OPTIONAL_COLUMNS = (*theory.THEORY, *theory.PROBES, *PROBES, *(f"{p}_sd" for p in PROBES), *FINITE_WIDTH,
+                    *SETTLED)
 TEXT_COLUMNS = set(KEY_COLUMNS)
 TABLES = {"layers.csv": LAYER_COLUMNS, "summary.csv": SUMMARY_COLUMNS, "samples.csv": SAMPLE_COLUMNS}
 # What --force may replace: a folder holding only what snn-lab writes there.
@@ -69,7 +75,8 @@ def collect(exp: Experiment, runs: dict[str, SeriesRun], meta: dict | None = Non
     layers: dict[str, list] = {c: [] for c in LAYER_COLUMNS}
     summary: dict[str, list] = {c: [] for c in SUMMARY_COLUMNS}
     samples: dict[str, list] = {c: [] for c in SAMPLE_COLUMNS}
-    events = []
+    events, width_notes, fixed_points = [], {}, {}
+    fw_stats = [MEASURED.index(c) for c in ("mean", "var", "preact_var")]
     for s in exp.series:
         trials = runs[s.label].stats
         for layer, values in sorted(runs[s.label].samples.items()):
@@ -80,6 +87,9 @@ def collect(exp: Experiment, runs: dict[str, SeriesRun], meta: dict | None = Non
         probes = theory.predict_probes(s, correlation="correlation" in exp.measure, prediction=pred)
         if "gradients" not in exp.measure:
             probes[:, 0] = np.nan
+        fw, why = width_correction.predict(s)
+        if why:
+            width_notes[s.label] = why
         key = (s.label, s.make_activation().label, s.init)
         depth1 = trials.shape[1]
         for t in range(trials.shape[0]):
@@ -89,14 +99,22 @@ def collect(exp: Experiment, runs: dict[str, SeriesRun], meta: dict | None = Non
             _columns(layers, MEASURED, trials[t])
             _columns(layers, theory.THEORY, pred)
             _columns(layers, theory.PROBES, probes)
+            _columns(layers, FINITE_WIDTH, np.hstack([fw, _z(trials[t][:, fw_stats], fw, 1)]))
         _extend(summary, KEY_COLUMNS, key, depth1)
         summary["layer"].extend(range(depth1))
         summary["trials"].extend([trials.shape[0]] * depth1)
         _columns(summary, SUMMARY_STATS, summarize(trials))
         _columns(summary, theory.THEORY, pred)
         _columns(summary, theory.PROBES, probes)
+        mean = summarize(trials)[:, [2 * i for i in fw_stats]]
+        _columns(summary, FINITE_WIDTH, np.hstack([fw, _z(mean, fw, trials.shape[0])]))
+        fixed, why = theory.fixed_output(s)  # where the series should settle, if anywhere
+        fixed_points[s.label] = {"mean": fixed[0], "var": fixed[1]} if fixed else {"note": why}
+        _columns(summary, SETTLED, np.column_stack([settled(mean[:, 0], mean[:, 1], fixed),
+                                                    settled(pred[:, 0], pred[:, 1], fixed)]))
         events += [{"series": s.label, "trial": t, "layer": layer} for t, layer in overflow(trials)]
-    meta = {**(meta or {}), "results_version": RESULTS_VERSION, "overflow": events}
+    meta = {**(meta or {}), "results_version": RESULTS_VERSION, "overflow": events,
+            "finite_width_notes": width_notes, "fixed_points": fixed_points}
     extra, notes = spectrum_results.build(exp, runs)
     if notes:
         meta["jacobian_notes"] = notes
@@ -105,6 +123,13 @@ def collect(exp: Experiment, runs: dict[str, SeriesRun], meta: dict | None = Non
     if notes:
         meta["training_notes"] = notes
     return Results(exp.to_dict(), _arrays(layers), _arrays(summary), meta, samples=_arrays(samples), tables=extra)
+
+
+def _z(values: np.ndarray, fw: np.ndarray, trials: int) -> np.ndarray:
+    """(simulation - corrected prediction) in predicted standard errors of a mean of `trials`."""
+    with np.errstate(all="ignore"):
+        z = (values - fw[:, :3]) / (fw[:, 3:6] / np.sqrt(trials))
+    return np.where(np.isfinite(z), z, np.nan)
 
 
 def _extend(table, columns, values, n):
@@ -347,8 +372,10 @@ def to_json(results: Results) -> dict:
         rows = results.series_summary(label)
         cols = [c for c in SUMMARY_COLUMNS if c not in KEY_COLUMNS and c in rows]
         layers = [{c: json_number(rows[c][i]) for c in cols} for i in range(len(rows["layer"]))]
+        settles = {"simulation": settle_layer(rows["settled"]), "theory": settle_layer(rows["theory_settled"])} \
+            if "settled" in rows else None
         series.append({"label": label, "activation": str(rows["activation"][0]),
-                       "init": str(rows["init"][0]), "layers": layers})
+                       "init": str(rows["init"][0]), "settles_at": settles, "layers": layers})
     return {"name": results.config["name"], "path": str(results.path) if results.path else None,
             "seed": results.config["seed"], "trials": results.config["trials"],
             "series": series, "overflow": results.meta.get("overflow", [])}

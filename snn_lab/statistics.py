@@ -31,6 +31,30 @@ def summarize(trials: np.ndarray) -> np.ndarray:
     return out
 
 
+# "Converged": a layer's mean within SETTLE of the fixed point's sqrt(var*), and its variance
+# within SETTLE of var* (relative), at that layer and every later one.
+SETTLE = 0.05
+SETTLED = ("settled", "theory_settled")  # summary.csv: 1 from the layer on which it stays, 0 before
+
+
+def settled(mean: np.ndarray, var: np.ndarray, fixed: tuple[float, float] | None) -> np.ndarray:
+    """Per layer: 1.0 where the statistics stay within SETTLE of the fixed point from there to the
+    last layer, 0.0 before; NaN at every layer without a fixed point of positive variance."""
+    mean, var = np.asarray(mean, dtype=np.float64), np.asarray(var, dtype=np.float64)
+    if fixed is None or not fixed[1] > 0:
+        return np.full(mean.shape, math.nan)
+    mu, nu = fixed
+    with np.errstate(all="ignore"):
+        ok = (np.abs(mean - mu) <= SETTLE * math.sqrt(nu)) & (np.abs(var - nu) <= SETTLE * nu)
+    return np.logical_and.accumulate(ok[::-1])[::-1].astype(np.float64)
+
+
+def settle_layer(column: np.ndarray) -> int | None:
+    """The first layer of a `settled` column that is 1 (None: never, or no fixed point)."""
+    hit = np.flatnonzero(np.asarray(column) == 1.0)
+    return int(hit[0]) if hit.size else None
+
+
 def overflow(trials: np.ndarray) -> list[tuple[int, int]]:
     """(trial, first layer) for every trial whose statistics stopped being finite."""
     bad = ~np.isfinite(trials[..., :len(STATS)]).all(axis=2)  # probes may be NaN by design

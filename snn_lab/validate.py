@@ -13,16 +13,18 @@ from pathlib import Path
 
 import numpy as np
 
+from snn_lab.errors import SnnLabError
+
 INT_COLUMNS = ("trial", "layer", "trials")
 TEXT_COLUMNS = {"series", "activation", "init", "point"}
 # meta.json keys that readers use, and the JSON types each may hold (None: null).
 META_TYPES = {"complete": (bool,), "results_version": (int,), "overflow": (list,),
               "backend": (str, type(None)), "finished_utc": (str, type(None)), "rows": (dict,),
-              "sha256": (dict,)}
+              "sha256": (dict,), "finite_width_notes": (dict,), "fixed_points": (dict,)}
 MAX_BYTES = 2**31  # a results file larger than this is not one snn-lab wrote (and would not fit)
 
 
-class ResultsError(Exception):
+class ResultsError(SnnLabError):
     """A results folder that is missing, incomplete, damaged or not of this format."""
 
 
@@ -152,6 +154,10 @@ def read_table(path: Path, columns=None, rows: int | None = None, optional=(), t
             i = next(i for i, v in enumerate(values) if not _parses(v, kind))
             what = "an integer" if kind is np.int64 else "a number"
             raise ResultsError(f"{path}: line {i + 2}: column {name!r}: {values[i]!r} is not {what}") from None
+        if name.endswith("_sd") and (out[name] < 0).any():  # a spread (measured or predicted)
+            i = int(np.argmax(out[name] < 0))
+            raise ResultsError(f"{path}: line {i + 2}: column {name!r}: {values[i]!r} is negative; "
+                               "a spread across trials is >= 0 (or nan)")
     return out
 
 

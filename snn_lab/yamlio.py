@@ -9,6 +9,8 @@ from typing import Any
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
+from snn_lab.errors import SnnLabError
+
 Path = tuple  # a key path: ("series", 0, "activation")
 
 MAX_NODES = 100_000  # an alias bomb ("billion laughs") expands past this
@@ -42,7 +44,7 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda m: repr(m[0])[1:-1], text)
 
 
-class ConfigError(Exception):
+class ConfigError(SnnLabError):
     """Every problem found in a config, each located; the CLI exits 2 with them."""
 
     def __init__(self, problems: list[Problem]):

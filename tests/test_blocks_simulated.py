@@ -190,7 +190,7 @@ def test_run_plot_and_check_take_norm_and_residual_series(tmp_path):
 
     out = tmp_path / "r"
     small = ["--set", "width=64", "--set", "batch=64", "--set", "depth=6", "--set", "trials=3"]
-    ran = invoke("run", ROOT / "configs" / "normalization.yaml", "--out", out, "--quiet", "--plot", *small)
+    ran = invoke("run", ROOT / "snn_lab" / "configs" / "normalization.yaml", "--out", out, "--quiet", "--plot", *small)
     assert ran.exit_code == 0, ran.output
     assert {"convergence.png", "probes.png"} <= {p.name for p in (out / "plots").iterdir()}
     for arg in (("--baseline", tmp_path / "b.json", "--update"), ("--baseline", tmp_path / "b.json")):

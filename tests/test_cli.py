@@ -224,3 +224,18 @@ def test_theory_bias_variance_makes_a_linear_net_grow():
     rep = json.loads(out.output)["series"][0]
     assert rep["status"] == "grows"
     assert [row["theory_preact_var"] for row in rep["layers"][1:]] == pytest.approx([1.5, 2.0, 2.5, 3.0])
+
+
+def test_every_library_error_maps_to_its_exit_status_in_one_place(tmp_path):
+    """errors.py: one base; the CLI turns any SnnLabError into `error: ...` and its status."""
+    from snn_lab import compare, config, errors, executors, sweep, validate
+    from snn_lab.plot import OverlayError, SweepPlotError
+    from snn_lab.simulate.backends import BackendError
+
+    for cls in (config.ConfigError, validate.ResultsError, sweep.SweepError, executors.ExecutorError,
+                BackendError, SweepPlotError, OverlayError, compare.WrongMode):
+        assert issubclass(cls, errors.SnnLabError) and cls.exit_status == 2, cls
+    for cls in (compare.BaselineError, compare.NotComparable):
+        assert issubclass(cls, errors.BaselineProblem) and cls.exit_status == 3, cls
+    done = invoke("check", tmp_path, "--mode", "theory")  # an empty folder: a ResultsError
+    assert done.exit_code == 2 and done.output.startswith(f"error: {tmp_path}") and "Traceback" not in done.output

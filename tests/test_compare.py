@@ -17,7 +17,7 @@ from snn_lab import compare, config, results
 from snn_lab.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-CI_CONFIG, CI_BASELINE = ROOT / "configs" / "ci.yaml", ROOT / "configs" / "ci.baseline.json"
+CI_CONFIG, CI_BASELINE = ROOT / "snn_lab" / "configs" / "ci.yaml", ROOT / "snn_lab" / "configs" / "ci.baseline.json"
 SMALL = ["--set", "width=32", "--set", "batch=32", "--set", "depth=6", "--set", "trials=4"]
 
 
@@ -39,7 +39,7 @@ def small(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def ci(tmp_path_factory) -> Path:
-    """configs/ci.yaml as committed (seed 0)."""
+    """the ci example as committed (seed 0)."""
     return run(tmp_path_factory.mktemp("ci") / "r", CI_CONFIG)
 
 

@@ -12,7 +12,7 @@ from snn_lab.activations import ACTIVATIONS, suggest
 from snn_lab.config import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+CONFIGS = sorted((ROOT / "snn_lab" / "configs").glob("*.yaml"))
 
 
 def problems(text: str, *overrides: str) -> list[str]:
@@ -21,9 +21,9 @@ def problems(text: str, *overrides: str) -> list[str]:
     return [str(p) for p in err.value.problems]
 
 
-def test_the_default_experiment_is_configs_selu_vs_relu():
-    packaged = (ROOT / "snn_lab" / "default.yaml").read_text()
-    assert packaged == (ROOT / "configs" / "selu_vs_relu.yaml").read_text()
+def test_the_default_experiment_is_the_selu_vs_relu_example():
+    same = [config.load(*a).to_dict() for a in ((), ("selu_vs_relu",), (str(ROOT / "snn_lab" / "configs" / "selu_vs_relu.yaml"),))]
+    assert same[0] == same[1] == same[2]
     exp = config.load()
     assert [s.label for s in exp.series] == ["SELU", "ReLU", "ReLU (He)"]
     assert [(s.activation, s.init) for s in exp.series] == [
@@ -193,3 +193,13 @@ def test_norm_residual_and_scale_round_trip_through_the_resolved_config():
     assert exp.series[0].norm == "layer" and exp.series[0].activation_scale == "nf"
     again = config.load(text=yaml.safe_dump(exp.to_dict()))
     assert again.series == exp.series
+
+
+def test_a_set_activation_or_init_renames_a_series_its_file_named():
+    """'SELU' on a ReLU would lie: a series changed by --set takes the default label, unless
+    --set names it too; the other series keep theirs."""
+    labels = lambda *o: [s.label for s in config.load(overrides=o).series]  # noqa: E731
+    assert labels("series.0.activation=relu") == ["relu-lecun_normal", "ReLU", "ReLU (He)"]
+    assert labels("series.2.init=lecun_normal", "series.1.activation=elu") == ["SELU", "elu-lecun_normal", "relu-lecun_normal"]
+    assert labels("series.0.activation=tanh", "series.0.label=T") == ["T", "ReLU", "ReLU (He)"]
+    assert labels("series.0.gain=1.1", "depth=3") == ["SELU", "ReLU", "ReLU (He)"]

@@ -23,3 +23,14 @@ def test_theory_and_config_load_neither_the_simulation_nor_matplotlib(statement)
     assert statement.split()[-1] in modules  # the import ran
     assert [m for m in modules if m == "snn_lab.simulate" or m.startswith("snn_lab.simulate.")] == []
     assert [m for m in modules if m == "matplotlib" or m.startswith("matplotlib.")] == []
+
+
+def test_only_the_plot_package_imports_matplotlib():
+    """Numerics return data: matplotlib appears in snn_lab/plot/ and nowhere else."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "snn_lab"
+    importing = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
+                       if re.search(r"^\s*(from|import) matplotlib", p.read_text(), re.M))
+    assert importing and all(p.startswith("plot/") for p in importing), importing

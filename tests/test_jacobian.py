@@ -231,7 +231,8 @@ def test_results_folder_keeps_and_checks_the_jacobian_tables(tmp_path):
 
 
 def test_jacobian_figures_are_drawn_only_when_measured(tmp_path, monkeypatch):
-    from snn_lab import plot, plot_spectrum
+    from snn_lab import plot
+    from snn_lab.plot import spectrum as plot_spectrum
     from snn_lab.executors import simulate
 
     # The other figures are another test's (and slow to draw): a blank page stands in for each.

@@ -9,15 +9,23 @@ import math
 import mpmath
 import numpy as np
 import pytest
+from conftest import t_quantile
 from scipy import special
 
-from conftest import t_quantile
-from snn_lab import gaussian, theory
-from snn_lab.simulate import engine
-from snn_lab.activations import (ACTIVATIONS, ALPHA01, LAMBDA01, Activation, ActivationKind,
-                                 alpha_dropout_affine, make_activation)
+from snn_lab import theory
+from snn_lab.activations import (
+    ACTIVATIONS,
+    ALPHA01,
+    LAMBDA01,
+    Activation,
+    ActivationKind,
+    alpha_dropout_affine,
+    make_activation,
+)
 from snn_lab.config import InputSpec, Series
-from snn_lab.initializers import INITIALIZERS, TRUNCATION, truncated_variance
+from snn_lab.initializers import INITIALIZERS
+from snn_lab.simulate import engine
+from snn_lab.theory import width_correction
 
 mp = mpmath.MPContext()  # a private context: other test modules keep their precision
 mp.dps = 30
@@ -348,88 +356,6 @@ MC_FAMILY = len(MC_CASES) * (DEPTH + 1) * 3
 K = t_quantile(FALSE_ALARM / MC_FAMILY, TRIALS - 1)
 
 
-def _weight_excess_kurtosis(series: Series) -> float:
-    """Excess kurtosis of one weight: 0 normal, -1.2 uniform, about -0.63 for the 2-sd truncation."""
-    kind = series.initializer.kind
-    if kind == "normal":
-        return 0.0
-    if kind == "uniform":
-        return -1.2
-    if kind != "truncated":
-        raise ValueError(f"finite_width_bias knows no excess kurtosis for {kind!r} weights")
-    c = TRUNCATION
-    tail = 2.0 * c * math.exp(-0.5 * c * c) / math.sqrt(2 * math.pi) / math.erf(c / math.sqrt(2))
-    return (3.0 - (c * c + 3.0) * tail) / truncated_variance(c) ** 2 - 3.0
-
-
-def _output_stats(act: Activation, q: float, rate: float) -> np.ndarray:
-    """[E Y, E Y^2, Var Y, E Y^4, central 4th moment] of a layer's output at pre-activation N(0, q)."""
-    x, w = gaussian.nodes(0.0, math.sqrt(q), act.kinks)
-    y = act.fn(x)
-    powers = np.array([w @ y ** k for k in range(1, 5)])
-    if rate:  # kept with probability 1 - rate, else set to the saturation; then a y + b
-        a, b = alpha_dropout_affine(rate, act.saturation)
-        ys = np.array([1.0, *powers])
-        binom = [[1], [1, 1], [1, 2, 1], [1, 3, 3, 1], [1, 4, 6, 4, 1]]
-        kept = np.array([sum(binom[k][j] * a ** j * b ** (k - j) * ys[j] for j in range(k + 1))
-                         for k in range(1, 5)])
-        dropped = np.array([(a * act.saturation + b) ** k for k in range(1, 5)])
-        powers = (1 - rate) * kept + rate * dropped
-    m1, m2, m3, m4 = powers
-    return np.array([m1, m2, m2 - m1 * m1, m4, m4 - 4 * m1 * m3 + 6 * m1 * m1 * m2 - 3 * m1 ** 4])
-
-
-def finite_width_bias(s: Series) -> np.ndarray:
-    """First-order (1/width) bias of the engine's (mean, var, preact_var) per layer vs predict().
-
-    Mean-field theory is the width -> infinity limit. At width n, given one input row, the n
-    pre-activations of a layer are i.i.d. with a variance q_b that depends on that row
-    (tau times the row's mean square, or its variance for normalized weights), so pooled
-    statistics average a statistic f over q_b. Two O(1/n) effects follow, both computed here:
-    - the rows' spread V = Var(q_b): E f(q_b) = f(q) + f''(q) V / 2; V propagates layer to
-      layer (a row's output moments vary with its q_b) and gains the n outputs' own spread;
-    - non-Gaussian pre-activations: h = w.x has fourth cumulant k4 = kappa_w tau^2 E[x^4] / n
-      for i.i.d. weights of excess kurtosis kappa_w, and -6 q^2 / n when each unit's weights lie
-      on a sphere (normalized); Edgeworth: E f(h) = E f(z) + (k4/24) E f''''(z) = ... + (k4/6) f''(q).
-    Shifts in E[Y^2] (or in the row variance) move the next layer's q. Checked against the engine
-    at 200 trials, width 128 (and 512 for the scaling): normalized ReLU, mean at layer 4,
-    simulated -0.180/n, this -0.159/n (without it 15 standard errors off, with it 1.8);
-    silu/he_normal preact var at layer 8, +5.1/n (also at n = 512) vs +5.4/n: 28% of q at
-    n = 128. The var bias of np.var itself (it subtracts the sample mean) is not modelled: the
-    test adds back the variance of the mean, measured from the trials.
-    """
-    act, n, rate = s.make_activation(), s.width, s.dropout
-    q_pred = theory.predict(s)[:, 2]
-    normalized = s.normalize_weights
-    tau = s.gain ** 2 if normalized else s.weight_var
-    kappa = _weight_excess_kurtosis(s)
-    mu, nu = s.input.mean, s.input.var
-    if normalized:  # Gaussian input rows: Var of a row's variance is 2 nu^2 / n
-        spread, fourth = tau ** 2 * 2 * nu * nu / n, 0.0
-    else:  # ... of a row's mean square: Var(x^2) / n
-        spread = tau ** 2 * (4 * mu * mu * nu + 2 * nu * nu) / n
-        fourth = mu ** 4 + 6 * mu * mu * nu + 3 * nu * nu
-    shift = 0.0  # bias of E q_b
-    out = np.zeros((s.depth + 1, 3))
-    for layer in range(1, s.depth + 1):
-        q, h = q_pred[layer], 1e-3 * q_pred[layer]
-        lo, mid, hi = (_output_stats(act, q + k * h, rate) for k in (-1, 0, 1))
-        d1, d2 = (hi - lo) / (2 * h), (hi - 2 * mid + lo) / (h * h)
-        m = mid[0]
-        k4 = -6 * (q - s.bias_var) ** 2 / n if normalized else kappa * tau ** 2 * fourth / n
-        b_mean = d2[0] * spread / 2 + d1[0] * shift + k4 / 6 * d2[0]
-        b_second = d2[1] * spread / 2 + d1[1] * shift + k4 / 6 * d2[1]
-        # A row's variance is E Y^2 - (E Y)^2 of that row: the k4 shift acts on each moment.
-        b_rowvar = d2[2] * spread / 2 + d1[2] * shift + k4 / 6 * (d2[1] - 2 * m * d2[0])
-        out[layer] = (b_mean, b_second - 2 * m * b_mean, shift)
-        if normalized:
-            shift, spread = tau * b_rowvar, tau ** 2 * ((mid[4] - mid[2] ** 2) / n + d1[2] ** 2 * spread)
-        else:
-            shift, spread = tau * b_second, tau ** 2 * ((mid[3] - mid[1] ** 2) / n + d1[1] ** 2 * spread)
-        fourth = mid[3]
-    return out
-
-
 @pytest.mark.parametrize("s", MC_CASES, ids=[s.label for s in MC_CASES])
 def test_engine_matches_theory(s):
     """Trial means of mean, var and preact var within K standard errors + the 1/width allowance."""
@@ -442,7 +368,7 @@ def test_engine_matches_theory(s):
     mean = sim.mean(axis=0)
     se = sim.std(axis=0, ddof=1) / math.sqrt(TRIALS)
     pred = theory.predict(s)
-    allowance = np.abs(finite_width_bias(s))
+    allowance = np.abs(width_correction.shift(s))
     excess = np.abs(mean - pred) - allowance
     worst = np.unravel_index(np.argmax(excess / se), se.shape)
     layer, stat = int(worst[0]), theory.THEORY[worst[1]]

@@ -22,7 +22,7 @@ from snn_lab.theory.meanfield import (
     q_slope,
     weight_scale,
 )
-from snn_lab.theory.safe import notes, predict, predict_probes, report
+from snn_lab.theory.safe import fixed_output, notes, predict, predict_probes, report
 from snn_lab.theory.selu import selu_params
 
-__all__ = ['PROBES', 'THEORY', 'FixedPoint', 'c_map', 'chi1', 'chi_c', 'correlation_fixed_point', 'fixed_point', 'g_jacobian', 'g_map', 'input_correlation', 'layer_stats', 'notes', 'output_moments', 'pair_output', 'preact_var', 'predict', 'predict_probes', 'q_map', 'q_slope', 'report', 'selu_params', 'weight_scale']
+__all__ = ['PROBES', 'THEORY', 'FixedPoint', 'c_map', 'chi1', 'chi_c', 'correlation_fixed_point', 'fixed_output', 'fixed_point', 'g_jacobian', 'g_map', 'input_correlation', 'layer_stats', 'notes', 'output_moments', 'pair_output', 'preact_var', 'predict', 'predict_probes', 'q_map', 'q_slope', 'report', 'selu_params', 'weight_scale']

@@ -110,6 +110,20 @@ def work(series: tuple[Series, ...]) -> int:
     return sum(s.depth for s in series)
 
 
+def fixed_output(series: Series) -> tuple[tuple[float, float] | None, str | None]:
+    """((mean, var) of the output at the series' fixed point, None), or (None, why there is none)."""
+    def compute():
+        try:
+            with np.errstate(all="ignore"):
+                fp = meanfield.fixed_point(series)
+        except NUMERIC as exc:
+            return None, _why(series, "the fixed point", exc)
+        if fp.status == "fixed" and all(v is not None and math.isfinite(v) for v in (fp.mean, fp.var)):
+            return (float(fp.mean), float(fp.var)), None
+        return None, fp.note or fp.status
+    return _cached(("fixed", series), compute)
+
+
 def report(series: Series, depth: int | None = None) -> dict:
     """meanfield.report, JSON-safe: non-finite numbers null; a failed analysis says why."""
     try:

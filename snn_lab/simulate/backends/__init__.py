@@ -15,6 +15,8 @@ from typing import Protocol
 
 import numpy as np
 
+from snn_lab.errors import SnnLabError
+
 ENV = "SNN_LAB_BACKEND"
 CHOICES = ("auto", "numpy", "compiled")
 PAIRS = 1 << 15  # Box-Muller pairs per step: a step's raw words (256 or 384 KiB) stay in L2
@@ -36,7 +38,7 @@ class Backend(Protocol):
         """(sum, sum of squares) of a contiguous array's entries, accumulated in float64."""
 
 
-class BackendError(ValueError):
+class BackendError(SnnLabError, ValueError):
     """An unknown backend name, or the compiled one asked for where it was not built."""
 
 

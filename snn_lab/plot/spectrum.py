@@ -1,5 +1,5 @@
 """Figures of the jacobian measurement: the squared singular values' density at a few depths,
-and their mean and variance against depth, each beside its infinite-width theory (plot.py
+and their mean and variance against depth, each beside its infinite-width theory (snn_lab.plot
 calls these; they need the folder's jacobian tables)."""
 
 from __future__ import annotations

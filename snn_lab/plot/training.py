@@ -1,6 +1,6 @@
 """Figures of the training probe (a train: block): loss curves with trial bands, one panel per
 depth (Klambauer et al. 2017's Figure 1 layout), and each layer's variance on the held-out set
-at several training steps (does self-normalization survive training?). plot.py calls these."""
+at several training steps (does self-normalization survive training?). snn_lab.plot calls these."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import re
 import warnings
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from snn_lab.plot.base import _figure, as_typed
 from snn_lab.results import Results
 
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
@@ -24,19 +24,9 @@ def has_training(results: Results) -> bool:
     return "training.csv" in results.tables
 
 
-def _figure(size) -> Figure:
-    fig = Figure(figsize=size, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _typed(text) -> str:
-    return str(text).replace("$", r"\$")
-
-
 def _empty(results: Results) -> Figure:
     fig = _figure((6, 2))
-    fig.text(0.5, 0.5, f"{_typed(results.config.get('name', 'results'))}: no training (add a train: block)",
+    fig.text(0.5, 0.5, f"{as_typed(results.config.get('name', 'results'))}: no training (add a train: block)",
              ha="center", va="center")
     return fig
 
@@ -72,7 +62,7 @@ def loss_curves(results: Results) -> Figure:
             color = PALETTE[families.index(family(s)) % len(PALETTE)]
             steps, mean, lo, hi = _curve(t, s["label"], "train_loss")
             ax.fill_between(steps, lo, hi, color=color, alpha=0.2, linewidth=0)
-            ax.plot(steps, mean, color=color, label=_typed(family(s)))
+            ax.plot(steps, mean, color=color, label=as_typed(family(s)))
             steps, mean, _, _ = _curve(t, s["label"], "eval_loss")
             ax.plot(steps, mean, color=color, linestyle="--", linewidth=0.9)
         ax.set_title(f"depth {depth}")
@@ -80,7 +70,7 @@ def loss_curves(results: Results) -> Figure:
         ax.set_yscale("log")
     axes[0].set_ylabel("loss (train: solid, band = trial range; held-out: dashed)", fontsize=8)
     axes[-1].legend(loc="upper right", fontsize=8)
-    fig.suptitle(f"{_typed(results.config.get('name', 'results'))}: training loss "
+    fig.suptitle(f"{as_typed(results.config.get('name', 'results'))}: training loss "
                  f"({results.config.get('trials')} trials)")
     return fig
 
@@ -109,12 +99,12 @@ def layer_variance(results: Results) -> Figure:
             ax.plot(layers, var, color=color, marker="o", markersize=2.5, label=f"step {step}")
         ax.axhline(1.0, color="0.45", linewidth=0.8, linestyle=":")
         ax.set_yscale("log")
-        ax.set_title(_typed(s["label"]))
+        ax.set_title(as_typed(s["label"]))
         ax.set_xlabel("layer")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("variance (held-out)")
     for ax in axes[len(series):]:
         ax.set_visible(False)
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"{_typed(results.config.get('name', 'results'))}: each layer's variance through training")
+    fig.suptitle(f"{as_typed(results.config.get('name', 'results'))}: each layer's variance through training")
     return fig

@@ -1,0 +1,158 @@
+"""The mean-field phase diagram (snn-lab theory --phase), with a sweep overlaid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colors as mcolors
+from matplotlib import rc_context
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from snn_lab.activations import suggest
+from snn_lab.errors import SnnLabError
+from snn_lab.plot.base import (
+    FORMATS,
+    STYLE,
+    _figure,
+    _finite,
+    _overflow_handle,
+    as_typed,
+)
+from snn_lab.plot.sweeps import _last_layers
+from snn_lab.plot.writer import write_figure as _write
+
+PHASE_OVERLAY_COLUMNS = ("point", "series", "layer", "sigma_w2", "sigma_b2")
+
+
+class OverlayError(SnnLabError, ValueError):
+    """A sweep overlay that cannot be drawn; `option` names what to change (overlay, stat, layer, series)."""
+
+    def __init__(self, option: str, message: str):
+        super().__init__(message)
+        self.option = option
+
+
+def phase_overlay(folder: str | Path, stat: str = "var", layer: int | None = None,
+                  series: str | None = None) -> dict:
+    """One series' statistic per sweep point (sweep.read), at (sigma_w2, sigma_b2).
+
+    layer None: each point's last layer. Returns weight_var, bias_var, value (arrays), point,
+    stat, layer, series.
+    """
+    from snn_lab.sweep import SweepError, read
+
+    try:
+        t = read(folder).table
+    except SweepError as exc:
+        raise OverlayError("overlay", str(exc)) from None
+    path = Path(folder) / "sweep.csv"
+    missing = [c for c in PHASE_OVERLAY_COLUMNS if c not in t]
+    if missing:
+        raise OverlayError("overlay", f"{path} lacks the column(s) {', '.join(missing)} (expected a "
+                                      "sweep.csv: point, the swept keys, sigma_w2, sigma_b2, then "
+                                      "summary.csv's columns)")
+    stats = [c for c in t if c not in PHASE_OVERLAY_COLUMNS + ("activation", "init", "trials")]
+    if stat not in t:
+        hint = suggest(stat, stats)
+        raise OverlayError("stat", f"{path} has no column {stat!r} (expected one of: {', '.join(stats)})"
+                           + (f"; did you mean {hint!r}?" if hint else ""))
+    if not len(t["point"]):
+        raise OverlayError("overlay", f"{path} has no rows")
+    labels = list(dict.fromkeys(t["series"].tolist()))
+    if series is None and len(labels) > 1:
+        raise OverlayError("series", f"the sweep has {len(labels)} series; choose one (expected one "
+                                     f"of: {', '.join(labels)})")
+    if series is not None and series not in labels:
+        hint = suggest(series, labels) or next((x for x in labels if x.lower() == series.lower()), None)
+        raise OverlayError("series", f"no series {series!r} in the sweep (expected one of: "
+                                     f"{', '.join(labels)})" + (f"; did you mean {hint!r}?" if hint else ""))
+    label = series if series is not None else labels[0]
+    mine = t["series"] == label
+    if layer is None:
+        last = _last_layers(t)
+        keep = mine & np.array([lay == last.get(key, -1) for key, lay in
+                                zip(zip(t["point"], t["series"]), t["layer"].tolist())], dtype=bool)
+    else:
+        keep = mine & (t["layer"] == layer)
+        if not keep.any():
+            layers = sorted(set(t["layer"][mine].tolist()))
+            nearest = min(layers, key=lambda v: abs(v - layer))
+            raise OverlayError("layer", f"no rows at layer {layer} (the sweep has layers {layers[0]}.."
+                                        f"{layers[-1]}; nearest: {nearest})")
+    return {"point": t["point"][keep].tolist(), "weight_var": t["sigma_w2"][keep].astype(np.float64),
+            "bias_var": t["sigma_b2"][keep].astype(np.float64), "value": t[stat][keep].astype(np.float64),
+            "stat": stat, "layer": "last" if layer is None else layer, "series": label}
+
+
+def phase_diagram(diagram, overlay: dict | None = None) -> Figure:
+    """chi_1 (left) and xi_c (right) over (sigma_w^2, sigma_b^2) with the critical line chi_1 = 1,
+    the phases labelled; an overlay (phase_overlay) adds a sweep's statistic as markers on the left."""
+    w, b = diagram.weight_var, diagram.bias_var
+    with rc_context(STYLE):
+        fig = _figure((12.5, 5.4))
+        ax_chi, ax_xi = fig.subplots(1, 2, sharey=True)
+        chi = _finite(diagram.chi1)
+        lo, hi = (np.nanmin(chi), np.nanmax(chi)) if np.isfinite(chi).any() else (0.5, 2.0)
+        # Diverging at 1: blue shrinks perturbations (ordered), red grows them (chaotic).
+        norm = mcolors.TwoSlopeNorm(vcenter=1.0, vmin=min(lo, 0.99), vmax=max(hi, 1.01))
+        mesh = ax_chi.pcolormesh(w, b, chi, shading="nearest", cmap="RdBu_r", norm=norm)
+        fig.colorbar(mesh, ax=ax_chi, label=r"$\chi_1 = \sigma_w^2\,E[\phi'(z)^2]$ at $q^*$")
+        xi = _finite(diagram.xi_c)
+        xi = np.where(xi > 0, xi, np.nan)
+        ax_xi.set_facecolor("0.88")  # cells without xi_c show through
+        if np.isfinite(xi).any():
+            xi_norm = mcolors.LogNorm(vmin=np.nanmin(xi), vmax=max(np.nanmax(xi), 1.01 * np.nanmin(xi)))
+            xi_mesh = ax_xi.pcolormesh(w, b, xi, shading="nearest", cmap="viridis", norm=xi_norm)
+            fig.colorbar(xi_mesh, ax=ax_xi, label=r"$\xi_c$ (layers, log scale)")
+        grid_w, grid_b = np.meshgrid(w, b)
+        for ax in (ax_chi, ax_xi):
+            ax.grid(False)
+            ax.plot(diagram.line[:, 1], diagram.line[:, 0], color="black", linewidth=2.0, zorder=4)
+            for region in ("ordered", "chaotic"):
+                cells = diagram.region == region
+                if cells.any():  # the centroid of the phase's cells: inside it for these shapes
+                    sign = "<" if region == "ordered" else ">"
+                    ax.text(grid_w[cells].mean(), grid_b[cells].mean(), f"{region}\n$\\chi_1 {sign} 1$",
+                            ha="center", va="center", fontsize=10, zorder=6,
+                            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.75})
+            ax.set_xlabel(r"$\sigma_w^2$ (weight variance $\times$ fan-in)")
+            ax.set_xlim(w[0], w[-1])
+            ax.set_ylim(b[0], b[-1])
+        ax_chi.set_ylabel(r"$\sigma_b^2$ (bias variance)")
+        ax_chi.set_title(r"$\chi_1$: gradient growth per layer", loc="left")
+        ax_xi.set_title(r"correlation depth $\xi_c = -1/\ln\chi_c$ at $c^* = 1$", loc="left")
+        handles = [Line2D([], [], color="black", linewidth=2.0, label=r"critical line $\chi_1 = 1$")]
+        if overlay is not None:
+            v = _finite(overlay["value"])
+            good = np.isfinite(v)
+            if good.any():
+                dots = ax_chi.scatter(overlay["weight_var"][good], overlay["bias_var"][good], c=v[good],
+                                      cmap="viridis", s=45, edgecolors="black", linewidths=0.8, zorder=7)
+                where = "last layer" if overlay["layer"] == "last" else f"layer {overlay['layer']}"
+                fig.colorbar(dots, ax=ax_chi, label=f"sweep: {overlay['stat']} ({where}, {as_typed(overlay['series'])})")
+            if (~good).any():
+                ax_chi.scatter(overlay["weight_var"][~good], overlay["bias_var"][~good], marker="X",
+                               s=60, color="black", zorder=7)
+                handles.append(_overflow_handle("sweep point: inf/NaN"))
+            handles.append(Line2D([], [], marker="o", markersize=7, markerfacecolor="white",
+                                  markeredgecolor="black", linestyle="none", label="sweep point (simulated)"))
+        ax_xi.legend(handles=handles, loc="lower right", framealpha=0.9)  # the chaotic corner: grey
+        fig.supxlabel("grey: no xi_c (chaotic side: c* < 1 is not computed on a grid; at the critical "
+                      "line and where q* = 0: no exponential depth scale)", x=0.01, ha="left",
+                      fontsize=8, color="0.3")
+        fig.suptitle(f"{diagram.activation}: mean-field phase diagram (Poole et al. 2016; "
+                     "Schoenholz et al. 2017)")
+    return fig
+
+
+def save_phase_diagram(fig: Figure, path: str | Path) -> Path:
+    """Write one figure to path, its format from the suffix (png, svg, pdf), as save_figures does."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown figure format {path.suffix or '(none)'!r} (expected a file ending "
+                         f"in one of: {', '.join('.' + f for f in FORMATS)})")
+    path.parent.mkdir(parents=True, exist_ok=True)  # the user's own choice of folder
+    return _write(fig, [(path, fmt)])[0]

@@ -1,0 +1,127 @@
+"""Gradients, dead units and input correlations against depth."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib import rc_context
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from snn_lab.plot.base import (
+    GREY,
+    STYLE,
+    _figure,
+    _finite,
+    _overflow_handle,
+    _title,
+    as_typed,
+    series_style,
+)
+from snn_lab.plot.convergence import _curve
+from snn_lab.results import Results
+
+# (column, the `measure:` entry that fills it, panel title, y label)
+PROBE_PANELS = (
+    ("grad_ratio", "gradients",
+     r"gradient $E[\delta_l^2]\,/\,E[\delta_L^2]$ of an error sent back from the top layer $L$"
+     " (1: no vanishing or exploding)", "ratio (log scale)"),
+    ("dead_fraction", "dead",
+     r"dead units: $|\phi'(h)| < 10^{-6}$ for every input of the batch", "fraction of units"),
+    ("correlation", "correlation",
+     "correlation: mean cosine similarity of two distinct inputs' post-activations", "cosine"),
+)
+
+
+def probes(results: Results) -> Figure:
+    """Gradient ratio, dead units and input correlation against layer (the `measure:` probes).
+
+    A panel whose columns are absent (older results) or were not measured shows a note instead.
+    """
+    depth = int(results.summary["layer"].max()) if len(results.summary["layer"]) else 1
+    shown = [_probe_measured(results, column, measure) for column, measure, _, _ in PROBE_PANELS]
+    with rc_context(STYLE):
+        fig = _figure((9.5, 9.2))
+        # The gradient panel spans many decades (ReLU with LeCun init: 2^-depth): more height.
+        axes = fig.subplots(3, 1, sharex=True, height_ratios=(1.4 if shown[0] else 1, 1, 1))
+        overflowed, theory_shown, measured = False, False, []
+        for ax, (column, measure, title, ylabel), ok in zip(axes, PROBE_PANELS, shown):
+            ax.set_title(title, loc="left")
+            if not ok:
+                ax.text(0.5, 0.5, f"not measured (add '{measure}' to measure:)", ha="center",
+                        va="center", transform=ax.transAxes, color="0.3")
+                ax.set_yticks([])
+                ax.spines["left"].set_visible(False)
+                continue
+            measured.append(column)
+            ax.set_ylabel(ylabel)
+            if column == "grad_ratio":
+                ax.set_yscale("log")
+                ax.axhline(1.0, color=GREY, linewidth=0.8, zorder=1)
+            missing = []
+            for i, label in enumerate(results.labels):
+                rows = _probe_rows(results.series_summary(label), column)
+                if len(rows["layer"]) == 0:
+                    continue
+                if not np.isfinite(rows[column]).any():
+                    missing.append(label)
+                    continue
+                theory = rows.get(f"theory_{column}")
+                has_theory = theory is not None and bool(np.isfinite(theory).any())
+                theory_shown |= has_theory
+                overflowed |= _curve(ax, rows, column, series_style(i), has_theory,
+                                     geometric=column == "grad_ratio",
+                                     downward=column == "grad_ratio")
+            if column != "grad_ratio":
+                _unit_range(ax, results.summary, column)
+            if missing:
+                ax.text(0.01, 0.03, "inf/NaN at every layer: " + as_typed(", ".join(missing)),
+                        transform=ax.transAxes, fontsize=8, color="0.25", va="bottom",
+                        bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+        axes[-1].set_xlabel(r"layer $l$ (0: the input)")
+        axes[-1].set_xlim(0, max(depth, 1))
+        handles = [Line2D([], [], label=as_typed(label), markersize=5, linewidth=1.8, **series_style(i))
+                   for i, label in enumerate(results.labels)]
+        if measured:
+            band = "±1 sd across trials"
+            if "grad_ratio" in measured:
+                band += "\n(gradient: $r\\,e^{\\pm \\mathrm{sd}/r}$)"
+            handles.append(Patch(color=GREY, alpha=0.3, label=band))
+        if theory_shown:
+            handles.append(Line2D([], [], color="0.2", linestyle="--", linewidth=1.3,
+                                  label="mean-field theory"))
+        if overflowed:
+            handles.append(_overflow_handle("last finite layer\n(then inf/NaN or 0)"))
+        axes[0].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        fig.suptitle(_title(results, "gradients, dead units and input correlations"
+                            if measured else "probes (none measured in this run)"))
+    return fig
+
+
+def _probe_measured(results: Results, column: str, measure: str) -> bool:
+    """The column is in the summary and was measured: listed under measure:, or not all NaN."""
+    if column not in results.summary:
+        return False
+    listed = results.config.get("measure")
+    if isinstance(listed, list) and measure in listed:
+        return True
+    return not np.isnan(results.summary[column]).all()
+
+
+def _probe_rows(rows: dict, column: str) -> dict:
+    """A series' rows for one probe panel: dead units from layer 1 (the input has none), and
+    not where the pre-activations left the float range (every unit then looks dead)."""
+    if column != "dead_fraction":
+        return rows
+    rows = {k: v[1:] for k, v in rows.items()}
+    if "preact_var" in rows:
+        ok = np.isfinite(rows["preact_var"])
+        rows["dead_fraction"] = np.where(ok, rows["dead_fraction"], np.nan)
+    return rows
+
+
+def _unit_range(ax, summary: dict, column: str) -> None:
+    """0..1 (with a margin) for a fraction or a cosine; lower only if the data go below 0."""
+    v = _finite(summary[column])
+    low = min(0.0, float(np.nanmin(v))) if np.isfinite(v).any() else 0.0
+    ax.set_ylim(low - 0.04, 1.04)
