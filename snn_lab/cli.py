@@ -234,6 +234,9 @@ def _load_sweep(config, overrides, sweeps, text, jobs):
             for p in sweep.points:
                 check_memory(p.experiment, available)
                 check_size(p.experiment, available)
+                if p.experiment.train is not None and p.experiment.train.task.kind == "npz":
+                    from snn_lab.train.loop import load_task
+                    load_task(p.experiment)  # each point's .npz file, checked before any runs
     except cfg.ConfigError as exc:
         raise UsageProblem("\n".join(dict.fromkeys(map(str, exc.problems)))) from None
     return sweep

@@ -204,3 +204,19 @@ train: {task: {kind: regress, dim: 4, outputs: 2}, steps: 20, batch: 8, lr: 1.0e
     assert np.isfinite(run.curves[0, :2]).all() and np.isnan(run.curves[1:]).all()
     _, notes = training_results.build(exp, runs)
     assert notes == {"r": f"training diverged (loss not finite) in trial 0 at step {run.diverged}; later rows are NaN"}
+
+
+@pytest.mark.parametrize("sweep", ["", "sweep: {width: [8, 16]}\n"])
+def test_snn_lab_run_refuses_a_bad_npz_before_running_one_point(tmp_path, sweep):
+    from conftest import cli_runner
+
+    from snn_lab.cli import main
+
+    np.savez(tmp_path / "bad.npz", X=np.ones((10, 3)))
+    cfg = tmp_path / "exp.yaml"
+    cfg.write_text("trials: 2\nwidth: 8\ndepth: 2\nbatch: 8\nseries: [{activation: selu}]\n"
+                   f"train: {{task: {{kind: npz, path: {tmp_path / 'bad.npz'}}}, steps: 4}}\n" + sweep)
+    done = cli_runner().invoke(main, ["run", str(cfg), "--out", str(tmp_path / "out"), "-q"])
+    assert done.exit_code == 2
+    assert f"{cfg}:6: train.task.path: " in done.stderr and "no array 'y'" in done.stderr
+    assert not (tmp_path / "out").exists()
