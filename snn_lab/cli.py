@@ -552,6 +552,11 @@ def _theory_phase(exp, defaulted, weight_grid, bias_grid, out, overlay, stat, la
     if tmpl.normalize_weights:
         raise UsageProblem("--phase is for random i.i.d. weights; drop --normalize-weights "
                            "(normalized weights follow the map g, not the q-map)")
+    path = out or Path("results") / f"phase-{tmpl.activation}.png"
+    try:
+        plots.figure_format(path)  # before the grid's seconds of work, not after
+    except ValueError as exc:
+        raise UsageProblem(f"--out: {exc}") from None
     marks = None
     if overlay is not None:
         if not overlay.is_dir():
@@ -561,7 +566,6 @@ def _theory_phase(exp, defaulted, weight_grid, bias_grid, out, overlay, stat, la
         except plots.OverlayError as exc:
             raise UsageProblem(f"--{exc.option}: {exc}") from None
     diagram = ph.diagram(tmpl, weights, biases)
-    path = out or Path("results") / f"phase-{tmpl.activation}.png"
     try:
         plots.save_phase_diagram(plots.phase_diagram(diagram, marks), path)
     except ValueError as exc:

@@ -373,20 +373,20 @@ def test_committed_ci_baseline_is_for_the_committed_ci_config():
 
 
 def test_ci_config_passes_other_seeds_and_catches_a_five_percent_gain_change(tmp_path):
-    """20 seeds against the committed baseline: at most one false alarm; gain 1.0 -> 1.05 fails.
+    """10 seeds against the committed baseline: no more than one false alarm; gain 1.0 -> 1.05 fails.
 
     Seen when written (width 128, depth 20, batch 256, 8 trials, float64; 246 values, k = 7.3
-    to 11.2 standard errors): 0 false alarms in these 20 seeds (and 0 in seeds 1-200, the worst
+    to 11.2 standard errors): 0 false alarms in seeds 1-20 (and 0 in seeds 1-200, the worst
     value at 0.81 of its threshold). Gain 1.05 with seed 1, drifted values (worst in standard
     errors): SELU 44 (23.4), ReLU (He) 6 (13.9), tanh 40 (36.7); the run prints its own numbers.
     """
     alarms = []
-    for seed in range(1, 21):
+    for seed in range(1, 11):  # the family-wise false-alarm rate is 1e-3: one alarm in 10 is already odd
         out = run(tmp_path / f"s{seed}", CI_CONFIG, "--set", f"seed={seed}")
         data = json.loads(invoke("check", out, "--baseline", CI_BASELINE, "--json").stdout)
         if not data["passed"]:
             alarms.append((seed, data["drifted"][0]))
-    assert len(alarms) <= 1, f"{len(alarms)} false alarms in 20 seeds: {alarms}"
+    assert len(alarms) <= 1, f"{len(alarms)} false alarms in 10 seeds: {alarms}"
     caught = {}
     for i, label in enumerate(("SELU", "ReLU (He)", "tanh")):
         out = run(tmp_path / f"gain{i}", CI_CONFIG, "--set", f"series.{i}.gain=1.05", "--set", "seed=1")
@@ -398,4 +398,4 @@ def test_ci_config_passes_other_seeds_and_catches_a_five_percent_gain_change(tmp
         assert data["config_changes"] == [{"key": "seed", "baseline": 0, "current": 1},
                                           {"key": f"{label} gain", "baseline": 1.0, "current": 1.05}]
         caught[label] = (len(data["drifted"]), round(data["drifted"][0]["z"], 1))
-    print(f"false alarms: {len(alarms)} of 20; gain 1.05 (drifted values, worst z): {caught}")
+    print(f"false alarms: {len(alarms)} of 10; gain 1.05 (drifted values, worst z): {caught}")

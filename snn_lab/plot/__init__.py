@@ -20,6 +20,7 @@ from snn_lab.plot.convergence import convergence
 from snn_lab.plot.histograms import histograms
 from snn_lab.plot.phase import (
     OverlayError,
+    figure_format,
     phase_diagram,
     phase_overlay,
     save_phase_diagram,
@@ -39,7 +40,7 @@ from snn_lab.plot.writer import find_latest, write_figure
 from snn_lab.results import Results
 
 __all__ = ["FIGURES", "FORMATS", "PALETTE", "SWEEP_DEFAULT_STAT", "OverlayError", "SweepPlotError",
-           "activations", "as_typed", "convergence", "find_latest", "g_fixed_point", "histograms",
+           "activations", "as_typed", "convergence", "figure_format", "find_latest", "g_fixed_point", "histograms",
            "last_finite", "phase_diagram", "phase_overlay", "probes", "save_figures",
            "save_phase_diagram", "save_sweep_figures", "selu_map", "series_style", "sweep_figures",
            "sweep_layers", "sweep_stats", "sweep_values"]

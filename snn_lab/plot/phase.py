@@ -147,12 +147,18 @@ def phase_diagram(diagram, overlay: dict | None = None) -> Figure:
     return fig
 
 
+def figure_format(path: str | Path) -> str:
+    """The format a figure file's suffix names (png, svg, pdf); ValueError for any other."""
+    suffix = Path(path).suffix
+    fmt = suffix.lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown figure format {suffix or '(none)'!r} (expected a file ending "
+                         f"in one of: {', '.join('.' + f for f in FORMATS)})")
+    return fmt
+
+
 def save_phase_diagram(fig: Figure, path: str | Path) -> Path:
     """Write one figure to path, its format from the suffix (png, svg, pdf), as save_figures does."""
-    path = Path(path)
-    fmt = path.suffix.lstrip(".").lower()
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown figure format {path.suffix or '(none)'!r} (expected a file ending "
-                         f"in one of: {', '.join('.' + f for f in FORMATS)})")
+    path, fmt = Path(path), figure_format(path)
     path.parent.mkdir(parents=True, exist_ok=True)  # the user's own choice of folder
     return _write(fig, [(path, fmt)])[0]
