@@ -14,7 +14,7 @@ import numpy as np
 from snn_lab.config import Experiment
 from snn_lab.simulate.jacobian import EXACT_MAX, SPECTRUM
 from snn_lab.theory.spectrum import JACOBIAN_THEORY, jacobian_moments
-from snn_lab.validate import ResultsError, read_table
+from snn_lab.validate import ResultsError, int_column, read_table
 
 KEYS = ("series", "trial", "layer", "input")
 JACOBIAN_COLUMNS = (*KEYS, *SPECTRUM, *JACOBIAN_THEORY)
@@ -66,7 +66,7 @@ def read(folder: Path, exp: Experiment, counts: dict) -> dict[str, dict[str, np.
         return {}
     tables = {name: read_table(folder / name, columns, counts.get(name)) for name, columns in TABLES.items()}
     for name in TABLES:  # input is a count: read as float by read_table, which knows no such column
-        tables[name]["input"] = _ints(folder / name, tables[name]["input"], "input")
+        tables[name]["input"] = int_column(folder / name, tables[name]["input"], "input")
     keys = expected_keys(exp)
     rows = tables["jacobian.csv"]
     found = list(zip(*(rows[c].tolist() for c in KEYS)))
@@ -91,13 +91,6 @@ def read(folder: Path, exp: Experiment, counts: dict) -> dict[str, dict[str, np.
             raise ResultsError(f"{folder / 'jacobian_values.csv'}: {key} has {count.get(key, 0)} values, "
                                f"config.yaml implies {want} (the width, up to {EXACT_MAX})")
     return tables
-
-
-def _ints(path: Path, column: np.ndarray, name: str) -> np.ndarray:
-    if column.size and not np.all(column == np.round(column)):
-        i = int(np.flatnonzero(column != np.round(column))[0])
-        raise ResultsError(f"{path}: line {i + 2}: column {name!r}: {column[i]!r} is not an integer")
-    return column.astype(np.int64)
 
 
 def by_layer(tables: dict[str, dict[str, np.ndarray]], label: str) -> list[dict]:

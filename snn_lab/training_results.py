@@ -14,7 +14,7 @@ import numpy as np
 
 from snn_lab.config import Experiment
 from snn_lab.train.loop import CURVE, LAYER
-from snn_lab.validate import ResultsError, read_table
+from snn_lab.validate import ResultsError, int_column, read_table
 
 KEYS = ("series", "trial", "step")
 LAYER_KEYS = (*KEYS, "layer")
@@ -70,7 +70,7 @@ def read(folder: Path, exp: Experiment, counts: dict) -> dict[str, dict[str, np.
         table = read_table(path, columns, counts.get(name))
         for c in INTS:  # counts read as float by read_table, which knows no 'step'
             if c in table:
-                table[c] = _ints(path, table[c], c)
+                table[c] = int_column(path, table[c], c)
         keys = [c for c in columns if c in (*LAYER_KEYS,)]
         found = list(zip(*(table[c].tolist() for c in keys)))
         want = expected[name]
@@ -81,13 +81,6 @@ def read(folder: Path, exp: Experiment, counts: dict) -> dict[str, dict[str, np.
                                f"{want[i] if i < len(want) else 'no more rows'}")
         tables[name] = table
     return tables
-
-
-def _ints(path: Path, column: np.ndarray, name: str) -> np.ndarray:
-    if column.size and not np.all(column == np.round(column)):
-        i = int(np.flatnonzero(column != np.round(column))[0])
-        raise ResultsError(f"{path}: line {i + 2}: column {name!r}: {column[i]!r} is not an integer")
-    return column.astype(np.int64)
 
 
 def final(tables: dict[str, dict[str, np.ndarray]], column: str = "train_loss") -> dict[str, np.ndarray]:

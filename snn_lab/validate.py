@@ -51,14 +51,28 @@ def read_text(path: Path) -> str:
         raise ResultsError(f"{path}: cannot read: {exc.strerror}") from None
 
 
-def read_meta(path: Path, version: int) -> dict:
-    """meta.json: a JSON object marking a complete run of this results format, keys typed."""
+def _json_object(path: Path) -> dict:
+    """A file holding one JSON object (meta.json, sweep.json)."""
     try:
-        meta = json.loads(read_text(path))
+        value = json.loads(read_text(path))
     except ValueError as exc:
         raise ResultsError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(meta, dict):
-        raise ResultsError(f"{path}: expected a JSON object, found {_json_type(meta)}")
+    if not isinstance(value, dict):
+        raise ResultsError(f"{path}: expected a JSON object, found {_json_type(value)}")
+    return value
+
+
+def int_column(path: Path, column: np.ndarray, name: str) -> np.ndarray:
+    """A CSV column of whole numbers read as float64, as int64; a fraction names its line."""
+    if column.size and not np.all(column == np.round(column)):
+        i = int(np.flatnonzero(column != np.round(column))[0])
+        raise ResultsError(f"{path}: line {i + 2}: column {name!r}: {column[i]!r} is not an integer")
+    return column.astype(np.int64)
+
+
+def read_meta(path: Path, version: int) -> dict:
+    """meta.json: a JSON object marking a complete run of this results format, keys typed."""
+    meta = _json_object(path)
     for key, types in META_TYPES.items():
         if key in meta and (not isinstance(meta[key], types) or
                             (isinstance(meta[key], bool) and bool not in types)):
@@ -169,12 +183,7 @@ MANIFEST_TYPES = {"sweep_version": (int,), "keys": (list,), "axes": (dict,), "po
 
 def read_manifest(path: Path, version: int) -> dict:
     """sweep.json: a JSON object marking a complete sweep of this format, its keys typed."""
-    try:
-        meta = json.loads(read_text(path))
-    except ValueError as exc:
-        raise ResultsError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(meta, dict):
-        raise ResultsError(f"{path}: expected a JSON object, found {_json_type(meta)}")
+    meta = _json_object(path)
     for key, types in MANIFEST_TYPES.items():
         if key not in meta:
             if key in ("sweep_version", "keys", "axes", "points"):

@@ -101,7 +101,7 @@ SETTINGS = settings(deadline=None, derandomize=True, database=None, suppress_hea
 SIGNALS = st.sampled_from([signal.SIGINT, signal.SIGTERM])
 
 
-@settings(SETTINGS, max_examples=4)
+@settings(SETTINGS, max_examples=3)
 @given(sig=SIGNALS, delay=st.sampled_from([0.0, 0.05, 0.2, 0.5, 1.0, 2.0, 3.0]))
 @example(sig=signal.SIGTERM, delay=1.0)
 @example(sig=signal.SIGINT, delay=8.0)  # most often after the run has finished: exit 0
@@ -125,7 +125,7 @@ def test_a_run_signalled_at_any_moment_exits_130_and_leaves_a_complete_folder_or
     assert _outside(root, out) == before and (root / "mine.txt").read_text() == "keep"
 
 
-@settings(SETTINGS, max_examples=2)
+@settings(SETTINGS, max_examples=1)
 @given(sig=SIGNALS, delay=st.sampled_from([0.0, 0.3, 1.0, 2.0, 3.0]))
 def test_a_two_job_sweep_signalled_at_any_moment_exits_130_and_resumes(tmp_path_factory, sig, delay):
     root = tmp_path_factory.mktemp("sweep")

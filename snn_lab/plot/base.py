@@ -7,6 +7,7 @@ from matplotlib import colors as mcolors
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from snn_lab.activations import Activation, make_activation
 from snn_lab.results import Results
@@ -92,6 +93,17 @@ def _title(results: Results, what: str, trials: bool = True) -> str:
     trials = results.config.get("trials") if trials else None
     name = as_typed(results.config.get("name", "results"))
     return f"{name}: {what}" + (f" ({trials} trials)" if trials else "")
+
+
+def legend_head(labels, band: str | None, theory: bool) -> list:
+    """A figure legend's first entries: each series, the band across trials, the theory line."""
+    handles = [Line2D([], [], label=as_typed(label), markersize=5, linewidth=1.8, **series_style(i))
+               for i, label in enumerate(labels)]
+    if band is not None:
+        handles.append(Patch(color=GREY, alpha=0.3, label=band))
+    if theory:
+        handles.append(Line2D([], [], color="0.2", linestyle="--", linewidth=1.3, label="mean-field theory"))
+    return handles
 
 
 def _mark_overflow(ax, x, y, color, downward: bool = False, log: bool = False) -> bool:

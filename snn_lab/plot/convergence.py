@@ -6,7 +6,6 @@ import numpy as np
 from matplotlib import rc_context
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
 
 from snn_lab.plot import finite_width as plot_finite_width
 from snn_lab.plot.base import (
@@ -18,7 +17,7 @@ from snn_lab.plot.base import (
     _mark_overflow,
     _overflow_handle,
     _title,
-    as_typed,
+    legend_head,
     series_style,
 )
 from snn_lab.results import Results
@@ -59,15 +58,10 @@ def convergence(results: Results) -> Figure:
         ax_var.set_title(r"post-activation variance $\nu$ (target 1)", loc="left")
         depth = int(results.summary["layer"].max()) if len(results.summary["layer"]) else 1
         ax_var.set_xlim(0, max(depth, 1))
-        handles = [Line2D([], [], label=as_typed(label), markersize=5, linewidth=1.8, **series_style(i))
-                   for i, label in enumerate(results.labels)]
         band = "±1 sd across trials"
         if log_var:
             band += "\n(variance: $\\nu\\,e^{\\pm \\mathrm{sd}/\\nu}$)"
-        handles.append(Patch(color=GREY, alpha=0.3, label=band))
-        if has_theory:
-            handles.append(Line2D([], [], color="0.2", linestyle="--", linewidth=1.3,
-                                  label="mean-field theory"))
+        handles = legend_head(results.labels, band, has_theory)
         if finite_width:
             handles += plot_finite_width.handles()
         handles.append(Line2D([], [], color=GREY, linewidth=0.8, label="target (0, 1)"))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 from matplotlib import rc_context
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
 
 from snn_lab.plot.base import (
     GREY,
@@ -16,6 +14,7 @@ from snn_lab.plot.base import (
     _overflow_handle,
     _title,
     as_typed,
+    legend_head,
     series_style,
 )
 from snn_lab.plot.convergence import _curve
@@ -80,16 +79,12 @@ def probes(results: Results) -> Figure:
                         bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})
         axes[-1].set_xlabel(r"layer $l$ (0: the input)")
         axes[-1].set_xlim(0, max(depth, 1))
-        handles = [Line2D([], [], label=as_typed(label), markersize=5, linewidth=1.8, **series_style(i))
-                   for i, label in enumerate(results.labels)]
+        band = None
         if measured:
             band = "±1 sd across trials"
             if "grad_ratio" in measured:
                 band += "\n(gradient: $r\\,e^{\\pm \\mathrm{sd}/r}$)"
-            handles.append(Patch(color=GREY, alpha=0.3, label=band))
-        if theory_shown:
-            handles.append(Line2D([], [], color="0.2", linestyle="--", linewidth=1.3,
-                                  label="mean-field theory"))
+        handles = legend_head(results.labels, band, theory_shown)
         if overflowed:
             handles.append(_overflow_handle("last finite layer\n(then inf/NaN or 0)"))
         axes[0].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)

@@ -14,7 +14,43 @@ import numpy as np
 
 from snn_lab.theory import meanfield as theory
 from snn_lab.config import InputSpec, Series
+from snn_lab.errors import SnnLabError
 from snn_lab.statistics import json_number
+
+MAX_N = 401  # grid points per axis
+
+
+class GridError(SnnLabError):
+    """A grid option that is not START,STOP,N of variances (exit 2, naming the option)."""
+
+
+def grid(text: str, option: str, example: str) -> np.ndarray:
+    """START,STOP,N -> numpy.linspace(START, STOP, N), with values printed as typed (1.2, not
+    1.2000000000000002); every problem a GridError naming the option and a valid example.
+    option '--bias-var-range' (sigma_b^2) may start at 0; sigma_w^2 must start above it."""
+    parts = text.split(",")
+    try:
+        start, stop, n = float(parts[0]), float(parts[1]), int(parts[2])
+        if len(parts) != 3:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise GridError(f"{option}: expected START,STOP,N (two numbers and a count), e.g. "
+                        f"{example}; found {text!r}") from None
+    low = 0.0 if option == "--bias-var-range" else None  # sigma_w^2 = 0 has no weights at all
+    if not (math.isfinite(start) and math.isfinite(stop)):
+        raise GridError(f"{option}: START and STOP must be finite numbers; found {text!r} (e.g. {example})")
+    if (low is None and start <= 0) or (low is not None and start < low):
+        bound = "> 0" if low is None else ">= 0"
+        nearest = f"{stop / max(n - 1, 1):g}" if low is None else "0"
+        raise GridError(f"{option}: START is a variance and must be {bound}; found {start:g} "
+                        f"(nearest valid: {nearest}, e.g. {example})")
+    if not stop > start:
+        raise GridError(f"{option}: STOP must be greater than START; found {start:g},{stop:g} "
+                        f"(e.g. {start:g},{start + 4:g},{n})")
+    if not 2 <= n <= MAX_N:
+        raise GridError(f"{option}: N must be an integer in [2, {MAX_N}]; found {n} "
+                        f"(nearest valid: {min(max(n, 2), MAX_N)})")
+    return np.array([float(f"{v:.15g}") for v in np.linspace(start, stop, n)])
 
 # Where q grows without bound, chi_1 is taken in the limit q -> infinity, evaluated here (the
 # mirror of theory's q -> 0+ limit at 1e-200): for ReLU-like activations E[phi'^2] has settled.
