@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from snn_lab import examples
+from snn_lab import overrides as overrides_
 from snn_lab.activations import ACTIVATIONS, Activation, make_activation, suggest
 from snn_lab.initializers import INITIALIZERS, Initializer
 from snn_lab.measures import JacobianSpec, check_jacobian
@@ -190,26 +191,12 @@ def build(tree: Any, lines: dict, source: str, overrides: tuple[str, ...] = ()) 
     """Apply --set overrides to a raw tree and validate it into an Experiment."""
     problems: list[Problem] = []
     if isinstance(tree, dict):
-        tree, lines = _apply_overrides(tree, dict(lines), overrides, problems)
-        _relabel(tree, overrides)
+        tree, lines = overrides_.apply(tree, dict(lines), overrides, problems)
+        overrides_.relabel(tree, overrides)
     if problems:
         raise ConfigError(problems)
     stem = None if source.startswith("<") else _stem(source)
     return _Checker(source, lines).experiment(tree, stem)
-
-
-def _relabel(tree: dict, overrides) -> None:
-    """A series whose activation or init --set changed, and not its label, drops the label its
-    file gave it (it named the old series: 'SELU' on a ReLU); it gets the default 'relu-he_normal'."""
-    changed, named = set(), set()
-    for text in overrides:
-        path = text.partition("=")[0].strip().split(".")
-        if len(path) >= 3 and path[0] == "series" and path[1].isdigit():
-            (named if path[2] == "label" else changed if path[2] in ("activation", "init") else set()).add(int(path[1]))
-    series = tree.get("series")
-    for i in changed - named:
-        if isinstance(series, list) and i < len(series) and isinstance(series[i], dict):
-            series[i].pop("label", None)
 
 
 def _stem(source: str) -> str:
@@ -218,53 +205,6 @@ def _stem(source: str) -> str:
     base = base.rsplit(".", 1)[0] if "." in base else base
     safe = re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip(".-")[:100]
     return safe or "experiment"
-
-
-def _apply_overrides(tree: dict, lines: dict, overrides, problems) -> tuple[dict, dict]:
-    """Apply --set KEY=VALUE overrides (VALUE read as YAML) to the raw tree."""
-    for text in overrides:
-        where = f"--set {text}"
-        key, sep, value = text.partition("=")
-        if not sep or not key.strip():
-            problems.append(Problem(where, "", "expected KEY=VALUE, e.g. depth=200 or series.0.activation=tanh"))
-            continue
-        try:
-            parsed, _ = parse(value, where)
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-            continue
-        path = tuple(int(p) if p.isdigit() else p for p in key.strip().split("."))
-        node, ok = tree, True
-        for i, part in enumerate(path[:-1]):
-            if isinstance(node, list) and isinstance(part, int):
-                if part >= len(node):
-                    problems.append(Problem(where, dotted(path[:i + 1]),
-                                            f"no such series: the config has {len(node)} (indices 0..{len(node) - 1})"))
-                    ok = False
-                    break
-                node = node[part]
-            elif isinstance(node, dict):
-                node = node.setdefault(part, {})
-            else:
-                problems.append(Problem(where, dotted(path[:i + 1]), "cannot set a key inside a plain value"))
-                ok = False
-                break
-        if not ok:
-            continue
-        last = path[-1]
-        if isinstance(node, list) and isinstance(last, int) and last < len(node):
-            node[last] = parsed
-        elif isinstance(node, dict):
-            node[last] = parsed
-        else:
-            problems.append(Problem(where, dotted(path), "cannot set this key"))
-            continue
-        for p in [p for p in lines if p[:len(path)] == path]:
-            del lines[p]
-        for n in range(1, len(path) + 1):
-            lines.setdefault(path[:n], where)
-        lines[path] = where
-    return tree, lines
 
 
 # ---- validation ----------------------------------------------------------------------------
