@@ -268,7 +268,7 @@ def write(results: Results, out: Path, force: bool = False) -> Path:
         digest = {"config.yaml": hashlib.sha256(config_text.encode("utf-8")).hexdigest()}
         meta = {**results.meta, "rows": rows, "sha256": digest, "complete": True}
         safefs.write_text(tmp / "meta.json", json.dumps(meta, indent=2, allow_nan=False, default=str) + "\n")
-        with safefs.FolderLock(out.parent):
+        with safefs.FolderLock(out.parent, follow=True):  # the user's folder, a link or not
             # Another run may have finished the same target while this one computed.
             if out.is_dir() and any(out.iterdir()) and not force:
                 raise ResultsError(f"{out} was written by another run while this one computed; "

@@ -101,13 +101,16 @@ class FolderLock:
     the next one. Without fcntl (Windows) it is a no-op: writes stay atomic, only unserialized.
     """
 
-    def __init__(self, folder: str | Path, wait: bool = True):
+    def __init__(self, folder: str | Path, wait: bool = True, follow: bool = False):
+        """follow: a folder the user named may be a link (~/data -> /big/disk); a folder that
+        snn-lab made (a sweep's) is locked only as itself."""
         self.fd = None
         try:
             import fcntl
         except ImportError:
             return
-        self.fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0))
+        nofollow = 0 if follow else getattr(os, "O_NOFOLLOW", 0)
+        self.fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | nofollow)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:

@@ -158,3 +158,14 @@ def test_a_forced_sweep_refuses_a_folder_of_the_users_own_files(tmp_path):
     sweep = tmp_path / "s"
     assert invoke("run", "--out", sweep, "--sweep", "gain=0.9,1.1", *SMALL).exit_code == 0
     assert invoke("run", "--out", sweep, "--force", "--sweep", "gain=0.9,1.1", *SMALL).exit_code == 0
+
+
+def test_a_run_goes_into_a_folder_the_user_reached_through_a_link(tmp_path):
+    """The parent the user names may be a link (~/data -> /big/disk): followed, as before; the
+    results folder itself is built in it, never written through a link of its own."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    (tmp_path / "data").symlink_to(disk, target_is_directory=True)
+    done = invoke("run", "--out", tmp_path / "data" / "r", *SMALL)
+    assert done.exit_code == 0, done.output
+    assert results.read(disk / "r").meta["complete"]
