@@ -43,7 +43,9 @@ def _series(width, depth, dtype, keys) -> config.Series:
     return config.load(text=f"width: {width}\ndepth: {depth}\ndtype: {dtype}\nseries: [{keys}]").series[0]
 
 
-def case(width, batch, depth, dtype, keys, optimizer, repeats) -> dict:
+def _setup(width, batch, depth, dtype, keys, optimizer):
+    """A network, its optimizer, one batch, the floor (the same forward products, bare) and the
+    floor's weights and outputs."""
     s = _series(width, depth, dtype, keys)
     rng = np.random.default_rng(0)
     net = model.Network.create(s, DIM, OUTPUTS, seed=0, trial=0)
@@ -58,6 +60,11 @@ def case(width, batch, depth, dtype, keys, optimizer, repeats) -> dict:
         for w, h in zip(ws, hs):
             np.matmul(a, w, out=h)
             a = h
+    return net, opt, x, y, floor, ws, hs
+
+
+def case(width, batch, depth, dtype, keys, optimizer, repeats) -> dict:
+    net, opt, x, y, floor, _, _ = _setup(width, batch, depth, dtype, keys, optimizer)
 
     def step():
         run = model.forward(net, x)
@@ -82,19 +89,7 @@ def case(width, batch, depth, dtype, keys, optimizer, repeats) -> dict:
 def breakdown(repeats: int) -> dict:
     """The first case's step in pieces (thread CPU time, medians): forward, loss, backward, update."""
     _, width, batch, depth, dtype, keys, optimizer = CASES[0]
-    s = _series(width, depth, dtype, keys)
-    net = model.Network.create(s, DIM, OUTPUTS, seed=0, trial=0)
-    opt = Optimizer(optimizer, net.params, 1e-4)
-    rng = np.random.default_rng(0)
-    x, y = rng.standard_normal((batch, DIM)).astype(dtype), rng.integers(0, OUTPUTS, batch)
-    ws = [w.copy() for w in net.params[0::2][:-1]]
-    hs = [np.empty((batch, width), dtype) for _ in ws]
-
-    def floor():
-        a = x
-        for w, h in zip(ws, hs):
-            np.matmul(a, w, out=h)
-            a = h
+    net, opt, x, y, floor, ws, hs = _setup(width, batch, depth, dtype, keys, optimizer)
     run = model.forward(net, x)
     _, d = model.loss(run.out, y, True)
     grads = model.backward(net, run, d)
