@@ -51,8 +51,8 @@ def _lines(path: Path) -> list[str]:
     return path.read_text("utf-8").splitlines(keepends=True)
 
 
-def truncate(folder, data):
-    name = data.draw(st.sampled_from(results.FILES), "file")
+def truncate(folder, data, files=results.FILES):
+    name = data.draw(st.sampled_from(files), "file")
     text = (folder / name).read_bytes()
     # Keep at most all but the last two bytes: meta.json without its closing "}\n" is not JSON.
     (folder / name).write_bytes(text[:data.draw(st.integers(0, len(text) - 2), "cut")])
@@ -172,12 +172,22 @@ def edit_config(folder, data):
     return "config.yaml", "".join(lines) != before
 
 
-def missing(folder, data):
-    name = data.draw(st.sampled_from(results.FILES), "file")
+def missing(folder, data, files=results.FILES):
+    name = data.draw(st.sampled_from(files), "file")
     os.remove(folder / name)
     if data.draw(st.booleans(), "folder in its place"):
         (folder / name).mkdir()
     return name, True
+
+
+def link_outside(folder, data, files) -> str:
+    """One of `files` replaced by a link to its copy outside the folder; its name."""
+    name = data.draw(st.sampled_from(files), "file")
+    outside = folder.parent / "outside"
+    shutil.copy(folder / name, outside / name)
+    os.remove(folder / name)
+    os.symlink(outside / name, folder / name)
+    return name
 
 
 def symlink(folder, data):
@@ -185,11 +195,7 @@ def symlink(folder, data):
     outside = folder.parent / "outside"
     how = data.draw(st.sampled_from(["file", "plots", "figure"]), "how")
     if how == "file":
-        name = data.draw(st.sampled_from(results.FILES), "file")
-        shutil.copy(folder / name, outside / name)
-        os.remove(folder / name)
-        os.symlink(outside / name, folder / name)
-        return name, True
+        return link_outside(folder, data, results.FILES), True
     if how == "plots":
         os.symlink(outside, folder / "plots", target_is_directory=True)
         return "plots", "plot"  # only plot writes there

@@ -14,6 +14,7 @@ import pytest
 from conftest import cli_runner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+import test_damaged_folders as damaged
 from test_damaged_folders import WRONG, _state
 
 from snn_lab import results
@@ -66,10 +67,7 @@ def _write(path: Path, rows) -> None:
 # ---- damage: each returns (the file it names, strict: whether it must be refused) ------------
 
 def truncate(folder, data):
-    name = data.draw(st.sampled_from(FILES), "file")
-    text = (folder / name).read_bytes()
-    (folder / name).write_bytes(text[:data.draw(st.integers(0, len(text) - 2), "cut")])
-    return name, True
+    return damaged.truncate(folder, data, FILES)
 
 
 def drop_column(folder, data):
@@ -136,11 +134,7 @@ def edit_manifest(folder, data):
 
 
 def missing(folder, data):
-    name = data.draw(st.sampled_from(FILES), "file")
-    os.remove(folder / name)
-    if data.draw(st.booleans(), "folder in its place"):
-        (folder / name).mkdir()
-    return name, True
+    return damaged.missing(folder, data, FILES)
 
 
 def symlink(folder, data):
@@ -149,11 +143,7 @@ def symlink(folder, data):
     if data.draw(st.booleans(), "plots"):
         os.symlink(outside, folder / "plots", target_is_directory=True)
         return "plots", True
-    name = data.draw(st.sampled_from(FILES), "file")
-    shutil.copy(folder / name, outside / name)
-    os.remove(folder / name)
-    os.symlink(outside / name, folder / name)
-    return name, True
+    return damaged.link_outside(folder, data, FILES), True
 
 
 DAMAGE = {f.__name__: f for f in (truncate, drop_column, extra_column, edit_cell, edit_rows, edit_manifest,
