@@ -139,7 +139,8 @@ def test_no_pyplot_and_figures_are_returned(folder):
 
 
 def _legend_labels(fig) -> list[str]:
-    return [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+    return [t.get_text() for legend in legends for t in legend.get_texts()]
 
 
 def test_folder_without_theory_columns_still_plots(folder, tmp_path):
