@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from matplotlib.collections import Collection
-from matplotlib.lines import Line2D
 from matplotlib.patches import Polygon
 from scipy import integrate, optimize
 
@@ -64,7 +63,10 @@ def _selu(x):
 def _gauss(f, q: float) -> float:
     """E f(h), h ~ N(0, q), by scipy quad (split at the kink)."""
     s = math.sqrt(q)
-    dens = lambda x: f(x) * math.exp(-x * x / (2 * q)) / (s * math.sqrt(2 * math.pi))  # noqa: E731
+
+    def dens(x):
+        return f(x) * math.exp(-x * x / (2 * q)) / (s * math.sqrt(2 * math.pi))
+
     return sum(integrate.quad(dens, a, b, epsabs=1e-14, epsrel=1e-12)[0] for a, b in ((-40 * s, 0), (0, 40 * s)))
 
 
@@ -111,8 +113,11 @@ def test_each_series_gets_its_own_fixed_point(four):
     h ~ N(0, q), found here with brentq, not SELU's (0, 1); ReLU collapses; ReLU (He) is marginal."""
     data = {d["label"]: d for d in map_data(four)}
     assert data["SELU"]["fixed"] == pytest.approx((0.0, 1.0), abs=1e-9)
-    q = optimize.brentq(lambda q: 0.5625 * sum(_selu_out(q) * np.array([0, 1])) + 0.5625 * _selu_out(q)[0] ** 2
-                        - q, 1e-3, 1.0, xtol=1e-14)
+    def excess(q):  # the next layer's q minus this one's: sigma_w^2 E[y^2] - q
+        m, v = _selu_out(q)
+        return 0.5625 * (v + m * m) - q
+
+    q = optimize.brentq(excess, 1e-3, 1.0, xtol=1e-14)
     assert data["SELU 3/4"]["fixed"] == pytest.approx(_selu_out(q), abs=1e-8)
     assert data["SELU 3/4"]["fixed"][1] < 0.5  # far from gain 1's attractor
     assert data["ReLU"]["fixed"] is None and data["ReLU"]["status"] == "collapses"
