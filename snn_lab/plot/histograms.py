@@ -89,7 +89,7 @@ def histograms(results: Results, bins: int = 30) -> Figure:
                 if c >= len(panels):
                     ax.remove()  # a series sampled at fewer layers: no empty panel
                     continue
-                drawn |= _histogram(ax, panels[c], color, bins, span)
+                drawn |= _histogram(ax, panels[c], color, bins, span, note=c == 0)
                 if c == 0:
                     ax.set_ylabel(f"{as_typed(label)}\ndensity")
         for c in range(ncols):
@@ -124,9 +124,10 @@ def _row_span(rows: list[np.ndarray]) -> tuple[float, float] | None:
     return lo - pad, hi + pad
 
 
-def _histogram(ax, panel: dict, color, bins: int, span) -> set:
+def _histogram(ax, panel: dict, color, bins: int, span, note: bool) -> set:
     """One panel: a density histogram of the continuous part, the theory's density over it, and
-    point masses as arrows with their probabilities; returns what it drew."""
+    point masses as arrows with their probabilities; returns what it drew. note: say here why
+    the theory has no density (once per series, in its first panel)."""
     values, drawn = panel["values"], set()
     ok = np.isfinite(values)
     v = values[ok]
@@ -159,8 +160,8 @@ def _histogram(ax, panel: dict, color, bins: int, span) -> set:
     mu, nu = float(v.mean()), float(v.var())
     # Plain-text Greek: mathtext in a dozen panel titles costs more than the whole drawing.
     ax.set_title(f"layer {panel['layer']}: \u03bc = {mu:.3g}, \u03bd = {nu:.3g}", fontsize=9, loc="left")
-    if panel["note"]:
-        notes.append(panel["note"])
+    if panel["note"] and note:
+        notes.append(panel["note"].replace(" (", "\n("))
     if notes:
         ax.text(0.98, 0.95, "\n".join(notes), transform=ax.transAxes, ha="right", va="top",
                 fontsize=7.5, color="0.25")

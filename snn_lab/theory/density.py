@@ -41,7 +41,7 @@ def density_note(series: Series, act: Activation | None = None) -> str | None:
     """Why layer_density has no curve for this series, or None when it has one."""
     act = act or series.make_activation()
     if is_block(series):
-        return "no theory density for a series with a norm or a residual"
+        return "no theory density (a norm or a residual)"
     if act.inverse is None:
-        return f"no theory density: {act.label} is not monotone"
+        return f"no theory density ({act.label} is not monotone)"
     return None
