@@ -109,14 +109,6 @@ def fixed_points(results: Results) -> dict[str, tuple[tuple[float, float] | None
     return out
 
 
-def _plain(series: dict) -> bool:
-    """A plain layer x -> phi(x W): no norm, no residual block, no output scale (the maps of g
-    describe it)."""
-    act = series.get("activation")
-    scaled = isinstance(act, dict) and act.get("scale", 1.0) != 1.0
-    return series.get("norm", "none") == "none" and not series.get("residual") and not scaled
-
-
 def as_typed(text) -> str:
     """User text (a label, a name, a value) shown as typed: its '$' never starts mathtext."""
     return str(text).replace("$", r"\$")
