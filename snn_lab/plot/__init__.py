@@ -25,7 +25,7 @@ from snn_lab.plot.phase import (
     phase_overlay,
     save_phase_diagram,
 )
-from snn_lab.plot.probes import probes
+from snn_lab.plot.probes import has_probes, probes
 from snn_lab.plot.selu_map import g_fixed_point, selu_map
 from snn_lab.plot.sweeps import (
     SWEEP_DEFAULT_STAT,
@@ -51,8 +51,8 @@ FIGURES: dict[str, Callable[[Results], Figure]] = {
     "histograms": histograms, "probes": probes,
     "jacobian_density": spectrum.density, "jacobian_moments": spectrum.moments,
     "training_loss": training.loss_curves, "training_variance": training.layer_variance}
-# Drawn by default only when measured (measure: [jacobian]) or trained (a train: block).
-OPTIONAL_FIGURES = {"jacobian_density": spectrum.has_jacobian, "jacobian_moments": spectrum.has_jacobian,
+# Drawn by default only when measured (a probe under measure:, or jacobian) or trained (a train: block).
+OPTIONAL_FIGURES = {"probes": has_probes, "jacobian_density": spectrum.has_jacobian, "jacobian_moments": spectrum.has_jacobian,
                     "training_loss": training.has_training, "training_variance": training.has_training}
 
 

@@ -111,6 +111,11 @@ def layer_stats(series: Series, act: Activation, q: float) -> tuple[float, float
     return g_map(act, 0.0, q, tau=1.0, dropout=series.dropout)
 
 
+def mean_var_map(series: Series, mean: float, var: float, act: Activation | None = None) -> tuple[float, float]:
+    """The next layer's output (mean, var) when this layer's output has (mean, var)."""
+    return layer_stats(series, act or series.make_activation(), preact_var(series, mean, var))
+
+
 def predict(series: Series) -> np.ndarray:
     """(depth + 1, len(THEORY)) float64: per layer the predicted mean, var and preact var.
 
