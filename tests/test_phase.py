@@ -11,11 +11,13 @@ import mpmath
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import assert_matches, erf_q_map
+from scipy import optimize
 
 from snn_lab import plot, results
-from snn_lab.theory import phase
 from snn_lab.activations import ALPHA01, LAMBDA01
 from snn_lab.cli import main
+from snn_lab.theory import phase
 
 mp = mpmath.MPContext()  # a private context: other test modules keep their precision
 mp.dps = 25
@@ -95,7 +97,7 @@ def test_selu_with_lecun_init_sits_slightly_on_the_chaotic_side():
 @pytest.mark.parametrize("tmpl", [TANH, SELU], ids=["tanh", "selu"])
 def test_region_labels_follow_the_sign_of_chi1_minus_one(tmpl):
     """ordered where chi_1 < 1, chaotic where chi_1 > 1 (Poole et al. 2016)."""
-    d = phase.diagram(tmpl, np.linspace(0.4, 4.0, 10), np.linspace(0.0, 1.0, 5))
+    d = phase.diagram(tmpl, np.linspace(0.4, 4.0, 10), np.linspace(0.0, 1.0, 5), correlation=False)
     expected = np.where(d.chi1 < 1.0, "ordered", "chaotic")
     assert (d.region == expected).all()
     assert {"ordered", "chaotic"} <= set(d.region.ravel())
@@ -103,7 +105,7 @@ def test_region_labels_follow_the_sign_of_chi1_minus_one(tmpl):
 
 def test_correlation_depth_diverges_toward_the_critical_line():
     """Ordered side: c* = 1 and chi_c(1) = chi_1, so xi_c = -1/ln chi_1 (Schoenholz et al. 2017,
-    eq. 9), which grows without bound as chi_1 -> 1; left undefined on the chaotic side."""
+    eq. 9), which grows without bound as chi_1 -> 1; on the chaotic side c* < 1 and xi_c is finite."""
     crit = phase.critical_weight_var(TANH, 0.5, 1.0, 5.0)
     w = crit - np.array([1.5, 0.8, 0.3, 0.1, 0.02, 0.002])
     d = phase.diagram(TANH, np.append(w, crit + 0.5), [0.5])
@@ -111,7 +113,50 @@ def test_correlation_depth_diverges_toward_the_critical_line():
     assert (d.region[0][:-1] == "ordered").all() and d.region[0][-1] == "chaotic"
     assert (np.diff(xi[:-1]) > 0).all() and xi[-2] > 100
     np.testing.assert_allclose(xi[:-1], -1.0 / np.log(chi[:-1]), rtol=1e-9)
-    assert (d.c_star[0][:-1] == 1.0).all() and math.isnan(xi[-1])
+    assert (d.c_star[0][:-1] == 1.0).all() and 0 < d.c_star[0][-1] < 1 and 0 < xi[-1] < 100
+
+
+def _arcsine_fixed_points(s) -> tuple[float, float, float]:
+    """(q*, c*, chi_c at c*) of erf from Williams' (1997) closed forms, by scipy's brentq alone:
+    q_map(q) - q falls from sigma_b^2 > 0; chaotic, c_map(c) - c falls from c_map(0) > 0 to < 0
+    just below c = 1 (slope chi_1 > 1 there)."""
+    sw2, sb2 = s.weight_var, s.bias_var
+    q = optimize.brentq(lambda q: erf_q_map(s, q) - q, 1e-9, sw2 + sb2 + 1, xtol=1e-300, rtol=1e-15)
+    pair = lambda c: sw2 * 2 / math.pi * math.asin(2 * q * c / (1 + 2 * q)) + sb2 - c * q
+    c = optimize.brentq(pair, 0.0, 1 - 1e-9, xtol=1e-300, rtol=1e-15) if pair(1 - 1e-9) < 0 else 1.0
+    return q, c, sw2 * 4 / math.pi / math.sqrt((1 + 2 * q) ** 2 - (2 * q * c) ** 2)
+
+
+def test_chaotic_side_c_star_and_xi_c_solve_the_arcsine_maps(erf_registered):
+    """erf's correlation map is the arcsine kernel (Williams 1997): on the chaotic side the grid's
+    c* < 1 solves it, chi_c is its slope there (< 1: stable) and xi_c = -1/ln chi_c (Schoenholz et
+    al. 2017); on the ordered side c* = 1 and chi_c = chi_1, as before. The grid starts each c*
+    search at a neighbour's: it must land on the same root."""
+    tmpl = phase.template("erf_stub")
+    d = phase.diagram(tmpl, [0.5, 1.2, 2.0, 3.0], [0.05, 0.6])
+    assert {"ordered", "chaotic"} <= set(d.region.ravel())
+    for (i, j), region in np.ndenumerate(d.region):
+        q, c, chi = _arcsine_fixed_points(phase.at(tmpl, d.weight_var[j], d.bias_var[i]))
+        assert d.q_star[i, j] == pytest.approx(q, rel=1e-12)
+        assert (region == "chaotic") == (c < 1.0)
+        assert d.c_star[i, j] == pytest.approx(c, rel=1e-10) and d.xi_c[i, j] == pytest.approx(-1 / math.log(chi), rel=1e-9)
+        if region == "ordered":
+            assert d.c_star[i, j] == 1.0 and chi == pytest.approx(d.chi1[i, j], rel=1e-12)
+
+
+def test_tanh_chaotic_c_star_against_monte_carlo():
+    """At the grid's tanh q* and c* < 1, sampled pairs (u1, u2) of variance q* and correlation c*
+    give sigma_w^2 E[tanh u1 tanh u2] + sigma_b^2 = c* q*, sigma_w^2 E[tanh'(u1) tanh'(u2)] = chi_c
+    and sigma_w^2 E[tanh^2 u1] + sigma_b^2 = q*, within the samples' standard errors."""
+    d = phase.diagram(TANH, [2.0, 3.5], [0.3])
+    sw2, sb2 = 3.5, 0.3
+    q, c, xi = d.q_star[0, 1], d.c_star[0, 1], d.xi_c[0, 1]
+    assert d.region[0, 1] == "chaotic" and 0 < c < 1
+    z = np.random.default_rng(20).standard_normal((2, 400_000))
+    u1, u2 = math.sqrt(q) * z[0], math.sqrt(q) * (c * z[0] + math.sqrt(1 - c * c) * z[1])
+    t1, t2 = np.tanh(u1), np.tanh(u2)
+    samples = np.stack([sw2 * t1 * t2 + sb2, sw2 * (1 - t1 ** 2) * (1 - t2 ** 2), sw2 * t1 ** 2 + sb2], axis=1)
+    assert_matches(samples, [c * q, math.exp(-1 / xi), q], family_size=3, what="tanh c*, chi_c, q*")
 
 
 def test_to_json_turns_non_finite_numbers_into_null():
