@@ -213,7 +213,7 @@ def test_two_keys_heatmap_cells_are_the_points_and_overflow_is_marked(two_keys, 
     np.testing.assert_allclose(z[:, 0].filled(np.nan), expected[:, 0], rtol=1e-12)
     assert z.mask[:, 1].all() and not np.ma.getmaskarray(z)[:, 0].any()
     assert "2 of 4 cells inf/NaN" in ax.get_title(loc="left")
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "1e+08"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "1e8"]  # readable: no "+" or leading 0 in the exponent
     assert [t.get_text() for t in ax.get_yticklabels()] == ["8", "16"]
     legend = fig.legends[0]
     assert any("inf/NaN" in t.get_text() for t in legend.get_texts())

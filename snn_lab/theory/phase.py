@@ -21,7 +21,7 @@ MAX_N = 401  # grid points per axis
 
 
 class GridError(SnnLabError):
-    """A grid option that is not START,STOP,N of variances (exit 2, naming the option)."""
+    """A grid option that is not START,STOP,N of variances, or a series the diagram is not for (exit 2)."""
 
 
 def grid(text: str, option: str, example: str) -> np.ndarray:
@@ -51,6 +51,24 @@ def grid(text: str, option: str, example: str) -> np.ndarray:
         raise GridError(f"{option}: N must be an integer in [2, {MAX_N}]; found {n} "
                         f"(nearest valid: {min(max(n, 2), MAX_N)})")
     return np.array([float(f"{v:.15g}") for v in np.linspace(start, stop, n)])
+
+def widen(axis: np.ndarray, values, positive: bool) -> np.ndarray:
+    """The grid extended by whole steps (its spacing kept) to cover the finite `values`, e.g. a
+    sweep's points; unchanged where that needs more than MAX_N points or a START <= 0
+    (positive: sigma_w^2) or < 0 (sigma_b^2). The caller lists what is still outside."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if not v.size or axis.size < 2:
+        return axis
+    step = (axis[-1] - axis[0]) / (axis.size - 1)
+    # 1e-9 of a step: a point on a grid value after rounding needs no extra step
+    below = max(0, math.ceil((axis[0] - v.min()) / step - 1e-9))
+    above = max(0, math.ceil((v.max() - axis[-1]) / step - 1e-9))
+    start = float(f"{axis[0] - below * step:.15g}")
+    if not below + above or axis.size + below + above > MAX_N or start < 0 or (positive and start == 0):
+        return axis
+    return np.array([float(f"{start + k * step:.15g}") for k in range(axis.size + below + above)])
+
 
 # Where q grows without bound, chi_1 is taken in the limit q -> infinity, evaluated here (the
 # mirror of theory's q -> 0+ limit at 1e-200): for ReLU-like activations E[phi'^2] has settled.
@@ -102,6 +120,20 @@ def template(activation: str, params: tuple = (), **series) -> Series:
     base = dict(label=activation, activation=activation, activation_params=tuple(params),
                 init="lecun_normal", width=1, depth=1, batch=1, dtype="float64", input=InputSpec())
     return Series(**{**base, **series})
+
+
+def plain(tmpl: Series) -> Series:
+    """The template if the diagram applies to it; else GridError saying why (exit 2)."""
+    if tmpl.norm != "none" or tmpl.residual is not None:
+        what = f"norm: {tmpl.norm}" if tmpl.norm != "none" else f"residual (alpha {tmpl.residual.alpha:g})"
+        raise GridError(f"--phase draws the order-to-chaos diagram of plain layers; {tmpl.label} has {what}, "
+                        "which has no q-map fixed point to draw (a norm fixes each layer's pre-activation "
+                        "law, a skip makes the stream grow). Drop --phase: snn-lab theory prints its "
+                        "gradient growth per layer")
+    if tmpl.normalize_weights:
+        raise GridError("--phase is for random i.i.d. weights; drop --normalize-weights "
+                        "(normalized weights follow the map g, not the q-map)")
+    return tmpl
 
 
 def at(tmpl: Series, weight_var: float, bias_var: float) -> Series:
