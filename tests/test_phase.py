@@ -223,11 +223,10 @@ def test_phase_needs_one_activation_and_grid_options_need_phase():
     assert out.output.startswith("error: --weight-var applies only with --phase")
 
 
-def sweep_csv(folder, series=("SELU",), drop=()):
+def sweep_csv(folder, series=("SELU",), drop=(), gains=(0.9, 1.0, 1.1)):
     """A synthetic sweep folder (the contract: sweep.json, sweep.csv): 3 gain points x layers 0..2 per
     series; the columns the overlay does not read are NaN."""
     folder.mkdir()
-    gains = (0.9, 1.0, 1.1)
     (folder / "sweep.json").write_text(json.dumps({
         "sweep_version": 1, "keys": ["gain"], "axes": {"gain": list(gains)}, "complete": True,
         "points": [{"name": f"gain={g}", "values": {"gain": g}} for g in gains]}))
@@ -288,3 +287,72 @@ def test_bad_overlays_exit_2_naming_the_option(tmp_path, kind, args, message):
     assert out.exit_code == 2
     assert out.output.startswith(message.format(csv=folder / "sweep.csv")), out.output
     assert not (tmp_path / "p.png").exists()
+
+
+# ---- the overlay's grid, colour bars and ticks -------------------------------------------------
+
+def colour_bars(fig) -> list:
+    return [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+
+
+def shown(axis) -> list[str]:
+    """The labels of the ticks inside an axis' view (a drawn figure): what a reader sees."""
+    lo, hi = sorted(axis.get_view_interval())
+    return [t.label1.get_text() for t in axis.get_major_ticks()
+            if lo - 1e-12 <= t.get_loc() <= hi + 1e-12 and t.label1.get_text()]
+
+
+def test_the_grid_widens_by_whole_steps_to_cover_every_sweep_point(tmp_path):
+    """Points at sigma_w^2 = 0.81..1.21, sigma_b^2 = 0 beside a grid of sigma_w^2 1..2, sigma_b^2
+    0.5..1: both axes grow by whole steps (0.5) to 0.5..2 and 0..1; the figure's limits hold
+    every point whole, and each point is drawn on both panels."""
+    made = plot.save_phase_figure(RELU, phase.grid("1,2,3", "--weight-var", ""),
+                                  phase.grid("0.5,1,2", "--bias-var-range", ""), tmp_path / "p.png",
+                                  sweep_csv(tmp_path / "s"), "var")
+    assert made.diagram.weight_var.tolist() == [0.5, 1.0, 1.5, 2.0]
+    assert made.diagram.bias_var.tolist() == [0.0, 0.5, 1.0]
+    assert [w.split(" widened from ")[0] for w in made.warnings] == ["--weight-var", "--bias-var-range"]
+    assert "1,2,3 to 0.5,2,4" in made.warnings[0] and len(made.overlay["point"]) == 3
+    fig = plot.phase_diagram(made.diagram, made.overlay)
+    for ax in fig.axes[:2]:
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        assert x0 <= 0.81 - 0.2 and x1 >= 2.25 and y0 <= -0.25 and y1 >= 1.25  # whole edge cells
+        dots = [c for c in ax.collections if c.get_offsets().shape == (3, 2)]
+        assert len(dots) == 1 and not dots[0].get_clip_on()
+        np.testing.assert_allclose(dots[0].get_offsets(), np.c_[[0.81, 1.0, 1.21], [0.0, 0.0, 0.0]])
+
+
+def test_a_point_the_grid_cannot_reach_is_listed_in_a_warning_and_the_cli_prints_it(tmp_path):
+    """sigma_w^2 = 0.01 lies 2 steps below a grid from 1 by 0.5: a START of 0 is no variance, so the
+    grid keeps its range and the warning names the point; the other two points are drawn."""
+    folder = sweep_csv(tmp_path / "s", gains=(0.1, 1.0, 1.1))
+    made = plot.save_phase_figure(RELU, phase.grid("1,2,3", "--weight-var", ""),
+                                  phase.grid("0,1,3", "--bias-var-range", ""), tmp_path / "p.png", folder, "var")
+    assert made.diagram.weight_var.tolist() == [1.0, 1.5, 2.0]
+    assert len(made.warnings) == 1 and made.warnings[0].startswith(
+        "1 of 3 sweep points lie outside the grid and are not drawn (point (sigma_w^2, sigma_b^2)): gain=0.1 (0.01, 0);")
+    np.testing.assert_allclose(made.overlay["weight_var"], [1.0, 1.21])
+    out = invoke("--phase", "--activation", "relu", "--weight-var", "1,2,3", "--bias-var-range", "0,1,3",
+                 "--out", tmp_path / "q.png", "--overlay", folder)
+    assert out.exit_code == 0 and "warning: 1 of 3 sweep points lie outside the grid" in out.output
+    assert "overlay: 2 sweep points, var of SELU" in out.output
+    out = invoke("--phase", "--activation", "relu", "--weight-var", "1,2,3", "--bias-var-range", "0,1,3",
+                 "--out", tmp_path / "q.png", "--overlay", folder, "--json")
+    assert json.loads(out.stdout)["warnings"] == list(made.warnings)
+
+
+def test_phase_figure_has_one_colour_bar_per_scale_and_readable_ticks(tmp_path):
+    """chi_1, xi_c and the sweep's statistic: three scales, three colour bars; the sweep's points on
+    both panels share one normalization. Tick labels are plain numbers (1, 1.5, 2; no 5e-1, no 10^x)."""
+    d = phase.diagram(TANH, phase.grid("0.5,2,4", "--weight-var", ""), [0.0, 0.5])
+    marks = plot.phase_overlay(sweep_csv(tmp_path / "s"), "var")
+    alone, fig = plot.phase_diagram(d), plot.phase_diagram(d, marks)
+    assert len(colour_bars(alone)) == 2 and len(colour_bars(fig)) == 3
+    norms = {id(c.norm) for ax in fig.axes[:2] for c in ax.collections if c.get_offsets().shape == (3, 2)}
+    assert len(norms) == 1
+    fig.draw_without_rendering()
+    assert shown(fig.axes[0].xaxis) == ["0.5", "1", "1.5", "2"]
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            labels = shown(axis)
+            assert len(labels) <= 8 and all(x == f"{float(x):g}" and "e" not in x for x in labels), labels

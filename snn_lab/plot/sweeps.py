@@ -146,13 +146,13 @@ READABLE_TICKS = 8  # at most this many labelled ticks on an axis or colour bar
 def readable_ticks(axis, log: bool = False, values=None) -> None:
     """Label an axis (or a colour bar's long axis) with readable numbers, at most READABLE_TICKS:
     at `values` (e.g. the swept ones) when there are that few, else at 1-2-5 steps (log: 1, 2, 5
-    per decade over up to 3 decades, decades beyond). Minor ticks unlabelled."""
+    per decade over up to 2 decades, decades beyond). Minor ticks unlabelled."""
     if values is not None and 0 < len(values) <= READABLE_TICKS:
         axis.set_major_locator(mticker.FixedLocator(sorted(values)))
         axis.set_minor_locator(mticker.NullLocator())
     elif log:
         lo, hi = sorted(v for v in axis.get_view_interval())
-        narrow = lo > 0 and hi < 1e3 * lo
+        narrow = lo > 0 and hi <= 100.0 * lo  # 1, 2, 5 per decade: at most 7 ticks over 2 decades
         axis.set_major_locator(mticker.LogLocator(subs=(1.0, 2.0, 5.0) if narrow else (1.0,),
                                                   numticks=READABLE_TICKS))
     else:
