@@ -155,11 +155,11 @@ def _theory_phase(exp, defaulted, weight_grid, bias_grid, out, overlay, stat, la
     except plots.OverlayError as exc:
         raise UsageProblem(f"--{exc.option}: {exc}") from None
     diagram, marks, weights, biases = made.diagram, made.overlay, made.diagram.weight_var, made.diagram.bias_var
+    for warning in made.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
         click.echo(json.dumps({**diagram.to_json(), "figure": str(path), "warnings": list(made.warnings)}, indent=2))
         return
-    for warning in made.warnings:
-        click.echo(f"warning: {warning}", err=True)
     click.echo(f"{diagram.activation}: mean-field phase diagram, sigma_w^2 in [{weights[0]:g}, "
                f"{weights[-1]:g}] ({weights.size}), sigma_b^2 in [{biases[0]:g}, {biases[-1]:g}] ({biases.size})")
     counts = {r: int((diagram.region == r).sum()) for r in ("ordered", "critical", "chaotic")}
