@@ -148,7 +148,8 @@ def phase_diagram(diagram, overlay: dict | None = None) -> Figure:
         handles = [Line2D([], [], color="black", linewidth=2.0, label=r"critical line $\chi_1 = 1$")]
         if overlay is not None:
             handles += _draw_overlay(fig, (ax_chi, ax_xi), overlay)
-        ax_xi.legend(handles=handles, loc="lower right", framealpha=0.9)
+        # Outside the panels: inside, the legend would hide grid cells and sweep points.
+        fig.legend(handles=handles, loc="outside lower right", ncols=len(handles), frameon=False)
         fig.supxlabel("grey: no xi_c (no q* > 0: q collapses to 0 or grows without bound; on the critical "
                       "line: no exponential depth scale)", x=0.01, ha="left", fontsize=8, color="0.3")
         fig.suptitle(f"{diagram.activation}: mean-field phase diagram (Poole et al. 2016; "
