@@ -311,6 +311,8 @@ def test_the_grid_widens_by_whole_steps_to_cover_every_sweep_point(tmp_path):
                                   sweep_csv(tmp_path / "s"), "var")
     assert made.diagram.weight_var.tolist() == [0.5, 1.0, 1.5, 2.0]
     assert made.diagram.bias_var.tolist() == [0.0, 0.5, 1.0]
+    one_side = phase.widen(np.array([1.0, 1.5, 2.0]), [0.01, 3.1], positive=True)  # START 0: no variance
+    assert one_side.tolist() == [1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
     assert [w.split(" widened from ")[0] for w in made.warnings] == ["--weight-var", "--bias-var-range"]
     assert "1,2,3 to 0.5,2,4" in made.warnings[0] and len(made.overlay["point"]) == 3
     fig = plot.phase_diagram(made.diagram, made.overlay)

@@ -52,10 +52,11 @@ def grid(text: str, option: str, example: str) -> np.ndarray:
                         f"(nearest valid: {min(max(n, 2), MAX_N)})")
     return np.array([float(f"{v:.15g}") for v in np.linspace(start, stop, n)])
 
+
 def widen(axis: np.ndarray, values, positive: bool) -> np.ndarray:
     """The grid extended by whole steps (its spacing kept) to cover the finite `values`, e.g. a
-    sweep's points; unchanged where that needs more than MAX_N points or a START <= 0
-    (positive: sigma_w^2) or < 0 (sigma_b^2). The caller lists what is still outside."""
+    sweep's points: not below a START of 0 (positive: sigma_w^2 > 0; else sigma_b^2 >= 0), and
+    not at all if that needs more than MAX_N points. The caller lists what is still outside."""
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     if not v.size or axis.size < 2:
@@ -65,7 +66,9 @@ def widen(axis: np.ndarray, values, positive: bool) -> np.ndarray:
     below = max(0, math.ceil((axis[0] - v.min()) / step - 1e-9))
     above = max(0, math.ceil((v.max() - axis[-1]) / step - 1e-9))
     start = float(f"{axis[0] - below * step:.15g}")
-    if not below + above or axis.size + below + above > MAX_N or start < 0 or (positive and start == 0):
+    if start < 0 or (positive and start == 0):  # no variance there: those values stay outside
+        below, start = 0, float(axis[0])
+    if not below + above or axis.size + below + above > MAX_N:
         return axis
     return np.array([float(f"{start + k * step:.15g}") for k in range(axis.size + below + above)])
 
