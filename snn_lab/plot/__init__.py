@@ -20,10 +20,12 @@ from snn_lab.plot.convergence import convergence
 from snn_lab.plot.histograms import histograms
 from snn_lab.plot.phase import (
     OverlayError,
+    PhaseFigure,
     figure_format,
     phase_diagram,
     phase_overlay,
     save_phase_diagram,
+    save_phase_figure,
 )
 from snn_lab.plot.probes import has_probes, probes
 from snn_lab.plot.selu_map import g_fixed_point, selu_map
@@ -39,10 +41,10 @@ from snn_lab.plot.sweeps import (
 from snn_lab.plot.writer import find_latest, write_figure
 from snn_lab.results import Results
 
-__all__ = ["FIGURES", "FORMATS", "PALETTE", "SWEEP_DEFAULT_STAT", "OverlayError", "SweepPlotError",
+__all__ = ["FIGURES", "FORMATS", "PALETTE", "SWEEP_DEFAULT_STAT", "OverlayError", "PhaseFigure", "SweepPlotError",
            "activations", "as_typed", "convergence", "figure_format", "find_latest", "g_fixed_point", "histograms",
            "last_finite", "phase_diagram", "phase_overlay", "probes", "save_figures",
-           "save_phase_diagram", "save_sweep_figures", "selu_map", "series_style", "sweep_figures",
+           "save_phase_diagram", "save_phase_figure", "save_sweep_figures", "selu_map", "series_style", "sweep_figures",
            "sweep_layers", "sweep_stats", "sweep_values"]
 
 # The figures of a results folder, by name (snn-lab plot writes <name>.<format>).
