@@ -89,12 +89,14 @@ class Network:
         return self.series.depth
 
     def buffers(self, rows: int) -> dict[str, list[np.ndarray]]:
-        """Each layer's h and y, two error signals for `rows` examples, and the gradients."""
+        """Each layer's h and y, two error signals and phi'(p)'s two arrays for `rows` examples,
+    and the gradients."""
         if rows not in self.space:
             n, dt = self.series.width, self.dtype
             self.space[rows] = {"h": [np.empty((rows, n), dt) for _ in range(self.depth)],
                                 "y": [np.empty((rows, n), dt) for _ in range(self.depth)],
                                 "g": [np.empty((rows, n), dt) for _ in range(2)],
+                                "d": [np.empty((rows, n), dt) for _ in range(2)],  # phi'(p) g and scratch
                                 "grads": [np.empty_like(p) for p in self.params]}
         return self.space[rows]
 
@@ -175,7 +177,7 @@ def backward(net: Network, run: Pass, d_out: np.ndarray) -> list[np.ndarray]:
             branch = g * dt.type(alpha) if net.residual[layer] else g
             if run.kept[layer] is not None:
                 branch = np.where(run.kept[layer], branch * dt.type(net.drop[0]), dt.type(0))
-            gh = net.act.deriv_given(run.ps[layer], run.ys[layer])  # a fresh array: scaled in place
+            gh = net.act.deriv_given(run.ps[layer], run.ys[layer], *space["d"])
             gh *= branch
             if s.norm != "none":
                 gh = norms.backward(s.norm, gh, run.ps[layer], run.scales[layer]).astype(dt)
