@@ -101,10 +101,11 @@ def words_for(size: int, dtype: np.dtype) -> int:
 
 def elu_exp(lam: float, lam_alpha: float):
     """The ELU family's fn (the kernel ("elu", lambda, lambda alpha)) with exp(x) - 1 for
-    expm1(x): numpy's float32 expm1 is a scalar loop, 8x its vectorized exp here (float64:
-    2.5x), and it was half the small case's time. exp(x) - 1 is off by at most 1 ulp of 1, so
-    the activation by about 2 ulp of lambda alpha absolute: within the backends' stated
-    bound (docs/engine.md), and the compiled loop's own expm1 differs from numpy's too."""
+    expm1(x), used for float32: numpy's float32 expm1 is a scalar loop, 8x its vectorized exp
+    here, and it was half the small case's time (float64: the two cost the same here, so
+    float64 keeps act.fn). exp(x) - 1 is off by at most 1 ulp of 1, so the activation by
+    about 2 ulp of lambda alpha absolute: within the backends' stated bound (docs/engine.md);
+    the compiled loop's own expm1 differs from numpy's too."""
     def fn(x, out):
         one = x.dtype.type
         neg = _buffer("neg", x.dtype, x.size).reshape(x.shape)
@@ -152,7 +153,8 @@ class NumpyBackend:
                 box_muller(stream.random_raw(words_for(step.size, out.dtype))[None], step, factor)
 
     def activate(self, act, h, x, block, out):
-        fn = elu_exp(*act.kernel[1:]) if act.kernel is not None and act.kernel[0] == "elu" else None
+        fast = act.kernel is not None and act.kernel[0] == "elu" and h.dtype == np.float32
+        fn = elu_exp(*act.kernel[1:]) if fast else None
         activate_blocks(act, h, x, block, out, sums, fn)
 
     def sums(self, x):
