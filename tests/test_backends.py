@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from snn_lab.activations import make_activation
+from snn_lab.activations import ACTIVATIONS, make_activation
 from snn_lab.cli import main
 from snn_lab.simulate import backends
 from snn_lab.simulate.backends import numpy as numpy_backend
@@ -97,3 +97,24 @@ def test_the_numpy_elu_path_is_the_plain_function_to_a_few_ulp(name, scale, dtyp
     assert np.all(np.abs(fast[finite] - exact[finite]) <= tol[finite])
     assert np.array_equal(fast[~finite], plain[~finite], equal_nan=True)
     assert np.array_equal(np.signbit(fast[x == 0]), np.signbit(plain[x == 0]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_training_calls_are_activate_and_the_derivative_on_every_backend(dtype):
+    """apply (the training's forward) writes what activate writes, without the sums; act_grad
+    is phi'(p) g against act.deriv in float64, within 8 ulp of |g| plus 2 ulp (y's rounding)."""
+    rng = np.random.default_rng(3)
+    p = (rng.standard_normal((64, 32)) * 3).astype(dtype)
+    g = rng.standard_normal(p.shape).astype(dtype)
+    eps = np.finfo(dtype).eps
+    for name in sorted(ACTIVATIONS):
+        act = make_activation(name)
+        exact = act.deriv(p.astype(np.float64)) * g.astype(np.float64)
+        for which in ("numpy", "compiled") if BUILT else ("numpy",):
+            backend = backends.get(which)
+            x, y = np.empty_like(p), np.empty_like(p)
+            backend.activate(act, p.reshape(1, -1), x.reshape(1, -1), p.size, np.empty((1, 1, 4)))
+            backend.apply(act, p, y)
+            assert np.array_equal(x, y), (name, which)
+            d = backend.act_grad(act, p, y, g, np.empty_like(p), np.empty_like(p))
+            assert np.all(np.abs(d - exact) <= 8 * eps * np.abs(g) + 2 * eps * np.abs(exact)), (name, which)

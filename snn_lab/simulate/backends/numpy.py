@@ -14,10 +14,7 @@ _scratch = threading.local()  # per-thread scratch buffers (the sums' float64 co
 
 def _buffer(name: str, dtype: np.dtype, size: int) -> np.ndarray:
     """This thread's scratch array `name` of at least `size` entries of dtype (no allocation)."""
-    key = (name, np.dtype(dtype).char)
-    bufs = getattr(_scratch, "bufs", None)
-    if bufs is None:
-        bufs = _scratch.bufs = {}
+    key, bufs = (name, np.dtype(dtype).char), _scratch.__dict__.setdefault("bufs", {})
     buf = bufs.get(key)
     if buf is None or buf.size < size:
         buf = bufs[key] = np.empty(max(size, 1 << 16), dtype)
@@ -100,12 +97,9 @@ def words_for(size: int, dtype: np.dtype) -> int:
 
 
 def elu_exp(lam: float, lam_alpha: float):
-    """The ELU family's fn (the kernel ("elu", lambda, lambda alpha)) with exp(x) - 1 for
-    expm1(x), used for float32: numpy's float32 expm1 is a scalar loop, 8x its vectorized exp
-    here, and it was half the small case's time (float64: the two cost the same here, so
-    float64 keeps act.fn). exp(x) - 1 is off by at most 1 ulp of 1, so the activation by
-    about 2 ulp of lambda alpha absolute: within the backends' stated bound (docs/engine.md);
-    the compiled loop's own expm1 differs from numpy's too."""
+    """The ELU family's fn (kernel ("elu", lambda, lambda alpha)) with exp(x) - 1 for expm1, for
+    float32: numpy's float32 expm1 is scalar, 8x its exp here (docs/engine.md, Performance);
+    within ~2 ulp of lambda alpha absolute, inside the backends' stated bound."""
     def fn(x, out):
         one = x.dtype.type
         neg = _buffer("neg", x.dtype, x.size).reshape(x.shape)
@@ -134,6 +128,13 @@ def activate_blocks(act, h, x, block, out, sums, fn=None) -> None:
             out[t, b, 2:] = sums(xb)
 
 
+def _fn(act, dtype):
+    """act's function as this backend applies it: float32's ELU family through elu_exp."""
+    if act.kernel is not None and act.kernel[0] == "elu" and dtype == np.float32:
+        return elu_exp(*act.kernel[1:])
+    return act.fn
+
+
 class NumpyBackend:
     """Box-Muller and the activations in numpy; float64 sums through a per-thread buffer."""
 
@@ -153,9 +154,13 @@ class NumpyBackend:
                 box_muller(stream.random_raw(words_for(step.size, out.dtype))[None], step, factor)
 
     def activate(self, act, h, x, block, out):
-        fast = act.kernel is not None and act.kernel[0] == "elu" and h.dtype == np.float32
-        fn = elu_exp(*act.kernel[1:]) if fast else None
-        activate_blocks(act, h, x, block, out, sums, fn)
+        activate_blocks(act, h, x, block, out, sums, _fn(act, h.dtype))
+
+    def apply(self, act, h, x):
+        _fn(act, h.dtype)(h, out=x)
 
     def sums(self, x):
         return sums(x)
+
+    def act_grad(self, act, p, y, g, out, tmp):
+        return np.multiply(act.deriv_given(p, y, out, tmp), g, out=out)
