@@ -206,3 +206,54 @@ def test_normals_of_many_streams_are_each_streams_own(dtype):
         assert np.array_equal(together[i], alone) and np.array_equal(advanced[i], state)
     with pytest.raises(ValueError, match="divide"):
         _kernels.normals(states[:3].copy(), np.empty(1000, dtype), 1.0, 64)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_activate_without_its_sums_writes_the_same_bits(dtype):
+    """activate(..., False) (the training's forward, no sums) writes activate's activations,
+    every kind and instruction set, and returns None."""
+    h = grid(dtype)
+    previous = _kernels.current()
+    try:
+        for name in _kernels.available():
+            _kernels.use(name)
+            for act in KERNEL_ACTIVATIONS:
+                kind, p1, p2 = make_activation(act).kernel
+                x, y = np.empty_like(h), np.empty_like(h)
+                _kernels.activate(KINDS[kind], p1, p2, h, x)
+                assert _kernels.activate(KINDS[kind], p1, p2, h, y, False) is None
+                assert np.array_equal(x, y, equal_nan=True), (name, act)
+    finally:
+        _kernels.use(previous)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name, scale", [("selu", 1.0), ("elu", 1.0), ("selu", 0.7)])
+def test_elu_grad_is_the_derivative_times_the_signal(name, scale, dtype):
+    """elu_grad(p, y = phi(p), g) = phi'(p) g against act.deriv in float64 (numpy's exp): within
+    4 ulp of lambda alpha |g| plus 2 ulp, from y's rounding; NaN stays NaN; every instruction set
+    gives the same bits."""
+    act = make_activation(name, scale)
+    _, p1, p2 = act.kernel
+    p = grid(dtype)
+    y = act.fn(p)
+    g = np.random.default_rng(6).standard_normal(p.size).astype(dtype)
+    previous, outs = _kernels.current(), []
+    try:
+        for kernel_set in _kernels.available():
+            _kernels.use(kernel_set)
+            outs.append(np.empty_like(p))
+            _kernels.elu_grad(p1, p2, p, y, g, outs[-1])
+    finally:
+        _kernels.use(previous)
+    for other in outs[1:]:
+        assert np.array_equal(outs[0], other, equal_nan=True)
+    with np.errstate(over="ignore", invalid="ignore"):
+        exact = act.deriv(p.astype(np.float64)) * g.astype(np.float64)
+    eps = np.finfo(dtype).eps
+    got = outs[0].astype(np.float64)
+    assert np.array_equal(np.isnan(got), np.isnan(exact))
+    ok = ~np.isnan(exact)
+    assert np.all(np.abs(got - exact)[ok] <= (4 * eps * p2 * np.abs(g) + 2 * eps * np.abs(exact))[ok])
+    with pytest.raises(ValueError, match="differ"):
+        _kernels.elu_grad(p1, p2, p, y, g, np.empty(3, dtype))

@@ -83,6 +83,9 @@ def test_the_derivative_from_the_output_is_the_derivative(activation, scale):
     np.testing.assert_allclose(act.deriv_given(x, act.fn(x)), act.deriv(x), rtol=1e-12, atol=1e-14)
     x32 = x.astype(np.float32)
     assert act.deriv_given(x32, act.fn(x32)).dtype == np.float32
+    out, tmp = np.full_like(x32, np.nan), np.full_like(x32, np.nan)  # the backward's reused arrays
+    assert act.deriv_given(x32, act.fn(x32), out, tmp) is out
+    np.testing.assert_array_equal(out, act.deriv_given(x32, act.fn(x32)))
 
 
 @pytest.mark.parametrize("kind", ["sgd", "momentum", "adam"])

@@ -37,6 +37,12 @@ class Backend(Protocol):
     def sums(self, x: np.ndarray) -> tuple[float, float]:
         """(sum, sum of squares) of a contiguous array's entries, accumulated in float64."""
 
+    def apply(self, act, h: np.ndarray, x: np.ndarray) -> None:
+        """x = act(h) for contiguous arrays of one shape, without the sums (training's forward)."""
+
+    def act_grad(self, act, p, y, g, out: np.ndarray, tmp: np.ndarray) -> np.ndarray:
+        """out = act's phi'(p) g from y = phi(p) (training's backward; tmp: scratch); returns it."""
+
 
 class BackendError(SnnLabError, ValueError):
     """An unknown backend name, or the compiled one asked for where it was not built."""

@@ -73,9 +73,12 @@ typedef struct {
     void (*sums64)(const double *, Py_ssize_t, double *);
     void (*activate32)(int, double, double, const float *, float *, Py_ssize_t, double *);
     void (*activate64)(int, double, double, const double *, double *, Py_ssize_t, double *);
+    void (*elu_grad32)(double, double, const float *, const float *, const float *, float *, Py_ssize_t);
+    void (*elu_grad64)(double, double, const double *, const double *, const double *, double *, Py_ssize_t);
 } kernel_set;
 
-#define KERNEL_SET(label, S) {label, step32##S, step64##S, sums32##S, sums64##S, activate32##S, activate64##S}
+#define KERNEL_SET(label, S) {label, step32##S, step64##S, sums32##S, sums64##S, activate32##S, activate64##S, \
+                              elu_grad32##S, elu_grad64##S}
 static const kernel_set SETS[] = {
     KERNEL_SET("baseline", _base),
 #ifdef MULTI_TARGET
@@ -248,7 +251,8 @@ static PyObject *py_activate(PyObject *self, PyObject *args)
     int kind;
     double p1, p2;
     PyObject *h_obj, *x_obj;
-    if (!PyArg_ParseTuple(args, "iddOO", &kind, &p1, &p2, &h_obj, &x_obj))
+    int with_sums = 1; /* 0: no sums (the training's forward: they cost twice the activation) */
+    if (!PyArg_ParseTuple(args, "iddOO|p", &kind, &p1, &p2, &h_obj, &x_obj, &with_sums))
         return NULL;
     if (kind < ACT_LINEAR || kind > ACT_TANH)
         return PyErr_Format(PyExc_ValueError, "activate: unknown kind %d", kind);
@@ -264,16 +268,18 @@ static PyObject *py_activate(PyObject *self, PyObject *args)
         PyBuffer_Release(&x);
         return PyErr_Format(PyExc_ValueError, "activate: h and x differ in size or dtype");
     }
-    double out[4];
+    double out[4], *sums = with_sums ? out : NULL;
     Py_ssize_t n = h.len / h.itemsize;
     Py_BEGIN_ALLOW_THREADS
     if (h.itemsize == 8)
-        K->activate64(kind, p1, p2, (const double *)h.buf, (double *)x.buf, n, out);
+        K->activate64(kind, p1, p2, (const double *)h.buf, (double *)x.buf, n, sums);
     else
-        K->activate32(kind, p1, p2, (const float *)h.buf, (float *)x.buf, n, out);
+        K->activate32(kind, p1, p2, (const float *)h.buf, (float *)x.buf, n, sums);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&h);
     PyBuffer_Release(&x);
+    if (!with_sums)
+        Py_RETURN_NONE;
     return Py_BuildValue("(dddd)", out[0], out[1], out[2], out[3]);
 }
 
@@ -334,6 +340,39 @@ static PyObject *py_activate_many(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* elu_grad(p1, p2, p, y, g, out): out = g phi'(p) for the ELU family from y = phi(p) (p1 where
+ * p > 0, else y + p2); four arrays of one size and dtype. */
+static PyObject *py_elu_grad(PyObject *self, PyObject *args)
+{
+    (void)self;
+    double p1, p2;
+    PyObject *o[4];
+    if (!PyArg_ParseTuple(args, "ddOOOO", &p1, &p2, &o[0], &o[1], &o[2], &o[3]))
+        return NULL;
+    Py_buffer v[4];
+    int got = 0, ok = 1;
+    while (got < 4 && float_buffer(o[got], &v[got], got == 3, "elu_grad") == 0)
+        got++;
+    for (int i = 1; i < got; i++)
+        ok = ok && v[i].len == v[0].len && v[i].itemsize == v[0].itemsize;
+    if (got == 4 && ok) {
+        Py_ssize_t n = v[0].len / v[0].itemsize;
+        Py_BEGIN_ALLOW_THREADS
+        if (v[0].itemsize == 8)
+            K->elu_grad64(p1, p2, v[0].buf, v[1].buf, v[2].buf, v[3].buf, n);
+        else
+            K->elu_grad32(p1, p2, v[0].buf, v[1].buf, v[2].buf, v[3].buf, n);
+        Py_END_ALLOW_THREADS
+    }
+    for (int i = 0; i < got; i++)
+        PyBuffer_Release(&v[i]);
+    if (got < 4)
+        return NULL;
+    if (!ok)
+        return PyErr_Format(PyExc_ValueError, "elu_grad: p, y, g and out differ in size or dtype");
+    Py_RETURN_NONE;
+}
+
 /* use(name) -> the previous name: run a narrower set (tests compare their bits). */
 static PyObject *py_use(PyObject *self, PyObject *args)
 {
@@ -377,9 +416,12 @@ static PyMethodDef methods[] = {
      "(4 uint64 a row, advanced in place)."},
     {"sums", py_sums, METH_VARARGS, "sums(x) -> (sum, sum of squares), accumulated in float64."},
     {"activate", py_activate, METH_VARARGS,
-     "activate(kind, p1, p2, h, x) -> (sum h, sum h^2, sum x, sum x^2): x = phi(h), sums in float64."},
+     "activate(kind, p1, p2, h, x, sums=True) -> (sum h, sum h^2, sum x, sum x^2): x = phi(h), sums in float64 "
+     "(sums=False: None, and no sums computed)."},
     {"activate_many", py_activate_many, METH_VARARGS,
      "activate_many(kind, p1, p2, h, x, trials, block, out): activate over trials' blocks; out[t, b] = the 4 sums."},
+    {"elu_grad", py_elu_grad, METH_VARARGS,
+     "elu_grad(p1, p2, p, y, g, out): out = g phi'(p) for the ELU family from y = phi(p) (p1 where p > 0, else y + p2)."},
     {"use", py_use, METH_VARARGS, "use(name) -> previous: switch kernel sets (all give the same bits)."},
     {"available", py_available, METH_NOARGS, "available() -> the kernel sets this CPU runs, narrowest first."},
     {"current", py_current, METH_NOARGS, "current() -> the kernel set in use."},

@@ -222,9 +222,13 @@ static void NAME(activate##BITS##_##KNAME)(T p1, T p2, const T *h, T *x, Py_ssiz
             T v = hc[i];                                                                        \
             xc[i] = PHI(T, NAME(expm1_##BITS), KIND, v, p1, p2);                                \
         }                                                                                       \
+        if (!out) /* no sums asked for (the training's forward) */                             \
+            continue;                                                                           \
         ACCUMULATE(T, VT, hc, len, h1a, h1b, h2a, h2b);                                         \
         ACCUMULATE(T, VT, xc, len, x1a, x1b, x2a, x2b);                                         \
     }                                                                                           \
+    if (!out)                                                                                   \
+        return;                                                                                 \
     out[0] = NAME(reduce_lanes)(&h1a, &h1b);                                                    \
     out[1] = NAME(reduce_lanes)(&h2a, &h2b);                                                    \
     out[2] = NAME(reduce_lanes)(&x1a, &x1b);                                                    \
@@ -258,3 +262,16 @@ static void NAME(activate##BITS)(int kind, double p1, double p2, const T *h, T *
 
 DEFINE_DISPATCH(float, 32)
 DEFINE_DISPATCH(double, 64)
+
+/* out = g phi'(p) for the ELU family, from y = phi(p): p1 (lambda) where p > 0, else y + p2
+ * (lambda alpha). One pass for the training's backward (numpy: six passes). NaN stays NaN. */
+#define DEFINE_ELU_GRAD(T, BITS)                                                                \
+static void NAME(elu_grad##BITS)(double p1, double p2, const T *p, const T *y, const T *g, T *out, \
+                                 Py_ssize_t n)                                                  \
+{                                                                                               \
+    T a = (T)p1, b = (T)p2;                                                                     \
+    for (Py_ssize_t i = 0; i < n; i++)                                                          \
+        out[i] = g[i] * (p[i] > 0 ? a : y[i] + b);                                              \
+}
+DEFINE_ELU_GRAD(float, 32)
+DEFINE_ELU_GRAD(double, 64)

@@ -42,3 +42,15 @@ class CompiledBackend:
     def sums(self, x):
         return _kernels.sums(x)
 
+    def apply(self, act, h, x):
+        if act.kernel is None:
+            act.fn(h, out=x)
+        else:
+            _kernels.activate(_KINDS[act.kernel[0]], *act.kernel[1:], h, x, False)
+
+    def act_grad(self, act, p, y, g, out, tmp):
+        if act.kernel is None or act.kernel[0] != "elu":  # only the ELU family has a C loop (SELU's training)
+            return numpy_backend.NumpyBackend.act_grad(self, act, p, y, g, out, tmp)
+        _kernels.elu_grad(act.kernel[1], act.kernel[2], p, y, g, out)
+        return out
+

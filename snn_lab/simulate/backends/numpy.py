@@ -9,7 +9,16 @@ import numpy as np
 
 from snn_lab.simulate import backends
 
-_scratch = threading.local()  # per-thread float64 buffers for the sums
+_scratch = threading.local()  # per-thread scratch buffers (the sums' float64 copy, the activation's)
+
+
+def _buffer(name: str, dtype: np.dtype, size: int) -> np.ndarray:
+    """This thread's scratch array `name` of at least `size` entries of dtype (no allocation)."""
+    key, bufs = (name, np.dtype(dtype).char), _scratch.__dict__.setdefault("bufs", {})
+    buf = bufs.get(key)
+    if buf is None or buf.size < size:
+        buf = bufs[key] = np.empty(max(size, 1 << 16), dtype)
+    return buf[:size]
 
 
 def as_float64(x: np.ndarray) -> np.ndarray:
@@ -17,10 +26,7 @@ def as_float64(x: np.ndarray) -> np.ndarray:
     flat = x.reshape(-1)
     if flat.dtype == np.float64:
         return flat
-    buf = getattr(_scratch, "buf", None)
-    if buf is None or buf.size < flat.size:
-        buf = _scratch.buf = np.empty(max(flat.size, 1 << 16))
-    out = buf[:flat.size]
+    out = _buffer("float64", np.float64, flat.size)
     np.copyto(out, flat)
     return out
 
@@ -90,16 +96,43 @@ def words_for(size: int, dtype: np.dtype) -> int:
     return k + (k + 1) // 2 if dtype == np.float64 else k
 
 
-def activate_blocks(act, h, x, block, out, sums) -> None:
-    """Backend.activate with act.fn and a given `sums`, block by block, in place."""
+def elu_exp(lam: float, lam_alpha: float):
+    """The ELU family's fn (kernel ("elu", lambda, lambda alpha)) with exp(x) - 1 for expm1, for
+    float32: numpy's float32 expm1 is scalar, 8x its exp here (docs/engine.md, Performance);
+    within ~2 ulp of lambda alpha absolute, inside the backends' stated bound."""
+    def fn(x, out):
+        one = x.dtype.type
+        neg = _buffer("neg", x.dtype, x.size).reshape(x.shape)
+        np.minimum(x, one(0.0), out=neg)
+        np.exp(neg, out=neg)
+        neg -= one(1.0)
+        neg *= one(lam_alpha)
+        np.maximum(x, one(0.0), out=out)
+        if lam != 1.0:
+            out *= one(lam)
+        out += neg
+        return out
+    return fn
+
+
+def activate_blocks(act, h, x, block, out, sums, fn=None) -> None:
+    """Backend.activate with `fn` (default act.fn) and a given `sums`, block by block, in place."""
+    fn = fn or act.fn
     trials = h.shape[0]
     h2, x2 = h.reshape(trials, -1), x.reshape(trials, -1)
     for t in range(trials):
         for b, start in enumerate(range(0, h2.shape[1], block)):
             hb, xb = h2[t, start:start + block], x2[t, start:start + block]
             out[t, b, :2] = sums(hb)
-            act.fn(hb, out=xb)
+            fn(hb, out=xb)
             out[t, b, 2:] = sums(xb)
+
+
+def _fn(act, dtype):
+    """act's function as this backend applies it: float32's ELU family through elu_exp."""
+    if act.kernel is not None and act.kernel[0] == "elu" and dtype == np.float32:
+        return elu_exp(*act.kernel[1:])
+    return act.fn
 
 
 class NumpyBackend:
@@ -121,7 +154,13 @@ class NumpyBackend:
                 box_muller(stream.random_raw(words_for(step.size, out.dtype))[None], step, factor)
 
     def activate(self, act, h, x, block, out):
-        activate_blocks(act, h, x, block, out, sums)
+        activate_blocks(act, h, x, block, out, sums, _fn(act, h.dtype))
+
+    def apply(self, act, h, x):
+        _fn(act, h.dtype)(h, out=x)
 
     def sums(self, x):
         return sums(x)
+
+    def act_grad(self, act, p, y, g, out, tmp):
+        return np.multiply(act.deriv_given(p, y, out, tmp), g, out=out)
