@@ -1,0 +1,241 @@
+"""The numbers the docs quote from runs, each written by the command that produces it.
+
+    python docs/quoted_numbers.py NAME [NAME ...]   rewrite those blocks in their pages
+    python docs/quoted_numbers.py --all             every block (the costly ones take minutes)
+    python docs/quoted_numbers.py --check           exit 1 if a cheap block differs from a rerun
+    python docs/quoted_numbers.py --list            the blocks: name, page, kind
+
+A page marks each quoted number between `<!-- numbers: NAME -->` and `<!-- /numbers -->`
+(inline or around whole lines). Kinds:
+  rerun     seeded or exact, cheap: tests/test_docs_numbers.py reruns it and compares exactly
+  measured  machine timings, rendered from the committed benchmark JSON with where it ran;
+            the test re-renders the JSON (the timing itself is not reproducible)
+  costly    minutes of Monte Carlo: the test checks the block's format and that it names this
+            command; rerun it by hand after a change to what it measures
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOCK = re.compile(r"<!-- numbers: ([\w-]+) -->(.*?)<!-- /numbers -->", re.S)
+
+
+@dataclass(frozen=True)
+class Numbers:
+    """One block: its page, its kind, the function writing its text, and (costly) its format."""
+
+    page: str
+    kind: str
+    make: Callable[[], str]
+    form: str | None = None  # costly: a regex the block's text must match
+
+
+GENERATORS: dict[str, Numbers] = {}
+
+
+def numbers(name: str, page: str, kind: str = "rerun", form: str | None = None):
+    def register(fn):
+        GENERATORS[name] = Numbers(page, kind, fn, form)
+        return fn
+    return register
+
+
+@functools.cache
+def theory_json(*args: str) -> dict:
+    """`snn-lab theory ARGS --json`, the command the page quotes (in this process)."""
+    from click.testing import CliRunner
+
+    from snn_lab.cli import main
+
+    done = CliRunner().invoke(main, ["theory", *args, "--json"], catch_exceptions=False)
+    if done.exit_code != 0:
+        raise SystemExit(f"snn-lab theory {' '.join(args)} --json: exit {done.exit_code}: {done.output}")
+    return json.loads(done.stdout)["series"][0]
+
+
+def g(x: float, digits: int = 4) -> str:
+    """A quoted number: `digits` significant digits, trailing zeros dropped, rounding noise as 0."""
+    return "0" if abs(x) < 1e-12 else f"{x:.{digits}g}"
+
+
+# ---- theory (exact, cheap) ----------------------------------------------------------------------
+
+@numbers("selu-fixed-point", "docs/theory.md")
+def selu_fixed_point() -> str:
+    s = theory_json("--activation", "selu", "--init", "lecun_normal")
+    fp, (j0, j1) = s["fixed_point"], s["jacobian"]
+    jac = ", ".join(f"[{f4(a)}, {f4(b)}]" for a, b in (j0, j1))
+    return f"fixed point ({f4(fp['mean'])}, {f4(fp['var'])}), Jacobian [{jac}], spectral norm {f4(s['spectral_norm'])}"
+
+
+@numbers("selu-chi1", "docs/theory.md")
+def selu_chi1() -> str:
+    return f4(theory_json("--activation", "selu", "--init", "lecun_normal")["chi1"])
+
+
+@numbers("selu-xi-q", "docs/theory.md")
+def selu_xi_q() -> str:
+    return f"{theory_json('--activation', 'selu', '--init', 'lecun_normal')['xi_q']:.2f}"
+
+
+@numbers("tanh-critical-line", "docs/theory.md")
+def tanh_critical_line() -> str:
+    from snn_lab.theory import phase
+
+    tanh, biases = phase.template("tanh"), (0, 0.05, 0.5, 1, 2)
+    crit = [phase.critical_weight_var(tanh, b, 0.5, 8.0) for b in biases]
+    return ("\n| sigma_b^2 | " + " | ".join(g(b) for b in biases) + " |\n| --- |" + " --- |" * len(biases)
+            + "\n| critical sigma_w^2 | " + " | ".join(g(w) for w in crit) + " |\n")
+
+
+@numbers("width-depth-scales", "docs/finite-width.md")
+def width_depth_scales() -> str:
+    parts = []
+    for args, shown in ((("--activation", "relu", "--init", "he_normal"), "--activation relu --init he_normal"),
+                        (("--activation", "tanh"), "--activation tanh"), (("--activation", "selu"), "--activation selu")):
+        fw = theory_json(*args, "--width", "1024")["finite_width"]
+        if fw["depth"] is not None:
+            ratio = g(fw["depth_over_width"], 3)
+            what = f"layer {fw['depth']} ({'depth / width ' if not parts else ''}{ratio})"
+        else:
+            what = f"never within {fw['cap']} layers, bounded at {g(fw['limit_sd'], 3)}"
+        parts.append(f"`{shown} --width 1024`: {what}")
+    parts[0] = "`snn-lab theory " + parts[0][1:]
+    return "; ".join(parts)
+
+
+@numbers("selu-width-64", "docs/finite-width.md")
+def selu_width_64() -> str:
+    narrow = theory_json("--activation", "selu", "--width", "64")["finite_width"]
+    wide = theory_json("--activation", "selu", "--width", "1024")["finite_width"]
+    return (f'"bounded: it tends to {g(narrow["limit_sd"], 3)} with depth"; at width 1024, '
+            f'{g(wide["limit_sd"], 3)}')
+
+
+# ---- benchmarks (machine timings, rendered from the committed JSON) -----------------------------
+
+@numbers("bench-sweep", "docs/performance.md", kind="measured")
+def bench_sweep() -> str:
+    d = json.loads((ROOT / "benchmarks" / "bench_sweep.json").read_text())
+    med, base = d["median"], d["median"]["jobs 1"]
+    names = {"jobs 1": "`--jobs 1`", "jobs 2": "`--jobs 2`", "dask, jobs 2": "`--executor dask --jobs 2`"}
+    notes = {"dask, jobs 2": " (a local cluster takes about a second to start)"}
+    rows = [f"| {names[k]} | {v:.2f} | {base / v:.2f}x{notes.get(k, '')} |" for k, v in med.items()]
+    return (f"\nMedians of {d['repeats']} on {d['cpus']} cores (load {d['load']:.1f}): a machine timing, "
+            "not reproduced by the tests, from `benchmarks/bench_sweep.json` at the commit that last wrote it "
+            "(`git log -1 -- benchmarks/bench_sweep.json`); the command above measures it again:\n\n"
+            "| case | median s | vs `--jobs 1` |\n| --- | --- | --- |\n" + "\n".join(rows) + "\n")
+
+
+ENGINE_ROWS = (  # (JSON file, case name, label on the page)
+    ("bench_engine.json", "whole run float32 1024x128, batch 2048",
+     "whole `snn-lab run`, default config, 1024 x 128, batch 2048, float32"),
+    ("bench_engine.json", "whole run float64 1024x128, batch 2048", "the same, float64"),
+    ("bench_engine_cases.json", "engine selu float32 1024x64, batch 2048", "engine, SELU float32, 1024 x 64, batch 2048"),
+    ("bench_engine_cases.json", "engine relu float32 1024x64, batch 2048", "engine, ReLU float32"),
+    ("bench_engine_cases.json", "engine selu float64 1024x64, batch 2048", "engine, SELU float64"),
+    ("bench_engine_cases.json", "engine relu float64 1024x64, batch 2048", "engine, ReLU float64"),
+    ("bench_engine_cases.json", "small selu float32 128x64, batch 256, 32 trials",
+     "small, SELU float32, 128 x 64, batch 256, 32 trials"),
+    ("bench_engine_cases.json", "small selu float64 128x64, batch 256, 32 trials", "small, SELU float64"),
+)
+
+
+def _s(x: float) -> str:
+    """A time or a spread as the tables show it: 3 significant digits below 1, else 2 or 1 decimals."""
+    return f"{x:.3g}" if x < 1 else f"{x:.2f}" if x < 10 else f"{x:.1f}"
+
+
+def f4(x: float) -> str:
+    """Four decimals, trailing zeros dropped, rounding noise as 0."""
+    return "0" if abs(x) < 1e-12 else f"{x:.4f}".rstrip("0").rstrip(".")
+
+
+@numbers("bench-engine", "docs/engine.md", kind="measured")
+def bench_engine() -> str:
+    files = {f: json.loads((ROOT / "benchmarks" / f).read_text()) for f in {r[0] for r in ENGINE_ROWS}}
+    rows = []
+    for file, name, label in ENGINE_ROWS:
+        case = next(c for c in files[file]["cases"] if c["name"] == name)
+        m, r, t = case["median"], case["ratio"], case["target"]
+        target = f"{g(t['numpy'])} / {g(t['compiled'])}"
+        rows.append(f"| {label} | {_s(m['floor'])} | {_s(m['numpy'])} ({r['numpy']:.2f}) | "
+                    f"{_s(m['compiled'])} ({r['compiled']:.2f}) | {target} |")
+    return ("\n| case | floor s | numpy s (ratio) | compiled s (ratio) | target numpy / compiled |\n"
+            "| --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
+
+
+# ---- Monte Carlo of minutes (costly: rerun by hand) ---------------------------------------------
+
+@numbers("finite-width-spread", "docs/finite-width.md", kind="costly",
+         form=r"\n\| n Var\(log q\) \| n = 32, L = 4 / 8 / 16 \| n = 128, L = 16 / 32 / 64 \| n = 512, L = 64 / "
+              r"128 / 256 \|\n\| --- \| --- \| --- \| --- \|\n(\| [\w-]+ (measured|predicted) \|"
+              r"( [\d.]+ / [\d.]+ / [\d.]+( \(±[\d.]+\))? \|){3}\n){8}")
+def finite_width_spread() -> str:
+    sys.path.insert(0, str(ROOT / "docs"))
+    import finite_width_table as fwt
+
+    rows = []
+    for label, cells in fwt.law_table():
+        measured = " | ".join(" / ".join(_s(c[0]) for c in cell) + f" (±{_s(max(c[1] for c in cell))})"
+                              for cell in cells)
+        predicted = " | ".join(" / ".join(_s(c[2]) for c in cell) for cell in cells)
+        rows += [f"| {label} measured | {measured} |", f"| {label} predicted | {predicted} |"]
+    return ("\n| n Var(log q) | n = 32, L = 4 / 8 / 16 | n = 128, L = 16 / 32 / 64 | n = 512, L = 64 / 128 / 256 |\n"
+            "| --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
+
+
+# ---- the pages ----------------------------------------------------------------------------------
+
+def blocks(text: str) -> list[tuple[str, str]]:
+    """(name, text) of every numbers block on a page, in order."""
+    return [(m.group(1), m.group(2)) for m in BLOCK.finditer(text)]
+
+
+def rewrite(name: str) -> bool:
+    """Regenerate one block in its page; True if the page changed."""
+    gen = GENERATORS[name]
+    page = ROOT / gen.page
+    text = page.read_text()
+    made = gen.make()
+    new, count = BLOCK.subn(lambda m: m.group(0) if m.group(1) != name else
+                            f"<!-- numbers: {name} -->{made}<!-- /numbers -->", text)
+    if not any(n == name for n, _ in blocks(text)):
+        raise SystemExit(f"{gen.page}: no <!-- numbers: {name} --> block")
+    if new != text:
+        page.write_text(new)
+    return new != text
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    if argv[0] == "--list":
+        for name, gen in GENERATORS.items():
+            print(f"{name:22} {gen.page:22} {gen.kind}")
+        return 0
+    if argv[0] == "--check":
+        stale = [n for n, gen in GENERATORS.items() if gen.kind != "costly"
+                 and dict(blocks((ROOT / gen.page).read_text())).get(n) != gen.make()]
+        for n in stale:
+            print(f"stale: {GENERATORS[n].page}: {n} (python docs/quoted_numbers.py {n})")
+        return 1 if stale else 0
+    names = list(GENERATORS) if argv[0] == "--all" else argv
+    for name in names:
+        if name not in GENERATORS:
+            raise SystemExit(f"no numbers block {name!r} (python docs/quoted_numbers.py --list)")
+        print(f"{'rewrote' if rewrite(name) else 'unchanged'}: {GENERATORS[name].page}: {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
