@@ -73,7 +73,7 @@ def engine_table():
         sd = engine.run_series(s, 19, 200).stats[:, :, 1].std(axis=0, ddof=1)
         _, pred = wc.correct(s)
         cells = "  ".join(f"L{layer}: {sd[layer]:.4f} / {pred[layer, 1]:.4f}" for layer in (1, 4, 8))
-        print(f"{name:5} {init:13} {str(kw):28} {cells}")
+        print(f"{name:5} {init:13} {kw!s:28} {cells}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BLOCK = re.compile(r"<!-- numbers: ([\w-]+) -->(.*?)<!-- /numbers -->", re.S)
+BLOCK = re.compile(r"<!-- numbers: ([\w-]+) -->(.*?)<!-- /numbers -->", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -206,7 +206,7 @@ def rewrite(name: str) -> bool:
     page = ROOT / gen.page
     text = page.read_text()
     made = gen.make()
-    new, count = BLOCK.subn(lambda m: m.group(0) if m.group(1) != name else
+    new = BLOCK.sub(lambda m: m.group(0) if m.group(1) != name else
                             f"<!-- numbers: {name} -->{made}<!-- /numbers -->", text)
     if not any(n == name for n, _ in blocks(text)):
         raise SystemExit(f"{gen.page}: no <!-- numbers: {name} --> block")

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "docs"))
-import quoted_numbers as qn  # noqa: E402  (docs/ is not a package)
+import quoted_numbers as qn  # docs/ is not a package: on the path above
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md"]
 FOUND = [(p, name, text) for p in PAGES for name, text in qn.blocks(p.read_text())]
@@ -39,7 +39,7 @@ def test_every_generator_has_its_block():
 
 @pytest.mark.parametrize("item", [f for f in FOUND if qn.GENERATORS[f[1]].kind != "costly"], ids=_id)
 def test_a_quoted_number_equals_a_rerun_of_its_command(item):
-    page, name, text = item
+    _, name, text = item
     assert text == qn.GENERATORS[name].make(), f"stale: python docs/quoted_numbers.py {name}"
 
 
