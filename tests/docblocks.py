@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 FENCE = re.compile(r"^```(\S*)\s*$")
+INDENTED = re.compile(r"^ {4}(\$ )?(snn-lab|python|pip|env|bash) ")  # an indented code block's command
 DIRECTIVE = re.compile(r"^<!--\s*docs-test:\s*([a-z]+):\s*(.*?)\s*-->\s*$")
 RUN = {"bash", "sh", "console", "python"}
 SHOWN = {"yaml", "json", "text", "toml"}
@@ -69,6 +70,8 @@ def parse(text: str, page: str = "<page>") -> list[Block]:
         elif lines[i].lstrip().startswith("<!-- docs-test"):
             raise DocsError(f"{page}:{i + 1}: a docs-test comment must read <!-- docs-test: KEY: VALUE -->")
         fence = FENCE.match(lines[i])
+        if INDENTED.match(lines[i]) and (i == 0 or not lines[i - 1].strip() or INDENTED.match(lines[i - 1])):
+            raise DocsError(f"{page}:{i + 1}: an indented code block: fence it with its language so it runs")
         if fence:
             end = next((j for j in range(i + 1, len(lines)) if lines[j].startswith("```")), None)
             if end is None:

@@ -76,6 +76,8 @@ def test_an_unlabelled_block_and_an_unreasoned_skip_are_refused():
         docblocks.parse("```\nsnn-lab run\n```\n", "page.md")
     with pytest.raises(docblocks.DocsError, match="needs its reason"):
         docblocks.parse("<!-- docs-test: skip: slow -->\n```bash\nsnn-lab run\n```\n", "page.md")
+    with pytest.raises(docblocks.DocsError, match="page.md:3: an indented code block"):
+        docblocks.parse("text\n\n    snn-lab run\n", "page.md")
     with pytest.raises(docblocks.DocsError, match="right above a code block"):
         docblocks.parse("<!-- docs-test: skip: not here -->\n\ntext\n```bash\ntrue\n```\n", "page.md")
 
