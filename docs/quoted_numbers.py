@@ -36,16 +36,28 @@ class Numbers:
     kind: str
     make: Callable[[], str]
     form: str | None = None  # costly: a regex the block's text must match
+    slow: bool = False  # a rerun of seconds: compared in the slow docs test (once in .ci/run)
 
 
 GENERATORS: dict[str, Numbers] = {}
 
 
-def numbers(name: str, page: str, kind: str = "rerun", form: str | None = None):
+def numbers(name: str, page: str, kind: str = "rerun", form: str | None = None, slow: bool = False):
     def register(fn):
-        GENERATORS[name] = Numbers(page, kind, fn, form)
+        GENERATORS[name] = Numbers(page, kind, fn, form, slow)
         return fn
     return register
+
+
+def summary(**config) -> dict:
+    """The summary table of a seeded run of this config (snn_lab.api, as `snn-lab run` runs it)."""
+    from snn_lab import api
+
+    return api.run({"name": "numbers", "seed": 0, **config}).summary
+
+
+def at(table: dict, column: str, layer: int) -> float:
+    return float(table[column][table["layer"] == layer][0])
 
 
 @functools.cache
@@ -118,6 +130,33 @@ def selu_width_64() -> str:
     wide = theory_json("--activation", "selu", "--width", "1024")["finite_width"]
     return (f'"bounded: it tends to {g(narrow["limit_sd"], 3)} with depth"; at width 1024, '
             f'{g(wide["limit_sd"], 3)}')
+
+
+# ---- probes (seeded runs) ----------------------------------------------------------------------
+
+@numbers("probe-dead-relu", "docs/probes.md")
+def probe_dead_relu() -> str:
+    s = summary(trials=4, width=128, depth=60, batch=64, measure=["dead"],
+                series=[{"activation": "relu", "init": "he_normal"}])
+    layers = ", ".join(f"{at(s, 'dead_fraction', k):.2g} at layer {k}" for k in (1, 10, 30, 60))
+    return f"measured for He init, width 128, batch 64, 4 trials, seed 0: {layers}"
+
+
+@numbers("probe-cosine-bias", "docs/probes.md", slow=True)
+def probe_cosine_bias() -> str:
+    trials, cells, slopes = 128, [], []
+    for width in (64, 256, 512):
+        s = summary(trials=trials, width=width, depth=1, batch=64, dtype="float64", measure=["correlation"],
+                    series=[{"activation": "relu", "init": "he_normal"}])
+        bias = at(s, "correlation", 1) - at(s, "theory_correlation", 1)
+        se = at(s, "correlation_sd", 1) / trials ** 0.5
+        cells.append(f"{bias:+.4f} ± {se:.4f} at {'width ' if not cells else ''}{width}")
+        slopes.append(bias * width)
+    selu = summary(trials=16, width=256, depth=30, batch=64, dtype="float64", measure=["correlation"],
+                   series=[{"activation": "selu"}])
+    return (f"ReLU-He at layer 1, batch 64, {trials} trials: {', '.join(cells)}, about "
+            f"{sum(slopes) / len(slopes):.2f}/width; SELU's grows to about {at(selu, 'correlation', 30):+.3f} "
+            "by layer 30 at width 256 (16 trials)")
 
 
 # ---- benchmarks (machine timings, rendered from the committed JSON) -----------------------------
