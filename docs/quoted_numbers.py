@@ -132,6 +132,18 @@ def selu_width_64() -> str:
             f'{g(wide["limit_sd"], 3)}')
 
 
+@numbers("nf-gains", "docs/normalization.md")
+def nf_gains() -> str:
+    from snn_lab.activations import make_activation, nf_gain
+
+    gains = {n: nf_gain(make_activation(n)) for n in ("relu", "leaky_relu", "elu", "tanh", "gelu", "silu",
+                                                       "selu", "linear")}
+    ones = [n for n, v in gains.items() if f"{v:.6f}" == "1.000000"]
+    shown = [f"{n} {v:.6f}" + (" (= sqrt(2 pi/(pi - 1)))" if n == "relu" else "")
+             for n, v in gains.items() if n not in ones]
+    return ", ".join(shown) + f", {' and '.join(ones)} 1"
+
+
 # ---- probes (seeded runs) ----------------------------------------------------------------------
 
 @numbers("probe-dead-relu", "docs/probes.md")
@@ -140,6 +152,14 @@ def probe_dead_relu() -> str:
                 series=[{"activation": "relu", "init": "he_normal"}])
     layers = ", ".join(f"{at(s, 'dead_fraction', k):.2g} at layer {k}" for k in (1, 10, 30, 60))
     return f"measured for He init, width 128, batch 64, 4 trials, seed 0: {layers}"
+
+
+@numbers("relu-cosine-theory", "docs/probes.md")
+def relu_cosine_theory() -> str:
+    s = summary(trials=2, width=8, depth=2, batch=8, measure=["correlation"],
+                series=[{"activation": "relu", "init": "he_normal"}])
+    return (f"1/pi = {at(s, 'theory_correlation', 1):.4f} at layer 1, "
+            f"{at(s, 'theory_correlation', 2):.4f} at layer 2")
 
 
 @numbers("probe-cosine-bias", "docs/probes.md", slow=True)
