@@ -33,6 +33,8 @@ class Moments(NamedTuple):
 
 ClosedForm = Callable[[float, float], Moments]
 PairForm = Callable[[float, float], float]
+# y -> (x, |dx/dy|) on the values a monotone phi takes off its flat part; NaN elsewhere.
+Inverse = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,6 +53,10 @@ class Activation:
     # ("leaky", slope, 0), ("relu" | "tanh" | "linear", 0, 0); None runs fn itself.
     kernel: tuple[str, float, float] | None = None
     gamma: float = 1.0  # output scale applied on top of the registry's function (scaled())
+    # For the density of phi(z): the unscaled phi's inverse where phi is strictly monotone, and
+    # the value phi keeps for every x <= 0 where it is flat there (ReLU: 0, a point mass).
+    inverse: Inverse | None = None
+    flat: float | None = None
 
     def deriv_given(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """phi'(x) given y = phi(x) too, in x's dtype: where the engine's kernel names the family,
@@ -115,6 +121,28 @@ class Activation:
             saturation=None if self.saturation is None else self.saturation * g,
             pair_form=None if self.pair_form is None else lambda q, c: g * g * self.pair_form(q, c),
             kernel=kernel, gamma=self.gamma * g)
+
+    def density(self, y, mean: float, std: float) -> np.ndarray:
+        """The density of phi(z), z ~ N(mean, std^2), at y by change of variables (its point
+        mass, if any, is atoms()'s); NaN when phi is not monotone (no inverse) or std is 0."""
+        y = np.asarray(y, dtype=np.float64)
+        if self.inverse is None or not std > 0:
+            return np.full(y.shape, math.nan)
+        with np.errstate(all="ignore"):
+            x, jac = self.inverse(y / self.gamma)
+            t = (x - mean) / std
+            # The normal pdf written out, as _pdf is: importing scipy.stats would add about
+            # half a second to every command that loads an activation.
+            pdf = _INV_SQRT_2PI * np.exp(-0.5 * t * t) / std * jac / abs(self.gamma)
+        return np.where(np.isfinite(pdf), pdf, 0.0)
+
+    def atoms(self, mean: float, std: float) -> tuple[tuple[float, float], ...]:
+        """The point masses of phi(z), z ~ N(mean, std^2): ((value, probability), ...)."""
+        if not std > 0:
+            return ((float(self.fn(np.array([float(mean)]))[0]), 1.0),)
+        if self.flat is None:
+            return ()
+        return ((self.gamma * self.flat, float(special.ndtr(-mean / std))),)
 
     def quadrature_moments(self, mean: float, std: float) -> Moments:
         """Gaussian moments by numerical integration (the reference for closed forms)."""
@@ -281,6 +309,37 @@ def _silu_deriv(x):
     return s * (1.0 + x * (1.0 - s))
 
 
+# ---- inverses, for densities (y -> x, |dx/dy|; NaN where phi does not reach y) ----------
+
+def _identity_inverse(y):
+    return y, np.ones_like(y)
+
+
+def _relu_inverse(y):
+    return np.where(y > 0, y, np.nan), np.ones_like(y)
+
+
+def _leaky_inverse(slope):
+    def inverse(y):
+        return np.where(y > 0, y, y / slope), np.where(y > 0, 1.0, 1.0 / slope)
+    return inverse
+
+
+def _elu_inverse(alpha, scale=1.0):
+    # y = scale x above 0; y = scale alpha (e^x - 1) in (-scale alpha, 0) below.
+    def inverse(y):
+        low = scale * alpha
+        below = np.where((y > -low) & (y <= 0), y, np.nan)
+        return (np.where(y > 0, y / scale, np.log1p(below / low)),
+                np.where(y > 0, 1.0 / scale, 1.0 / (low + below)))
+    return inverse
+
+
+def _tanh_inverse(y):
+    inside = np.where(np.abs(y) < 1.0, y, np.nan)
+    return np.arctanh(inside), 1.0 / (1.0 - inside * inside)
+
+
 # ---- the registry ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -295,20 +354,29 @@ class ActivationKind:
 def _selu(name, params):
     lam, alpha = params["lambda"], params["alpha"]
     return Activation(name, params, _elu(alpha, lam), _elu_deriv(alpha, lam), (0.0,),
-                      _elu_moments(alpha, lam), -lam * alpha, kernel=("elu", lam, lam * alpha))
+                      _elu_moments(alpha, lam), -lam * alpha, kernel=("elu", lam, lam * alpha),
+                      **_elu_shape(alpha, lam))
 
 
 def _elu_build(name, params):
     alpha = params["alpha"]
     return Activation(name, params, _elu(alpha), _elu_deriv(alpha), (0.0,),
-                      _elu_moments(alpha), -alpha, kernel=("elu", 1.0, alpha))
+                      _elu_moments(alpha), -alpha, kernel=("elu", 1.0, alpha), **_elu_shape(alpha))
+
+
+def _elu_shape(alpha, scale=1.0) -> dict:
+    """inverse and flat of the ELU family: monotone for alpha > 0, ReLU-like for alpha = 0."""
+    if alpha < 0 or scale <= 0:
+        return {}
+    return {"inverse": _elu_inverse(alpha, scale), "flat": 0.0 if alpha == 0 else None}
 
 
 def _leaky_build(name, params):
     slope = params["slope"]
     return Activation(name, params, _leaky(slope), lambda x: np.where(x > 0, 1.0, slope),
                       (0.0,), _leaky_moments(slope), 0.0 if slope == 0 else None, _leaky_pair(slope),
-                      ("leaky", slope, 0.0))
+                      ("leaky", slope, 0.0), inverse=_leaky_inverse(slope) if slope > 0 else
+                      _relu_inverse if slope == 0 else None, flat=0.0 if slope == 0 else None)
 
 
 ACTIVATIONS: dict[str, ActivationKind] = {
@@ -316,18 +384,20 @@ ACTIVATIONS: dict[str, ActivationKind] = {
                            "lambda * (x if x > 0 else alpha * (exp(x) - 1))"),
     "relu": ActivationKind({}, lambda n, p: Activation(
         n, p, _relu, lambda x: (x > 0).astype(np.float64), (0.0,), _relu_moments, 0.0, _arccos_kernel,
-        ("relu", 0.0, 0.0)),
+        ("relu", 0.0, 0.0), inverse=_relu_inverse, flat=0.0),
         "max(x, 0)"),
     "leaky_relu": ActivationKind({"slope": 0.01}, _leaky_build, "x if x > 0 else slope * x"),
     "elu": ActivationKind({"alpha": 1.0}, _elu_build, "x if x > 0 else alpha * (exp(x) - 1)"),
     "tanh": ActivationKind({}, lambda n, p: Activation(
-        n, p, _tanh, lambda x: 1.0 - np.tanh(x) ** 2, (), None, -1.0, kernel=("tanh", 0.0, 0.0)), "tanh(x)"),
+        n, p, _tanh, lambda x: 1.0 - np.tanh(x) ** 2, (), None, -1.0, kernel=("tanh", 0.0, 0.0),
+        inverse=_tanh_inverse), "tanh(x)"),
     "gelu": ActivationKind({}, lambda n, p: Activation(
         n, p, _gelu, _gelu_deriv, (), None, 0.0), "x * Phi(x) (erf form)"),
     "silu": ActivationKind({}, lambda n, p: Activation(
         n, p, _silu, _silu_deriv, (), None, 0.0), "x * sigmoid(x)"),
     "linear": ActivationKind({}, lambda n, p: Activation(
-        n, p, _linear, np.ones_like, (), _linear_moments, None, lambda q, c: q * c, ("linear", 0.0, 0.0)), "x"),
+        n, p, _linear, np.ones_like, (), _linear_moments, None, lambda q, c: q * c, ("linear", 0.0, 0.0),
+        inverse=_identity_inverse), "x"),
 }
 
 

@@ -37,15 +37,25 @@ SETTLE = 0.05
 SETTLED = ("settled", "theory_settled")  # summary.csv: 1 from the layer on which it stays, 0 before
 
 
-def settled(mean: np.ndarray, var: np.ndarray, fixed: tuple[float, float] | None) -> np.ndarray:
-    """Per layer: 1.0 where the statistics stay within SETTLE of the fixed point from there to the
-    last layer, 0.0 before; NaN at every layer without a fixed point of positive variance."""
+def distance(mean: np.ndarray, var: np.ndarray, fixed: tuple[float, float] | None) -> np.ndarray:
+    """Per layer: max(|mean - mu*| / sqrt(var*), |var - var*| / var*), the relative distance from
+    the fixed point that SETTLE bounds; NaN without a fixed point of positive variance."""
     mean, var = np.asarray(mean, dtype=np.float64), np.asarray(var, dtype=np.float64)
     if fixed is None or not fixed[1] > 0:
         return np.full(mean.shape, math.nan)
     mu, nu = fixed
     with np.errstate(all="ignore"):
-        ok = (np.abs(mean - mu) <= SETTLE * math.sqrt(nu)) & (np.abs(var - nu) <= SETTLE * nu)
+        return np.maximum(np.abs(mean - mu) / math.sqrt(nu), np.abs(var - nu) / nu)
+
+
+def settled(mean: np.ndarray, var: np.ndarray, fixed: tuple[float, float] | None) -> np.ndarray:
+    """Per layer: 1.0 where the statistics stay within SETTLE of the fixed point from there to the
+    last layer, 0.0 before; NaN at every layer without a fixed point of positive variance."""
+    d = distance(mean, var, fixed)
+    if fixed is None or not fixed[1] > 0:
+        return d  # NaN throughout
+    with np.errstate(invalid="ignore"):
+        ok = d <= SETTLE
     return np.logical_and.accumulate(ok[::-1])[::-1].astype(np.float64)
 
 

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from snn_lab import config
+from snn_lab.activations import ACTIVATIONS, Activation, ActivationKind
 
 
 def t_quantile(two_sided: float, dof: int) -> float:
@@ -52,6 +53,23 @@ def assert_matches(samples: np.ndarray, truth, family_size: int, what: str = "")
 def experiment(yaml_text: str, *overrides: str) -> config.Experiment:
     """An Experiment from YAML text."""
     return config.load("<test>", text=yaml_text, overrides=overrides)
+
+
+@pytest.fixture
+def erf_registered(monkeypatch):
+    """erf as a registry activation ("erf_stub"): smooth, without a closed form in the code, so
+    its Gaussian integrals are quadratures while Williams (1997) gives them in closed form."""
+    from scipy import special
+
+    def build(name, params):
+        return Activation(name, params, lambda x, out=None: special.erf(x),
+                          lambda x: 2 / math.sqrt(math.pi) * np.exp(-x * x), saturation=-1.0)
+    monkeypatch.setitem(ACTIVATIONS, "erf_stub", ActivationKind({}, build, "erf(x)"))
+
+
+def erf_q_map(s, q: float) -> float:
+    """Williams (1997): E erf(u)^2 = (2/pi) arcsin(2q / (1 + 2q))."""
+    return s.weight_var * 2 / math.pi * math.asin(2 * q / (1 + 2 * q)) + s.bias_var
 
 
 @pytest.fixture

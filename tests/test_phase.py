@@ -11,11 +11,13 @@ import mpmath
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import assert_matches, erf_q_map
+from scipy import optimize
 
 from snn_lab import plot, results
-from snn_lab.theory import phase
 from snn_lab.activations import ALPHA01, LAMBDA01
 from snn_lab.cli import main
+from snn_lab.theory import phase
 
 mp = mpmath.MPContext()  # a private context: other test modules keep their precision
 mp.dps = 25
@@ -95,7 +97,7 @@ def test_selu_with_lecun_init_sits_slightly_on_the_chaotic_side():
 @pytest.mark.parametrize("tmpl", [TANH, SELU], ids=["tanh", "selu"])
 def test_region_labels_follow_the_sign_of_chi1_minus_one(tmpl):
     """ordered where chi_1 < 1, chaotic where chi_1 > 1 (Poole et al. 2016)."""
-    d = phase.diagram(tmpl, np.linspace(0.4, 4.0, 10), np.linspace(0.0, 1.0, 5))
+    d = phase.diagram(tmpl, np.linspace(0.4, 4.0, 10), np.linspace(0.0, 1.0, 5), correlation=False)
     expected = np.where(d.chi1 < 1.0, "ordered", "chaotic")
     assert (d.region == expected).all()
     assert {"ordered", "chaotic"} <= set(d.region.ravel())
@@ -103,7 +105,7 @@ def test_region_labels_follow_the_sign_of_chi1_minus_one(tmpl):
 
 def test_correlation_depth_diverges_toward_the_critical_line():
     """Ordered side: c* = 1 and chi_c(1) = chi_1, so xi_c = -1/ln chi_1 (Schoenholz et al. 2017,
-    eq. 9), which grows without bound as chi_1 -> 1; left undefined on the chaotic side."""
+    eq. 9), which grows without bound as chi_1 -> 1; on the chaotic side c* < 1 and xi_c is finite."""
     crit = phase.critical_weight_var(TANH, 0.5, 1.0, 5.0)
     w = crit - np.array([1.5, 0.8, 0.3, 0.1, 0.02, 0.002])
     d = phase.diagram(TANH, np.append(w, crit + 0.5), [0.5])
@@ -111,7 +113,50 @@ def test_correlation_depth_diverges_toward_the_critical_line():
     assert (d.region[0][:-1] == "ordered").all() and d.region[0][-1] == "chaotic"
     assert (np.diff(xi[:-1]) > 0).all() and xi[-2] > 100
     np.testing.assert_allclose(xi[:-1], -1.0 / np.log(chi[:-1]), rtol=1e-9)
-    assert (d.c_star[0][:-1] == 1.0).all() and math.isnan(xi[-1])
+    assert (d.c_star[0][:-1] == 1.0).all() and 0 < d.c_star[0][-1] < 1 and 0 < xi[-1] < 100
+
+
+def _arcsine_fixed_points(s) -> tuple[float, float, float]:
+    """(q*, c*, chi_c at c*) of erf from Williams' (1997) closed forms, by scipy's brentq alone:
+    q_map(q) - q falls from sigma_b^2 > 0; chaotic, c_map(c) - c falls from c_map(0) > 0 to < 0
+    just below c = 1 (slope chi_1 > 1 there)."""
+    sw2, sb2 = s.weight_var, s.bias_var
+    q = optimize.brentq(lambda q: erf_q_map(s, q) - q, 1e-9, sw2 + sb2 + 1, xtol=1e-300, rtol=1e-15)
+    pair = lambda c: sw2 * 2 / math.pi * math.asin(2 * q * c / (1 + 2 * q)) + sb2 - c * q
+    c = optimize.brentq(pair, 0.0, 1 - 1e-9, xtol=1e-300, rtol=1e-15) if pair(1 - 1e-9) < 0 else 1.0
+    return q, c, sw2 * 4 / math.pi / math.sqrt((1 + 2 * q) ** 2 - (2 * q * c) ** 2)
+
+
+def test_chaotic_side_c_star_and_xi_c_solve_the_arcsine_maps(erf_registered):
+    """erf's correlation map is the arcsine kernel (Williams 1997): on the chaotic side the grid's
+    c* < 1 solves it, chi_c is its slope there (< 1: stable) and xi_c = -1/ln chi_c (Schoenholz et
+    al. 2017); on the ordered side c* = 1 and chi_c = chi_1, as before. The grid starts each c*
+    search at a neighbour's: it must land on the same root."""
+    tmpl = phase.template("erf_stub")
+    d = phase.diagram(tmpl, [0.5, 1.2, 2.0, 3.0], [0.05, 0.6])
+    assert {"ordered", "chaotic"} <= set(d.region.ravel())
+    for (i, j), region in np.ndenumerate(d.region):
+        q, c, chi = _arcsine_fixed_points(phase.at(tmpl, d.weight_var[j], d.bias_var[i]))
+        assert d.q_star[i, j] == pytest.approx(q, rel=1e-12)
+        assert (region == "chaotic") == (c < 1.0)
+        assert d.c_star[i, j] == pytest.approx(c, rel=1e-10) and d.xi_c[i, j] == pytest.approx(-1 / math.log(chi), rel=1e-9)
+        if region == "ordered":
+            assert d.c_star[i, j] == 1.0 and chi == pytest.approx(d.chi1[i, j], rel=1e-12)
+
+
+def test_tanh_chaotic_c_star_against_monte_carlo():
+    """At the grid's tanh q* and c* < 1, sampled pairs (u1, u2) of variance q* and correlation c*
+    give sigma_w^2 E[tanh u1 tanh u2] + sigma_b^2 = c* q*, sigma_w^2 E[tanh'(u1) tanh'(u2)] = chi_c
+    and sigma_w^2 E[tanh^2 u1] + sigma_b^2 = q*, within the samples' standard errors."""
+    d = phase.diagram(TANH, [2.0, 3.5], [0.3])
+    sw2, sb2 = 3.5, 0.3
+    q, c, xi = d.q_star[0, 1], d.c_star[0, 1], d.xi_c[0, 1]
+    assert d.region[0, 1] == "chaotic" and 0 < c < 1
+    z = np.random.default_rng(20).standard_normal((2, 400_000))
+    u1, u2 = math.sqrt(q) * z[0], math.sqrt(q) * (c * z[0] + math.sqrt(1 - c * c) * z[1])
+    t1, t2 = np.tanh(u1), np.tanh(u2)
+    samples = np.stack([sw2 * t1 * t2 + sb2, sw2 * (1 - t1 ** 2) * (1 - t2 ** 2), sw2 * t1 ** 2 + sb2], axis=1)
+    assert_matches(samples, [c * q, math.exp(-1 / xi), q], family_size=3, what="tanh c*, chi_c, q*")
 
 
 def test_to_json_turns_non_finite_numbers_into_null():
@@ -178,11 +223,10 @@ def test_phase_needs_one_activation_and_grid_options_need_phase():
     assert out.output.startswith("error: --weight-var applies only with --phase")
 
 
-def sweep_csv(folder, series=("SELU",), drop=()):
+def sweep_csv(folder, series=("SELU",), drop=(), gains=(0.9, 1.0, 1.1)):
     """A synthetic sweep folder (the contract: sweep.json, sweep.csv): 3 gain points x layers 0..2 per
     series; the columns the overlay does not read are NaN."""
     folder.mkdir()
-    gains = (0.9, 1.0, 1.1)
     (folder / "sweep.json").write_text(json.dumps({
         "sweep_version": 1, "keys": ["gain"], "axes": {"gain": list(gains)}, "complete": True,
         "points": [{"name": f"gain={g}", "values": {"gain": g}} for g in gains]}))
@@ -243,3 +287,71 @@ def test_bad_overlays_exit_2_naming_the_option(tmp_path, kind, args, message):
     assert out.exit_code == 2
     assert out.output.startswith(message.format(csv=folder / "sweep.csv")), out.output
     assert not (tmp_path / "p.png").exists()
+
+
+# ---- the overlay's grid, colour bars and ticks -------------------------------------------------
+
+def colour_bars(fig) -> list:
+    return [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+
+
+def shown(axis) -> list[str]:
+    """The labels of the ticks inside an axis' view (a drawn figure): what a reader sees."""
+    lo, hi = sorted(axis.get_view_interval())
+    return [t.label1.get_text() for t in axis.get_major_ticks()
+            if lo - 1e-12 <= t.get_loc() <= hi + 1e-12 and t.label1.get_text()]
+
+
+def test_the_grid_widens_by_whole_steps_to_cover_every_sweep_point(tmp_path):
+    """Points at sigma_w^2 = 0.81..1.21, sigma_b^2 = 0 beside a grid of sigma_w^2 1..2, sigma_b^2
+    0.5..1: both axes grow by whole steps (0.5) to 0.5..2 and 0..1; the figure's limits hold
+    every point whole, and each point is drawn on both panels."""
+    made = plot.save_phase_figure(RELU, phase.grid("1,2,3", "--weight-var", ""),
+                                  phase.grid("0.5,1,2", "--bias-var-range", ""), tmp_path / "p.png",
+                                  sweep_csv(tmp_path / "s"), "var")
+    assert made.diagram.weight_var.tolist() == [0.5, 1.0, 1.5, 2.0]
+    assert made.diagram.bias_var.tolist() == [0.0, 0.5, 1.0]
+    one_side = phase.widen(np.array([1.0, 1.5, 2.0]), [0.01, 3.1], positive=True)  # START 0: no variance
+    assert one_side.tolist() == [1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
+    assert [w.split(" widened from ")[0] for w in made.warnings] == ["--weight-var", "--bias-var-range"]
+    assert "1,2,3 to 0.5,2,4" in made.warnings[0] and len(made.overlay["point"]) == 3
+    fig = plot.phase_diagram(made.diagram, made.overlay)
+    for ax in fig.axes[:2]:
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        assert x0 <= 0.81 - 0.2 and x1 >= 2.25 and y0 <= -0.25 and y1 >= 1.25  # whole edge cells
+        dots = [c for c in ax.collections if c.get_offsets().shape == (3, 2)]
+        assert len(dots) == 1 and not dots[0].get_clip_on()
+        np.testing.assert_allclose(dots[0].get_offsets(), np.c_[[0.81, 1.0, 1.21], [0.0, 0.0, 0.0]])
+
+
+def test_a_point_the_grid_cannot_reach_is_listed_in_a_warning_and_the_cli_prints_it(tmp_path):
+    """sigma_w^2 = 0.01 lies 2 steps below a grid from 1 by 0.5: a START of 0 is no variance, so the
+    grid keeps its range and the warning names the point; the other two points are drawn."""
+    folder = sweep_csv(tmp_path / "s", gains=(0.1, 1.0, 1.1))
+    made = plot.save_phase_figure(RELU, phase.grid("1,2,3", "--weight-var", ""),
+                                  phase.grid("0,1,3", "--bias-var-range", ""), tmp_path / "p.png", folder, "var")
+    assert made.diagram.weight_var.tolist() == [1.0, 1.5, 2.0]
+    assert len(made.warnings) == 1 and made.warnings[0].startswith(
+        "1 of 3 sweep points lie outside the grid and are not drawn (point (sigma_w^2, sigma_b^2)): gain=0.1 (0.01, 0);")
+    np.testing.assert_allclose(made.overlay["weight_var"], [1.0, 1.21])
+    out = invoke("--phase", "--activation", "relu", "--weight-var", "1,2,3", "--bias-var-range", "0,1,3",
+                 "--out", tmp_path / "q.png", "--overlay", folder, "--json")
+    assert out.exit_code == 0 and out.stderr == f"warning: {made.warnings[0]}\n"
+    assert json.loads(out.stdout)["warnings"] == list(made.warnings)
+
+
+def test_phase_figure_has_one_colour_bar_per_scale_and_readable_ticks(tmp_path):
+    """chi_1, xi_c and the sweep's statistic: three scales, three colour bars; the sweep's points on
+    both panels share one normalization. Tick labels are plain numbers (1, 1.5, 2; no 5e-1, no 10^x)."""
+    d = phase.diagram(TANH, phase.grid("0.5,2,4", "--weight-var", ""), [0.0, 0.5])
+    marks = plot.phase_overlay(sweep_csv(tmp_path / "s"), "var")
+    alone, fig = plot.phase_diagram(d), plot.phase_diagram(d, marks)
+    assert len(colour_bars(alone)) == 2 and len(colour_bars(fig)) == 3
+    norms = {id(c.norm) for ax in fig.axes[:2] for c in ax.collections if c.get_offsets().shape == (3, 2)}
+    assert len(norms) == 1
+    fig.draw_without_rendering()
+    assert shown(fig.axes[0].xaxis) == ["0.5", "1", "1.5", "2"]
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            labels = shown(axis)
+            assert len(labels) <= 8 and all(x == f"{float(x):g}" and "e" not in x for x in labels), labels

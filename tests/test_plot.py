@@ -47,8 +47,6 @@ series:
   - {label: ReLU (He), activation: relu, init: he_normal}
 """
 PROBE_COLUMNS = ("grad_", "dead_", "correlation", "theory_grad_ratio", "theory_correlation")
-NOT_MEASURED = [f"not measured (add '{m}' to measure:)"
-                for m in ("gradients", "dead", "correlation")]
 
 
 def invoke(*args):
@@ -139,7 +137,8 @@ def test_no_pyplot_and_figures_are_returned(folder):
 
 
 def _legend_labels(fig) -> list[str]:
-    return [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    legends = [*fig.legends, *(ax.get_legend() for ax in fig.axes if ax.get_legend())]
+    return [t.get_text() for legend in legends for t in legend.get_texts()]
 
 
 def test_folder_without_theory_columns_still_plots(folder, tmp_path):
@@ -217,7 +216,6 @@ def test_probes_draw_the_summary_columns(probed):
     fig = plot.probes(results.read(probed))
     grad, dead, corr = fig.axes[:3]
     assert grad.get_yscale() == "log" and dead.get_yscale() == "linear"
-    assert not set(NOT_MEASURED) & set(_texts(fig))
     assert "mean-field theory" in _legend_labels(fig)
     for ax, column, first in ((grad, "grad_ratio", 0), (dead, "dead_fraction", 1),
                               (corr, "correlation", 0)):
@@ -232,19 +230,19 @@ def test_probes_draw_the_summary_columns(probed):
     assert dead.get_ylim()[0] < 0 < 1 < dead.get_ylim()[1]
 
 
-def test_probes_not_measured_show_notes(probed, folder, tmp_path):
-    """Older results (no probe columns): three notes, and the figure is still written;
-    the default measure (dead, correlation) leaves only the gradient panel a note."""
+def test_probes_not_measured_are_not_drawn(probed, folder, tmp_path):
+    """Older results (no probe columns): no probes figure by default; asked for by name, a note
+    and no panel. The default measure (dead, correlation): two panels, gradients named below."""
     old = results.read(_strip_probe_columns(probed, tmp_path / "old"))
     assert "grad_ratio" not in old.summary and "correlation" not in old.summary
     fig = plot.probes(old)
-    assert [t for t in _texts(fig) if t.startswith("not measured")] == NOT_MEASURED
-    assert "mean-field theory" not in _legend_labels(fig)
+    assert fig.axes == [] and any("no probe measured" in t.get_text() for t in fig.texts)
+    assert "probes.png" not in [p.name for p in plot.save_figures(old, tmp_path / "all", ["png"])]
     written = plot.save_figures(old, tmp_path / "plots", ["png"], names=["probes"])
     assert [p.name for p in written] == ["probes.png"]
-    assert imread(written[0]).shape[0] > 300
-    default = [t for t in _texts(plot.probes(results.read(folder))) if t.startswith("not measured")]
-    assert default == NOT_MEASURED[:1]
+    default = plot.probes(results.read(folder))
+    assert [ax.get_title(loc="left").split(":")[0] for ax in default.axes] == ["dead units", "correlation"]
+    assert "not measured, so not drawn: gradients" in default._supxlabel.get_text()
 
 
 def test_probes_mark_inf_nan_and_underflow(exploding, probed):

@@ -161,6 +161,53 @@ def test_one_key_lines_are_the_distance_at_the_last_layer(one_key):
     assert ax.get_xscale() == "log"  # 0.1 .. 1.2 spans more than a decade
 
 
+def visible_labels(axis) -> list[str]:
+    """The labels of the ticks inside an axis' view, once the figure is drawn."""
+    lo, hi = sorted(axis.get_view_interval())
+    return [t.label1.get_text() for t in axis.get_major_ticks()
+            if lo * (1 - 1e-12) <= t.get_loc() <= hi * (1 + 1e-12) and t.label1.get_text()]
+
+
+def test_a_log_axis_of_a_few_swept_values_is_labelled_with_those_values(one_key):
+    """gain 0.1, 0.3, 1.2 on a log axis: ticks at exactly those, written 0.1, 0.3, 1.2 (not 10^-1);
+    the y axis in plain numbers too, at most 8 of them."""
+    fig = only_figure(plot.sweep_figures(sw.read(one_key)))
+    fig.draw_without_rendering()
+    ax = fig.axes[0]
+    assert visible_labels(ax.xaxis) == ["0.1", "0.3", "1.2"]
+    ys = visible_labels(ax.yaxis)
+    assert 2 <= len(ys) <= 8 and all(y == f"{float(y):g}" for y in ys), ys
+
+
+def synthetic_heatmap(distances: dict) -> sw.SweepTable:
+    """A two-key sweep table (gain x width, last layer 3) whose distance is `distances[series]`
+    (a 2 x 2 list, rows width) through mean 0 and var 1 + distance."""
+    rows = [(g, wd, label, d[r][c]) for label, d in distances.items()
+            for r, wd in enumerate((8, 16)) for c, g in enumerate((0.5, 2.0))]
+    col = lambda f, dtype=np.float64: np.array([f(*row) for row in rows], dtype=dtype)
+    table = {"point": col(lambda g, wd, *_: f"gain={g},width={wd}", object), "gain": col(lambda g, *_: g),
+             "width": col(lambda g, wd, *_: wd), "series": col(lambda *r: r[2], object),
+             "layer": col(lambda *_: 3, np.int64), "trials": col(lambda *_: 4, np.int64),
+             "mean": col(lambda *_: 0.0), "var": col(lambda *r: 1.0 + r[3]),
+             "mean_sd": col(lambda *_: 0.1), "var_sd": col(lambda *_: 0.1)}
+    return sw.SweepTable(("gain", "width"), table, {"name": "synthetic"}, Path("synthetic"))
+
+
+def test_heatmap_panels_share_one_colour_bar_and_one_normalization():
+    """Two series, distances 0.01..0.1 and 1..10 (3 decades): one colour bar for both panels, one
+    log normalization spanning both, its labels plain numbers (0.01 ... 10, no 10^x)."""
+    fig = only_figure(plot.sweep_figures(synthetic_heatmap({"A": [[0.01, 0.02], [0.05, 0.1]],
+                                                            "B": [[1.0, 2.0], [5.0, 10.0]]})))
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    meshes = [by_gid(ax, f"sweep:{label}") for ax, label in zip(fig.axes, "AB")]
+    assert len(bars) == 1 and meshes[0].norm is meshes[1].norm
+    assert (meshes[0].norm.vmin, meshes[0].norm.vmax) == pytest.approx((0.01, 10.0), rel=1e-12)
+    fig.draw_without_rendering()
+    labels = visible_labels(bars[0].yaxis)
+    assert labels[0] == "0.01" and labels[-1] == "10" and len(labels) <= 8, labels
+    assert [visible_labels(ax.xaxis) for ax in fig.axes[:2]] == [["0.5", "2"]] * 2
+
+
 def test_error_bars_are_standard_errors(one_key):
     """--stat var --layer 2: y is var at layer 2, each bar var_sd / sqrt(trials) either side."""
     fig = only_figure(plot.sweep_figures(sw.read(one_key), stat="var", layer=2))
@@ -213,7 +260,7 @@ def test_two_keys_heatmap_cells_are_the_points_and_overflow_is_marked(two_keys, 
     np.testing.assert_allclose(z[:, 0].filled(np.nan), expected[:, 0], rtol=1e-12)
     assert z.mask[:, 1].all() and not np.ma.getmaskarray(z)[:, 0].any()
     assert "2 of 4 cells inf/NaN" in ax.get_title(loc="left")
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "1e+08"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "1e8"]  # readable: no "+" or leading 0 in the exponent
     assert [t.get_text() for t in ax.get_yticklabels()] == ["8", "16"]
     legend = fig.legends[0]
     assert any("inf/NaN" in t.get_text() for t in legend.get_texts())

@@ -147,3 +147,14 @@ def test_a_two_job_sweep_signalled_at_any_moment_exits_130_and_resumes(tmp_path_
     assert sorted(set(table.table["point"])) == sorted(p["name"] for p in table.manifest["points"])
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
     assert _outside(root, out) == before
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("status", [0, 2])
+def test_a_signal_after_the_command_ended_leaves_at_once_with_its_status(sig, status):
+    # Without __main__._finished, Ctrl-C in the interpreter's shutdown killed a finished run (-2).
+    code = ("import os, signal, time\nfrom snn_lab import __main__ as m\n"
+            f"m._finished({status})\nos.kill(os.getpid(), {int(sig)})\ntime.sleep(30)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert proc.returncode == status, proc.stderr
+    assert "Traceback" not in proc.stderr

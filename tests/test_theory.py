@@ -9,16 +9,13 @@ import math
 import mpmath
 import numpy as np
 import pytest
-from conftest import t_quantile
-from scipy import special
+from conftest import erf_q_map, t_quantile
 
 from snn_lab import theory
 from snn_lab.activations import (
     ACTIVATIONS,
     ALPHA01,
     LAMBDA01,
-    Activation,
-    ActivationKind,
     alpha_dropout_affine,
     make_activation,
 )
@@ -278,26 +275,12 @@ def test_relu_correlation_map_is_the_arc_cosine_kernel():
             assert theory.chi_c(s, c, q) == pytest.approx(1 - math.acos(c) / math.pi, abs=1e-13)
 
 
-@pytest.fixture
-def erf_registered(monkeypatch):
-    """erf as a registry activation: smooth, without a closed form."""
-    def build(name, params):
-        return Activation(name, params, lambda x, out=None: special.erf(x),
-                          lambda x: 2 / math.sqrt(math.pi) * np.exp(-x * x), saturation=-1.0)
-    monkeypatch.setitem(ACTIVATIONS, "erf_stub", ActivationKind({}, build, "erf(x)"))
-
-
-def _erf_q_map(s: Series, q: float) -> float:
-    """Williams (1997): E erf(u)^2 = (2/pi) arcsin(2q / (1 + 2q))."""
-    return s.weight_var * 2 / math.pi * math.asin(2 * q / (1 + 2 * q)) + s.bias_var
-
-
 def test_erf_correlation_map_is_the_arcsine_kernel(erf_registered):
     """Williams (1997): E erf(u1) erf(u2) = (2/pi) arcsin(2 q c / (1 + 2q)); E of the derivatives too."""
     erf_series = series("erf_stub", gain=1.3, bias_var=0.2)
     sw2, sb2 = erf_series.weight_var, erf_series.bias_var
     for q in (0.5, 30.0):
-        q_next = _erf_q_map(erf_series, q)
+        q_next = erf_q_map(erf_series, q)
         assert theory.q_map(erf_series, q) == pytest.approx(q_next, rel=1e-13)
         for c in (-0.5, 0.3, 0.9, 1 - 1e-6):
             pair = 2 / math.pi * math.asin(2 * q * c / (1 + 2 * q))
@@ -310,7 +293,7 @@ def test_fixed_points_solve_the_arcsine_maps(erf_registered):
     """Chaotic erf: q* and c* < 1 solve the closed-form maps, chi_c(c*) < 1; ordered: c* = 1."""
     chaotic = series("erf_stub", gain=2.0, bias_var=0.05)
     q = theory.fixed_point(chaotic).q
-    assert q == pytest.approx(_erf_q_map(chaotic, q), rel=1e-13)
+    assert q == pytest.approx(erf_q_map(chaotic, q), rel=1e-13)
     rep = theory.report(chaotic, depth=2)
     assert rep["phase"] == "chaotic" and rep["chi1"] > 1
     c_star, chi = rep["c_star"], rep["chi_c"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -147,40 +146,28 @@ def _run_sweep(sweep, out, *args):
 
 
 def _sweep_held(sweep, out, jobs, executor, scheduler, force, as_json, quiet, with_plot, backend):
-    """Run the points not yet complete, write each as it arrives, then sweep.csv."""
+    """Run the points not yet complete (the library writes each as it arrives), then sweep.csv."""
     import json
 
     from rich.console import Console
     from rich.markup import escape
 
-    from snn_lab import executors, results
     from snn_lab import sweep as sw
 
     err, console = Console(stderr=True), Console()
     try:
-        todo = sw.plan(sweep, out, force)
-        sw.start(sweep, out, force)
+        state = sw.prepare(sweep, out, force)
     except OSError as exc:
         raise _target_problem(out, exc) from None
-    skipped, failed, t0 = len(sweep.points) - len(todo), [], time.perf_counter()
+    skipped, todo = state.skipped, state.todo
     if skipped and not (quiet or as_json):
         err.print(f"resuming {out}/: {skipped} of {len(sweep.points)} points already complete",
                   markup=False, highlight=False, soft_wrap=True)
-    done = skipped
-    runner = executors.run(todo, jobs, executor, scheduler, backend)
     try:
         with _progress(err, enabled=not (quiet or as_json), total=len(todo), unit="points") as advance:
-            for point, res in runner:
-                if isinstance(res, BaseException):
-                    failed.append((point.name, res))
-                else:
-                    results.write(res, out / sw.POINTS / point.name, force=True)
-                    done += 1
-                if advance:
-                    advance(1)
-    except KeyboardInterrupt:
-        runner.close()  # ends the workers now (executors._stop), not whenever the generator is collected
-        click.echo(f"interrupted: {done} of {len(sweep.points)} points complete in {out}/; "
+            sw.run_points(state, jobs, executor, scheduler, backend, advance)
+    except sw.Interrupted as exc:
+        click.echo(f"interrupted: {exc.done} of {exc.total} points complete in {out}/; "
                    "run the same command to resume", err=True)
         if jobs > 1 and executor == "local":
             # Every point is written whole or not at all, and the workers are ended; but the
@@ -197,6 +184,7 @@ def _sweep_held(sweep, out, jobs, executor, scheduler, force, as_json, quiet, wi
         raise click.exceptions.Exit(130) from None
     except OSError as exc:
         raise UsageProblem(str(exc)) from None
+    failed, seconds = state.failed, state.seconds
     if failed:
         for name, exc in failed:
             err.print(f"[red]error:[/] point {escape(name)}: {type(exc).__name__}: {escape(str(exc))}",
@@ -204,7 +192,6 @@ def _sweep_held(sweep, out, jobs, executor, scheduler, force, as_json, quiet, wi
         err.print(f"{len(failed)} of {len(sweep.points)} points failed; the others are in {out}/{sw.POINTS}/; "
                   "run the same command to retry them", markup=False, highlight=False, soft_wrap=True)
         raise click.exceptions.Exit(1)
-    seconds = time.perf_counter() - t0
     figures = []
     try:
         table = sw.finish(sweep, out, {"executor": executor, "jobs": jobs})

@@ -12,7 +12,8 @@ from snn_lab.cli import UsageProblem, _load, _stdin, main
 _SERIES_OPTIONS = (("activation", str), ("init", str), ("gain", float), ("bias_var", float),
                    ("dropout", float))
 # The --phase grids' defaults, START,STOP,N of sigma_w^2 and of sigma_b^2 (theory.phase.grid):
-# about 3 s for tanh on 2 cores (a grid point costs a few ms: a fixed point and a quadrature or two).
+# 47 s of CPU for tanh (docs/theory.md): an ordered point costs a few ms (a fixed point and a
+# quadrature or two), a chaotic one ~0.1 s (c* < 1: about eight 2-D quadratures).
 _PHASE_GRIDS = {"--weight-var": "0.5,4.5,41", "--bias-var-range": "0,2,21"}
 
 
@@ -148,38 +149,17 @@ def _theory_phase(exp, defaulted, weight_grid, bias_grid, out, overlay, stat, la
                            f"(one of: {', '.join(ACTIVATIONS)})")
     weights, biases = (ph.grid(text or _PHASE_GRIDS[option], option, _PHASE_GRIDS[option])
                        for text, option in ((weight_grid, "--weight-var"), (bias_grid, "--bias-var-range")))
-    tmpl = exp.series[0]
-    if tmpl.norm != "none" or tmpl.residual is not None:
-        what = f"norm: {tmpl.norm}" if tmpl.norm != "none" else f"residual (alpha {tmpl.residual.alpha:g})"
-        raise UsageProblem(f"--phase draws the order-to-chaos diagram of plain layers; {tmpl.label} has {what}, "
-                           "which has no q-map fixed point to draw (a norm fixes each layer's pre-activation "
-                           "law, a skip makes the stream grow). Drop --phase: snn-lab theory prints its "
-                           "gradient growth per layer")
-    if tmpl.normalize_weights:
-        raise UsageProblem("--phase is for random i.i.d. weights; drop --normalize-weights "
-                           "(normalized weights follow the map g, not the q-map)")
+    tmpl = ph.plain(exp.series[0])
     path = out or Path("results") / f"phase-{tmpl.activation}.png"
     try:
-        plots.figure_format(path)  # before the grid's seconds of work, not after
-    except ValueError as exc:
-        raise UsageProblem(f"--out: {exc}") from None
-    marks = None
-    if overlay is not None:
-        if not overlay.is_dir():
-            raise UsageProblem(f"--overlay: expected a sweep folder with a sweep.csv; {overlay} is not a folder")
-        try:
-            marks = plots.phase_overlay(overlay, stat or "var", layer, series_label)
-        except plots.OverlayError as exc:
-            raise UsageProblem(f"--{exc.option}: {exc}") from None
-    diagram = ph.diagram(tmpl, weights, biases)
-    try:
-        plots.save_phase_diagram(plots.phase_diagram(diagram, marks), path)
-    except ValueError as exc:
-        raise UsageProblem(f"--out: {exc}") from None
-    except OSError as exc:
-        raise UsageProblem(f"--out: cannot write {path}: {exc.strerror or exc}") from None
+        made = plots.save_phase_figure(tmpl, weights, biases, path, overlay, stat or "var", layer, series_label)
+    except plots.OverlayError as exc:
+        raise UsageProblem(f"--{exc.option}: {exc}") from None
+    diagram, marks, weights, biases = made.diagram, made.overlay, made.diagram.weight_var, made.diagram.bias_var
+    for warning in made.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if as_json:
-        click.echo(json.dumps({**diagram.to_json(), "figure": str(path)}, indent=2))
+        click.echo(json.dumps({**diagram.to_json(), "figure": str(path), "warnings": list(made.warnings)}, indent=2))
         return
     click.echo(f"{diagram.activation}: mean-field phase diagram, sigma_w^2 in [{weights[0]:g}, "
                f"{weights[-1]:g}] ({weights.size}), sigma_b^2 in [{biases[0]:g}, {biases[-1]:g}] ({biases.size})")

@@ -20,12 +20,14 @@ from snn_lab.plot.convergence import convergence
 from snn_lab.plot.histograms import histograms
 from snn_lab.plot.phase import (
     OverlayError,
+    PhaseFigure,
     figure_format,
     phase_diagram,
     phase_overlay,
     save_phase_diagram,
+    save_phase_figure,
 )
-from snn_lab.plot.probes import probes
+from snn_lab.plot.probes import has_probes, probes
 from snn_lab.plot.selu_map import g_fixed_point, selu_map
 from snn_lab.plot.sweeps import (
     SWEEP_DEFAULT_STAT,
@@ -39,10 +41,10 @@ from snn_lab.plot.sweeps import (
 from snn_lab.plot.writer import find_latest, write_figure
 from snn_lab.results import Results
 
-__all__ = ["FIGURES", "FORMATS", "PALETTE", "SWEEP_DEFAULT_STAT", "OverlayError", "SweepPlotError",
+__all__ = ["FIGURES", "FORMATS", "PALETTE", "SWEEP_DEFAULT_STAT", "OverlayError", "PhaseFigure", "SweepPlotError",
            "activations", "as_typed", "convergence", "figure_format", "find_latest", "g_fixed_point", "histograms",
            "last_finite", "phase_diagram", "phase_overlay", "probes", "save_figures",
-           "save_phase_diagram", "save_sweep_figures", "selu_map", "series_style", "sweep_figures",
+           "save_phase_diagram", "save_phase_figure", "save_sweep_figures", "selu_map", "series_style", "sweep_figures",
            "sweep_layers", "sweep_stats", "sweep_values"]
 
 # The figures of a results folder, by name (snn-lab plot writes <name>.<format>).
@@ -51,8 +53,8 @@ FIGURES: dict[str, Callable[[Results], Figure]] = {
     "histograms": histograms, "probes": probes,
     "jacobian_density": spectrum.density, "jacobian_moments": spectrum.moments,
     "training_loss": training.loss_curves, "training_variance": training.layer_variance}
-# Drawn by default only when measured (measure: [jacobian]) or trained (a train: block).
-OPTIONAL_FIGURES = {"jacobian_density": spectrum.has_jacobian, "jacobian_moments": spectrum.has_jacobian,
+# Drawn by default only when measured (a probe under measure:, or jacobian) or trained (a train: block).
+OPTIONAL_FIGURES = {"probes": has_probes, "jacobian_density": spectrum.has_jacobian, "jacobian_moments": spectrum.has_jacobian,
                     "training_loss": training.has_training, "training_variance": training.has_training}
 
 

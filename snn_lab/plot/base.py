@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 from matplotlib import colors as mcolors
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -9,7 +11,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from snn_lab import config, theory
 from snn_lab.activations import Activation, make_activation
+from snn_lab.config import Series
 from snn_lab.results import Results
 
 FORMATS = ("png", "svg", "pdf")
@@ -76,12 +80,33 @@ def _activation(series: dict) -> Activation:
     return make_activation(spec["name"], **params)
 
 
-def _plain(series: dict) -> bool:
-    """A plain layer x -> phi(x W): no norm, no residual block, no output scale (the maps of g
-    describe it)."""
-    act = series.get("activation")
-    scaled = isinstance(act, dict) and act.get("scale", 1.0) != 1.0
-    return series.get("norm", "none") == "none" and not series.get("residual") and not scaled
+def series_objects(results: Results) -> dict[str, Series]:
+    """The run's Series by label, rebuilt from its resolved config ({} if that no longer loads)."""
+    try:
+        exp = config.build(copy.deepcopy(results.config), {}, "config.yaml")
+    except (config.ConfigError, KeyError, TypeError, ValueError):
+        return {}
+    return {s.label: s for s in exp.series}
+
+
+def fixed_points(results: Results) -> dict[str, tuple[tuple[float, float] | None, str]]:
+    """label -> ((mean, var) of its fixed point or None, why none): meta.json's fixed_points,
+    or the theory's for a folder written before them."""
+    stored = results.meta.get("fixed_points")
+    stored = stored if isinstance(stored, dict) else {}
+    built = None
+    out = {}
+    for label in results.labels:
+        fp = stored.get(label)
+        if isinstance(fp, dict) and {"mean", "var"} <= set(fp):
+            out[label] = ((float(fp["mean"]), float(fp["var"])), "")
+        elif isinstance(fp, dict) and isinstance(fp.get("note"), str):
+            out[label] = (None, fp["note"])
+        else:
+            built = series_objects(results) if built is None else built
+            point, why = theory.fixed_output(built[label]) if label in built else (None, "no theory")
+            out[label] = (point, why or "")
+    return out
 
 
 def as_typed(text) -> str:

@@ -32,27 +32,32 @@ PROBE_PANELS = (
 )
 
 
-def probes(results: Results) -> Figure:
-    """Gradient ratio, dead units and input correlation against layer (the `measure:` probes).
+def measured_panels(results: Results) -> list[tuple[str, str, str, str]]:
+    """The PROBE_PANELS whose column was measured in this run (the figure draws only these)."""
+    return [p for p in PROBE_PANELS if _probe_measured(results, p[0], p[1])]
 
-    A panel whose columns are absent (older results) or were not measured shows a note instead.
-    """
+
+def has_probes(results: Results) -> bool:
+    """Whether any probe was measured: the figure is drawn by default only then."""
+    return bool(measured_panels(results))
+
+
+def probes(results: Results) -> Figure:
+    """Gradient ratio, dead units and input correlation against layer (the `measure:` probes):
+    a panel per measured probe, and none for the others (the title names them)."""
     depth = int(results.summary["layer"].max()) if len(results.summary["layer"]) else 1
-    shown = [_probe_measured(results, column, measure) for column, measure, _, _ in PROBE_PANELS]
+    panels = measured_panels(results)
+    skipped = [measure for column, measure, _, _ in PROBE_PANELS if (column, measure) not in
+               [(p[0], p[1]) for p in panels]]
     with rc_context(STYLE):
-        fig = _figure((9.5, 9.2))
         # The gradient panel spans many decades (ReLU with LeCun init: 2^-depth): more height.
-        axes = fig.subplots(3, 1, sharex=True, height_ratios=(1.4 if shown[0] else 1, 1, 1))
-        overflowed, theory_shown, measured = False, False, []
-        for ax, (column, measure, title, ylabel), ok in zip(axes, PROBE_PANELS, shown):
+        heights = [1.4 if column == "grad_ratio" else 1.0 for column, _, _, _ in panels]
+        fig = _figure((9.5, 0.9 + 2.75 * sum(heights) if panels else 2.0))
+        axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False, height_ratios=heights)[:, 0] \
+            if panels else []
+        overflowed, theory_shown = False, False
+        for ax, (column, measure, title, ylabel) in zip(axes, panels):
             ax.set_title(title, loc="left")
-            if not ok:
-                ax.text(0.5, 0.5, f"not measured (add '{measure}' to measure:)", ha="center",
-                        va="center", transform=ax.transAxes, color="0.3")
-                ax.set_yticks([])
-                ax.spines["left"].set_visible(False)
-                continue
-            measured.append(column)
             ax.set_ylabel(ylabel)
             if column == "grad_ratio":
                 ax.set_yscale("log")
@@ -77,19 +82,24 @@ def probes(results: Results) -> Figure:
                 ax.text(0.01, 0.03, "inf/NaN at every layer: " + as_typed(", ".join(missing)),
                         transform=ax.transAxes, fontsize=8, color="0.25", va="bottom",
                         bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})
-        axes[-1].set_xlabel(r"layer $l$ (0: the input)")
-        axes[-1].set_xlim(0, max(depth, 1))
-        band = None
-        if measured:
+        if panels:
+            axes[-1].set_xlabel(r"layer $l$ (0: the input)")
+            axes[-1].set_xlim(0, max(depth, 1))
             band = "±1 sd across trials"
-            if "grad_ratio" in measured:
+            if panels[0][0] == "grad_ratio":
                 band += "\n(gradient: $r\\,e^{\\pm \\mathrm{sd}/r}$)"
-        handles = legend_head(results.labels, band, theory_shown)
-        if overflowed:
-            handles.append(_overflow_handle("last finite layer\n(then inf/NaN or 0)"))
-        axes[0].legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        fig.suptitle(_title(results, "gradients, dead units and input correlations"
-                            if measured else "probes (none measured in this run)"))
+            handles = legend_head(results.labels, band, theory_shown)
+            if overflowed:
+                handles.append(_overflow_handle("last finite layer\n(then inf/NaN or 0)"))
+            fig.legend(handles=handles, loc="outside right upper", frameon=False)
+        else:
+            fig.text(0.5, 0.5, "no probe measured in this run (measure: gradients, dead, correlation)",
+                     ha="center", va="center", color="0.3")
+        what = {"gradients": "gradients", "dead": "dead units", "correlation": "input correlations"}
+        fig.suptitle(_title(results, ", ".join(what[p[1]] for p in panels) if panels else "probes: none measured"))
+        if panels and skipped:
+            fig.supxlabel("not measured, so not drawn: " + ", ".join(skipped) + " (add to measure: to see them)",
+                          x=0.01, ha="left", fontsize=8, color="0.3")
     return fig
 
 

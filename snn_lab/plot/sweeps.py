@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colors as mcolors
 from matplotlib import rc_context
+from matplotlib import ticker as mticker
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
@@ -126,8 +127,44 @@ def _axis_values(values: np.ndarray) -> tuple[list, bool]:
     return (distinct if text else sorted(distinct)), text
 
 
+def readable(v: float, digits: int = 6) -> str:
+    """A number as a person writes it: 0.5, 1, 2, 1024, 1e8, 1.93e94, 1e-5 (not 5e-1, 1e+08)."""
+    text = f"{v:.{digits}g}"
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa}e{int(exponent)}"
+    return text
+
+
 def _show_value(v) -> str:
-    return v if isinstance(v, str) else f"{v:g}"
+    return v if isinstance(v, str) else readable(v)
+
+
+READABLE_TICKS = 8  # at most this many labelled ticks on an axis or colour bar
+
+
+def readable_ticks(axis, log: bool = False, values=None) -> None:
+    """Label an axis (or a colour bar's long axis) with readable numbers, at most READABLE_TICKS:
+    at `values` (e.g. the swept ones) when there are that few, else at 1-2-5 steps (log: 1, 2, 5
+    per decade over up to 2 decades, decades beyond). Minor ticks unlabelled."""
+    if values is not None and 0 < len(values) <= READABLE_TICKS:
+        axis.set_major_locator(mticker.FixedLocator(sorted(values)))
+        axis.set_minor_locator(mticker.NullLocator())
+    elif log:
+        lo, hi = sorted(v for v in axis.get_view_interval())
+        narrow = lo > 0 and hi <= 100.0 * lo  # 1, 2, 5 per decade: at most 7 ticks over 2 decades
+        axis.set_major_locator(mticker.LogLocator(subs=(1.0, 2.0, 5.0) if narrow else (1.0,),
+                                                  numticks=READABLE_TICKS))
+    else:
+        axis.set_major_locator(mticker.MaxNLocator(READABLE_TICKS - 2, steps=[1, 2, 2.5, 5, 10]))
+    axis.set_major_formatter(mticker.FuncFormatter(lambda v, _: readable(v)))
+    axis.set_minor_formatter(mticker.NullFormatter())
+
+
+def thin_labels(labels: list[str]) -> list[str]:
+    """Every k-th label of a long category axis (the others blank): at most READABLE_TICKS + 4 shown."""
+    k = -(-len(labels) // (READABLE_TICKS + 4))
+    return [text if i % k == 0 else "" for i, text in enumerate(labels)]
 
 
 def _log_span(values, decades: float) -> bool:
@@ -208,7 +245,11 @@ def _sweep_lines(sweep: SweepTable, rows: dict, stat: str, what: str) -> Figure:
                 ax.set_yscale("log")
                 ax.set_ylim(*_log_limits(rows))
             if text:
-                ax.set_xticks(range(len(xs)), [as_typed(_show_value(v)) for v in xs])
+                ax.set_xticks(range(len(xs)), thin_labels([as_typed(_show_value(v)) for v in xs]))
+                ax.set_xlim(-0.5, len(xs) - 0.5)  # half a category of room: the end markers are whole
+            else:
+                readable_ticks(ax.xaxis, log_x, xs)  # the swept values themselves, when few
+            readable_ticks(ax.yaxis, log_y)
             ax.set_xlabel(as_typed(key) + (" (log scale)" if log_x else ""))
             ax.set_ylabel(SWEEP_LABELS.get(stat, stat) + (" (log scale)" if log_y else ""))
         for ax in axes[len(panels):]:
@@ -315,16 +356,16 @@ def _sweep_heatmap(sweep: SweepTable, rows: dict, stat: str, what: str) -> Figur
             if annotate:
                 for (r, c), v in np.ndenumerate(z):
                     shade = sum(mcolors.to_rgb(mesh.cmap(norm(v)))) / 3 if np.isfinite(v) else 1.0
-                    cell = f"{v:.3g}" if np.isfinite(v) else ("inf" if np.isinf(v) else "NaN")
+                    cell = readable(v, 3) if np.isfinite(v) else ("inf" if np.isinf(v) else "NaN")
                     if has_theory:  # rounding noise of an exact 0 (the fixed point) shown as 0
                         t = theories[label][r, c]
-                        cell += f"\n({0.0 if abs(t) < 1e-12 else t:.3g})"
+                        cell += f"\n({readable(0.0 if abs(t) < 1e-12 else t, 3)})"
                     ax.text(c, r, cell, ha="center", va="center", fontsize=7.5, zorder=2,
                             color="white" if shade < 0.5 else "black")
             ax.set_xlim(-0.5, len(xs) - 0.5)
             ax.set_ylim(-0.5, len(ys) - 0.5)
-            ax.set_xticks(range(len(xs)), [as_typed(_show_value(v)) for v in xs])
-            ax.set_yticks(range(len(ys)), [as_typed(_show_value(v)) for v in ys])
+            ax.set_xticks(range(len(xs)), thin_labels([as_typed(_show_value(v)) for v in xs]))
+            ax.set_yticks(range(len(ys)), thin_labels([as_typed(_show_value(v)) for v in ys]))
             ax.set_xlabel(as_typed(kx))
             ax.set_ylabel(as_typed(ky))
             note = f"  ({int(bad.sum())} of {bad.size} cells inf/NaN)" if bad.any() else ""
@@ -332,8 +373,10 @@ def _sweep_heatmap(sweep: SweepTable, rows: dict, stat: str, what: str) -> Figur
         for ax in axes[len(labels):]:
             ax.set_axis_off()
         log = isinstance(norm, mcolors.LogNorm)
-        fig.colorbar(mesh, ax=list(axes[:len(labels)]), label=SWEEP_LABELS.get(stat, stat)
-                     + (" (log scale)" if log else ""), shrink=0.9)
+        # One colour bar for every panel: they share `norm`, one scale.
+        bar = fig.colorbar(mesh, ax=list(axes[:len(labels)]), label=SWEEP_LABELS.get(stat, stat)
+                           + (" (log scale)" if log else ""), shrink=0.9)
+        readable_ticks(bar.ax.yaxis, log)
         notes = []
         if annotate and has_theory:
             notes.append(Line2D([], [], linestyle="none", label="cells: simulation (mean-field theory)"))

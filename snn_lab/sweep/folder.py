@@ -98,12 +98,7 @@ def start(sweep: Sweep, out: Path, force: bool, extra: dict | None = None) -> No
                 else:
                     os.unlink(e.path)
     safefs.real_dir(out / POINTS)
-    _atomic(out / MANIFEST, json.dumps(manifest(sweep, extra), indent=2) + "\n")
-
-
-def _atomic(path: Path, text: str) -> None:
-    """Whole or not at all, never through a link; a failed write (a full disk) leaves no temporary."""
-    safefs.write_text(path, text)
+    safefs.write_text(out / MANIFEST, json.dumps(manifest(sweep, extra), indent=2) + "\n")
 
 
 def finish(sweep: Sweep, out: Path, extra: dict | None = None) -> Path:
@@ -122,13 +117,13 @@ def finish(sweep: Sweep, out: Path, extra: dict | None = None) -> Path:
         cols = [table[c].tolist() for c in results.SUMMARY_COLUMNS]
         for row in zip(*cols):
             w.writerow((p.name, *(_cell(v) for k, v in p.values if k in keys), *by_label[row[0]], *row))
-    _atomic(out / TABLE, buf.getvalue())
+    safefs.write_text(out / TABLE, buf.getvalue())
     rows = buf.getvalue().count("\n") - 1  # no cell holds a newline: labels refuse control characters
     names = {p.name for p in sweep.points}
     for folder in (out / POINTS).iterdir():
         if folder.name not in names and not folder.name.startswith("."):
             shutil.rmtree(folder, ignore_errors=True)  # a forced sweep's stale points
-    _atomic(out / MANIFEST, json.dumps(manifest(sweep, {**(extra or {}), "rows": rows, "complete": True}), indent=2) + "\n")
+    safefs.write_text(out / MANIFEST, json.dumps(manifest(sweep, {**(extra or {}), "rows": rows, "complete": True}), indent=2) + "\n")
     return out / TABLE
 
 

@@ -12,6 +12,7 @@ dropout, its affine correction (alpha_dropout_affine). Everything here returns d
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -109,6 +110,11 @@ def preact_var(series: Series, mean: float, var: float) -> float:
 def layer_stats(series: Series, act: Activation, q: float) -> tuple[float, float]:
     """(mean, var) of a layer's output when its pre-activations are N(0, q)."""
     return g_map(act, 0.0, q, tau=1.0, dropout=series.dropout)
+
+
+def mean_var_map(series: Series, mean: float, var: float, act: Activation | None = None) -> tuple[float, float]:
+    """The next layer's output (mean, var) when this layer's output has (mean, var)."""
+    return layer_stats(series, act or series.make_activation(), preact_var(series, mean, var))
 
 
 def predict(series: Series) -> np.ndarray:
@@ -368,8 +374,9 @@ def chi_c(series: Series, c: float, q: float, act: Activation | None = None) -> 
     return weight_scale(series) * A[0, 0] ** 2 * pair * q / q_map(series, q, act)
 
 
-def correlation_fixed_point(series: Series, q: float) -> tuple[float, float]:
-    """(c*, chi_c at c*): the stable fixed point of c_map in [0, 1] at variance q."""
+def correlation_fixed_point(series: Series, q: float, near: float | None = None) -> tuple[float, float]:
+    """(c*, chi_c at c*): the stable fixed point of c_map in [0, 1] at variance q; `near` (a
+    neighbouring grid point's c* < 1) starts the bracket search there: ~half the 2-D quadratures."""
     # c_map has a power series in c with non-negative coefficients (Hermite expansion), so on
     # [0, 1] it is increasing and convex with c_map(0) >= 0: c_map(c) - c has at most two roots
     # there, and is positive below the smaller one, c*. Without dropout c = 1 is a root, and it
@@ -380,14 +387,22 @@ def correlation_fixed_point(series: Series, q: float) -> tuple[float, float]:
         if at_one <= 1.0 + _CRITICAL:
             return 1.0, at_one
 
+    @functools.lru_cache(maxsize=None)  # brentq evaluates the bracket's ends again: 2-D quadratures
     def excess(c: float) -> float:
         return c_map(series, c, q, act) - c
 
     c, f0 = 0.0, excess(0.0)
     if f0 > _NOISE:
-        # Halve the distance to 1 until the excess turns negative. Closer to 1 than 2^-40 the
-        # excess is rounding: c* is then 1 as far as double precision can tell.
-        bracket = walk(lambda h: excess(1.0 - h), 1.0, f0, 0.5, (2.0 ** -40, 1.0), lambda h: _NOISE)
+        bracket = "none"
+        if near is not None and 0.0 < near < 1.0 and abs(f1 := excess(near)) > _NOISE:
+            # From a neighbour's c*: 10% steps in 1 - c the way the excess points (c* is
+            # above `near` where it is positive); if that fails, the walk from 0 below.
+            bracket = walk(lambda h: excess(1.0 - h), 1.0 - near, f1, 0.9 if f1 > 0 else 1 / 0.9,
+                           (2.0 ** -40, 1.0), lambda h: _NOISE)
+        if isinstance(bracket, str):
+            # Halve the distance to 1 until the excess turns negative. Closer to 1 than 2^-40
+            # the excess is rounding: c* is then 1 as far as double precision can tell.
+            bracket = walk(lambda h: excess(1.0 - h), 1.0, f0, 0.5, (2.0 ** -40, 1.0), lambda h: _NOISE)
         c = 1.0 if isinstance(bracket, str) else find_root(excess, 1.0 - bracket[1], 1.0 - bracket[0])
     return c, chi_c(series, c, q, act)
 

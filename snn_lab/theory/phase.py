@@ -21,7 +21,7 @@ MAX_N = 401  # grid points per axis
 
 
 class GridError(SnnLabError):
-    """A grid option that is not START,STOP,N of variances (exit 2, naming the option)."""
+    """A grid option that is not START,STOP,N of variances, or a series the diagram is not for (exit 2)."""
 
 
 def grid(text: str, option: str, example: str) -> np.ndarray:
@@ -52,6 +52,27 @@ def grid(text: str, option: str, example: str) -> np.ndarray:
                         f"(nearest valid: {min(max(n, 2), MAX_N)})")
     return np.array([float(f"{v:.15g}") for v in np.linspace(start, stop, n)])
 
+
+def widen(axis: np.ndarray, values, positive: bool) -> np.ndarray:
+    """The grid extended by whole steps (its spacing kept) to cover the finite `values`, e.g. a
+    sweep's points: not below a START of 0 (positive: sigma_w^2 > 0; else sigma_b^2 >= 0), and
+    not at all if that needs more than MAX_N points. The caller lists what is still outside."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if not v.size or axis.size < 2:
+        return axis
+    step = (axis[-1] - axis[0]) / (axis.size - 1)
+    # 1e-9 of a step: a point on a grid value after rounding needs no extra step
+    below = max(0, math.ceil((axis[0] - v.min()) / step - 1e-9))
+    above = max(0, math.ceil((v.max() - axis[-1]) / step - 1e-9))
+    start = float(f"{axis[0] - below * step:.15g}")
+    if start < 0 or (positive and start == 0):  # no variance there: those values stay outside
+        below, start = 0, float(axis[0])
+    if not below + above or axis.size + below + above > MAX_N:
+        return axis
+    return np.array([float(f"{start + k * step:.15g}") for k in range(axis.size + below + above)])
+
+
 # Where q grows without bound, chi_1 is taken in the limit q -> infinity, evaluated here (the
 # mirror of theory's q -> 0+ limit at 1e-200): for ReLU-like activations E[phi'^2] has settled.
 _HUGE_Q = 1e200
@@ -74,8 +95,8 @@ class PhaseDiagram:
     q_star: np.ndarray  # NaN where there is no fixed point q* > 0
     chi1: np.ndarray  # at q*, or in the limit q -> 0+ / q -> infinity where q collapses / grows
     region: np.ndarray  # ordered (chi_1 < 1), chaotic (chi_1 > 1), critical (within 1e-9)
-    c_star: np.ndarray  # NaN where not computed (see grid_point)
-    xi_c: np.ndarray  # -1 / ln chi_c(c*); NaN at criticality and where c* is not computed
+    c_star: np.ndarray  # NaN without a q* > 0 (q collapses or grows: see grid_point)
+    xi_c: np.ndarray  # -1 / ln chi_c(c*); NaN at criticality and where c* is NaN
     critical: np.ndarray  # (n_b,) sigma_w^2 with chi_1 = 1 per sigma_b^2; NaN if not in the grid
     line: np.ndarray  # (m, 2) (sigma_b^2, sigma_w^2) on the critical line, LINE_DENSITY per grid row
 
@@ -104,6 +125,20 @@ def template(activation: str, params: tuple = (), **series) -> Series:
     return Series(**{**base, **series})
 
 
+def plain(tmpl: Series) -> Series:
+    """The template if the diagram applies to it; else GridError saying why (exit 2)."""
+    if tmpl.norm != "none" or tmpl.residual is not None:
+        what = f"norm: {tmpl.norm}" if tmpl.norm != "none" else f"residual (alpha {tmpl.residual.alpha:g})"
+        raise GridError(f"--phase draws the order-to-chaos diagram of plain layers; {tmpl.label} has {what}, "
+                        "which has no q-map fixed point to draw (a norm fixes each layer's pre-activation "
+                        "law, a skip makes the stream grow). Drop --phase: snn-lab theory prints its "
+                        "gradient growth per layer")
+    if tmpl.normalize_weights:
+        raise GridError("--phase is for random i.i.d. weights; drop --normalize-weights "
+                        "(normalized weights follow the map g, not the q-map)")
+    return tmpl
+
+
 def at(tmpl: Series, weight_var: float, bias_var: float) -> Series:
     """The template with sigma_w^2 = weight_var and sigma_b^2 = bias_var."""
     if tmpl.norm != "none" or tmpl.residual is not None:
@@ -124,18 +159,21 @@ def settle(series: Series, act=None) -> tuple[theory.FixedPoint, float]:
     return fp, q
 
 
-def grid_point(series: Series) -> dict:
-    """status, q*, chi_1, region, c*, xi_c of one series (NaN where undefined)."""
+def grid_point(series: Series, near: float | None = None, correlation: bool = True) -> dict:
+    """status, q*, chi_1, region, c*, xi_c of one series (NaN where undefined); `near`: a
+    neighbour's c*, where the search for this one starts (theory.correlation_fixed_point);
+    correlation False: c* and xi_c only where c* = 1 (no 2-D quadrature)."""
     act = series.make_activation()
     fp, q = settle(series, act)
     chi = theory.chi1(series, q, act)
     out = {"status": fp.status, "q_star": fp.q if fp.status == "fixed" else math.nan,
            "chi1": chi, "region": theory._phase(chi), "c_star": math.nan, "xi_c": math.nan}
     # c* needs a q* > 0. Off the chaotic side (and without dropout) c* = 1 and chi_c = chi_1: one
-    # 1-D quadrature. In the chaotic phase c* < 1 costs 2-D quadratures (~0.1-1 s a point), so a
-    # grid leaves it out.
-    if fp.status in ("fixed", "marginal") and out["region"] != "chaotic" and not series.dropout:
-        c, chi_c = theory.correlation_fixed_point(series, q)
+    # 1-D quadrature. On the chaotic side c* < 1 (Schoenholz et al. 2017) costs ~8 2-D
+    # quadratures, ~0.1-0.3 s a point (as is any c* with dropout, which maps c = 1 below 1).
+    cheap = out["region"] != "chaotic" and not series.dropout
+    if fp.status in ("fixed", "marginal") and (correlation or cheap):
+        c, chi_c = theory.correlation_fixed_point(series, q, near)
         xi, _ = theory._depth_scale(chi_c, "chi_c at c*")
         out.update(c_star=c, xi_c=math.nan if xi is None else xi)
     return out
@@ -168,8 +206,9 @@ def critical_weight_var(tmpl: Series, bias_var: float, lo: float, hi: float,
     return theory.find_root(f, lo, hi, rtol=1e-13)
 
 
-def diagram(tmpl: Series, weight_var, bias_var) -> PhaseDiagram:
-    """The phase diagram of the template's activation on the grid weight_var x bias_var."""
+def diagram(tmpl: Series, weight_var, bias_var, correlation: bool = True) -> PhaseDiagram:
+    """The phase diagram of the template's activation on the grid weight_var x bias_var
+    (correlation False: no c* < 1, so no xi_c on the chaotic side; see grid_point)."""
     w = np.asarray(weight_var, dtype=np.float64)
     b = np.asarray(bias_var, dtype=np.float64)
     keys = ("status", "q_star", "chi1", "region", "c_star", "xi_c")
@@ -189,7 +228,10 @@ def diagram(tmpl: Series, weight_var, bias_var) -> PhaseDiagram:
                     point = {"status": "grows", "q_star": math.nan, "chi1": chi,
                              "region": theory._phase(chi), "c_star": math.nan, "xi_c": math.nan}
                 else:
-                    point = grid_point(series)
+                    # The search for c* < 1 starts at the left (or lower) neighbour's.
+                    near = [c for c in (grid["c_star"][i, j - 1] if j else math.nan,
+                                        grid["c_star"][i - 1, j] if i else math.nan) if 0.0 < c < 1.0]
+                    point = grid_point(series, near[0] if near else None, correlation)
                     if point["status"] == "grows":
                         first_grown = j
                 for k in keys:
