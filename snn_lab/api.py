@@ -19,7 +19,7 @@ BASE_TABLES = ("layers", "summary", "samples")
 
 
 class ApiError(SnnLabError):
-    """What the API was asked for cannot be done (a sweep to run, a table that is not there)."""
+    """What the API was asked for cannot be done (failed sweep points, a table that is not there)."""
 
 
 @dataclass(frozen=True)
@@ -121,14 +121,16 @@ def experiment(config=None, overrides: Mapping | tuple[str, ...] = ()) -> cfg.Ex
 
 
 def run(config=None, overrides: Mapping | tuple[str, ...] = (), out: str | Path | None = None,
-        force: bool = False, backend: str | None = None) -> Tables:
+        force: bool = False, backend: str | None = None, jobs: int = 1) -> Tables | SweepTables:
     """Simulate one experiment (as `snn-lab run` does) and return its tables; `out` also writes
-    the results folder there (`force` replaces one). A config with a sweep: block is refused."""
+    the results folder there (`force` replaces one). A config with a sweep: block runs its points
+    (`jobs` at once) into `out` (default results/<name>), resuming a folder left unfinished, and
+    returns the sweep's table."""
     from snn_lab import executors
 
-    if isinstance(config, Mapping) and "sweep" in config or _has_sweep(config):
-        raise ApiError("this config has a sweep: block: run it with `snn-lab run`, then read the "
-                       "folder with snn_lab.api.read(PATH)")
+    sweep = _sweep(config, overrides)
+    if sweep is not None:
+        return _run_sweep(sweep, out, force, backend, jobs)
     exp = experiment(config, overrides)
     executors.check_resources(exp)
     if out is not None:
@@ -150,11 +152,39 @@ def read(path: str | Path) -> Tables | SweepTables:
     return Tables(results.read(path))
 
 
-def _has_sweep(config) -> bool:
-    if config is None or isinstance(config, (cfg.Experiment, Mapping)):
-        return False
-    tree, _, _ = cfg.read(str(config))
-    return isinstance(tree, dict) and "sweep" in tree
+def _sweep(config, overrides):
+    """The config's sweep (sweep.load, as `snn-lab run` loads it), or None without a sweep: block."""
+    from snn_lab import sweep as sw
+
+    if isinstance(config, cfg.Experiment) or isinstance(config, Mapping) and "sweep" not in config:
+        return None
+    if isinstance(config, Mapping):
+        import yaml
+
+        return sw.load("<dict>", text=yaml.safe_dump(dict(config), sort_keys=False),
+                       overrides=_overrides(overrides))
+    return sw.load(None if config is None else str(config), overrides=_overrides(overrides))
+
+
+def _run_sweep(sweep, out, force: bool, backend: str | None, jobs: int) -> SweepTables:
+    """Hold the folder, run the points not yet complete (sweep.runs, as the CLI does), write sweep.csv."""
+    from snn_lab import executors
+    from snn_lab import sweep as sw
+    from snn_lab.simulate.memory import memory_available
+
+    available = memory_available() // jobs  # the points of `jobs` run side by side
+    for point in sweep.points:
+        executors.check_resources(point.experiment, available)
+    out = Path(out) if out is not None else Path("results") / sweep.name
+    with sw.hold(out):
+        state = sw.run_points(sw.prepare(sweep, out, force), jobs, "local", None, backend)
+        if state.failed:
+            name, exc = state.failed[0]
+            raise ApiError(f"{len(state.failed)} of {len(sweep.points)} points failed (first: {name}: "
+                           f"{type(exc).__name__}: {exc}); the others are in {out}/{sw.POINTS}/; run again "
+                           "to retry them")
+        sw.finish(sweep, out, {"executor": "local", "jobs": jobs})
+    return read(out)
 
 
 def _overrides(overrides) -> tuple[str, ...]:

@@ -67,9 +67,19 @@ def test_a_bad_key_names_the_dict_and_the_nearest_choice():
         api.run({"series": [{"activation": "sleu"}]})
 
 
-def test_a_sweep_config_is_refused_with_what_to_do():
-    with pytest.raises(api.ApiError, match="snn-lab run"):
-        api.run("tanh_edge")
+def test_a_sweep_config_runs_its_points_and_each_point_equals_its_run_alone(tmp_path):
+    base = {**SMALL, "trials": 2, "width": 16, "series": [{"activation": "selu"}]}
+    s = api.run({**base, "sweep": {"depth": [2, 3]}}, out=tmp_path / "s")
+    assert isinstance(s, api.SweepTables) and s.keys == ("depth",)
+    assert sorted(set(s.sweep["depth"].tolist())) == [2.0, 3.0]
+    for name in sorted(set(s.sweep["point"])):
+        point = s.point(name)
+        alone = api.run({**base, "depth": point.config["series"][0]["depth"], "seed": point.config["seed"]})
+        assert np.array_equal(point.summary["var"], alone.summary["var"])
+    stamps = {m: m.stat().st_mtime_ns for m in (tmp_path / "s" / "points").glob("*/meta.json")}
+    again = api.run({**base, "sweep": {"depth": [2, 3]}}, out=tmp_path / "s")  # complete: a resume runs nothing
+    assert np.array_equal(again.sweep["var"], s.sweep["var"])
+    assert len(stamps) == 2 and all(m.stat().st_mtime_ns == t for m, t in stamps.items())
 
 
 def test_an_absent_table_lists_those_that_exist():
