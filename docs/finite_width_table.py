@@ -1,6 +1,6 @@
 """The tables of docs/finite-width.md: predicted against measured spread across trials.
 
-    python docs/finite_width_table.py     (about a minute)
+    python docs/finite_width_table.py     (about a minute; docs/numbers.py writes the first table)
 
 1. Var(log q) of one input's layer (the pooled pre-activation second moment), times the width,
    over many networks drawn from the exact law of Gaussian weights (given a layer, the next
@@ -34,21 +34,47 @@ def exact_law(s, trials, layers, rng):
     return [out[layer] for layer in layers]
 
 
-rng = np.random.default_rng(2019)
-print("n Var(log q): activation, width, layer: measured (+- se) / predicted")
-for name, init in [("selu", "lecun_normal"), ("relu", "he_normal"), ("tanh", "lecun_normal"), ("elu", "lecun_normal")]:
-    for n, trials in [(32, 2000), (128, 1000), (512, 400)]:
-        layers = (n // 8, n // 4, n // 2)
-        pred = wc.spread(series(name, init, n, n // 2, 1)).log_preact
-        for layer, logs in zip(layers, exact_law(series(name, init, n, n // 2, 1), trials, layers, rng)):
-            v = logs.var(ddof=1)
-            print(f"{name:5} {n:4} {layer:4}: {v * n:8.2f} (+- {v * n * math.sqrt(2 / (trials - 1)):5.2f}) / {pred[layer] * n:8.2f}")
-print("\nengine, width 64, batch 16, 200 trials: sd of the pooled var, measured / predicted")
-for name, init, kw in [("selu", "lecun_normal", {}), ("relu", "he_normal", {}), ("tanh", "lecun_normal", {}),
-                       ("elu", "lecun_normal", {}), ("selu", "lecun_normal", {"dropout": 0.1}),
-                       ("selu", "lecun_normal", {"normalize_weights": True}), ("relu", "lecun_uniform", {})]:
-    s = series(name, init, 64, 8, 16, **kw)
-    sd = engine.run_series(s, 19, 200).stats[:, :, 1].std(axis=0, ddof=1)
-    _, pred = wc.correct(s)
-    cells = "  ".join(f"L{layer}: {sd[layer]:.4f} / {pred[layer, 1]:.4f}" for layer in (1, 4, 8))
-    print(f"{name:5} {init:13} {str(kw):28} {cells}")
+LABELS = {"selu": "SELU", "relu": "ReLU-He", "tanh": "tanh", "elu": "ELU"}
+
+
+def law_table(seed: int = 2019):
+    """[(label, [per width: [(n Var(log q), its se, predicted) per layer]])]: the first table."""
+    rng, table = np.random.default_rng(seed), []
+    for name, init in [("selu", "lecun_normal"), ("relu", "he_normal"), ("tanh", "lecun_normal"),
+                       ("elu", "lecun_normal")]:
+        cells = []
+        for n, trials in [(32, 2000), (128, 1000), (512, 400)]:
+            layers = (n // 8, n // 4, n // 2)
+            pred = wc.spread(series(name, init, n, n // 2, 1)).log_preact
+            cell = []
+            for layer, logs in zip(layers, exact_law(series(name, init, n, n // 2, 1), trials, layers, rng)):
+                v = logs.var(ddof=1)
+                cell.append((v * n, v * n * math.sqrt(2 / (trials - 1)), pred[layer] * n))
+            cells.append(cell)
+        table.append((LABELS[name], cells))
+    return table
+
+
+def main():
+    print("n Var(log q): activation, width, layer: measured (+- se) / predicted")
+    for label, cells in law_table():
+        for n, cell in zip((32, 128, 512), cells):
+            for layer, (v, se, pred) in zip((n // 8, n // 4, n // 2), cell):
+                print(f"{label:7} {n:4} {layer:4}: {v:8.2f} (+- {se:5.2f}) / {pred:8.2f}")
+    engine_table()
+
+
+def engine_table():
+    print("\nengine, width 64, batch 16, 200 trials: sd of the pooled var, measured / predicted")
+    for name, init, kw in [("selu", "lecun_normal", {}), ("relu", "he_normal", {}), ("tanh", "lecun_normal", {}),
+                           ("elu", "lecun_normal", {}), ("selu", "lecun_normal", {"dropout": 0.1}),
+                           ("selu", "lecun_normal", {"normalize_weights": True}), ("relu", "lecun_uniform", {})]:
+        s = series(name, init, 64, 8, 16, **kw)
+        sd = engine.run_series(s, 19, 200).stats[:, :, 1].std(axis=0, ddof=1)
+        _, pred = wc.correct(s)
+        cells = "  ".join(f"L{layer}: {sd[layer]:.4f} / {pred[layer, 1]:.4f}" for layer in (1, 4, 8))
+        print(f"{name:5} {init:13} {kw!s:28} {cells}")
+
+
+if __name__ == "__main__":
+    main()

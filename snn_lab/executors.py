@@ -46,6 +46,20 @@ def simulate(exp: Experiment, progress: Callable[[int], None] | None = None, met
     return results.collect(exp, runs, meta, training)
 
 
+def check_resources(exp: Experiment, available: int | None = None) -> None:
+    """Refuse, before anything runs, a run that would not fit in memory (ConfigError, exit 2), or
+    whose .npz training task is missing or malformed."""
+    from snn_lab.results import check_size
+    from snn_lab.simulate.memory import check_memory, memory_available
+
+    available = memory_available() if available is None else available
+    check_memory(exp, available)
+    check_size(exp, available)
+    if exp.train is not None:  # an .npz task's file, read and checked before the run
+        from snn_lab.train.loop import load_task
+        load_task(exp)
+
+
 def work(exp: Experiment) -> int:
     """Units of progress simulate() reports: trials x layers, training updates, then each series'
     theory layers."""

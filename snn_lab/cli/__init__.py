@@ -103,8 +103,7 @@ def _load(config: str | None, overrides: tuple[str, ...], check_resources: bool 
           text: str | None = None):
     """Load an experiment ('-': standard input; `text`: that YAML, named `config`), problems -> exit 2."""
     from snn_lab import config as cfg
-    from snn_lab.simulate.memory import check_memory, memory_available
-    from snn_lab.results import check_size
+    from snn_lab.executors import check_resources as fits
 
     if config == "-" and text is None:
         text = _stdin()
@@ -113,12 +112,7 @@ def _load(config: str | None, overrides: tuple[str, ...], check_resources: bool 
     else:
         exp = cfg.load(config, overrides=overrides)
     if check_resources:  # a ConfigError (exit 2, errors.py) when it would not fit
-        available = memory_available()
-        check_memory(exp, available)
-        check_size(exp, available)
-        if exp.train is not None:  # an .npz task's file, read and checked before the run
-            from snn_lab.train.loop import load_task
-            load_task(exp)
+        fits(exp)
     return exp
 
 

@@ -1,0 +1,300 @@
+"""The numbers the docs quote from runs, each written by the command that produces it.
+
+    python docs/quoted_numbers.py NAME [NAME ...]   rewrite those blocks in their pages
+    python docs/quoted_numbers.py --all             every block (the costly ones take minutes)
+    python docs/quoted_numbers.py --check           exit 1 if a cheap block differs from a rerun
+    python docs/quoted_numbers.py --list            the blocks: name, page, kind
+
+A page marks each quoted number between `<!-- numbers: NAME -->` and `<!-- /numbers -->`
+(inline or around whole lines). Kinds:
+  rerun     seeded or exact, cheap: tests/test_docs_numbers.py reruns it and compares exactly
+  measured  machine timings, rendered from the committed benchmark JSON with where it ran;
+            the test re-renders the JSON (the timing itself is not reproducible)
+  costly    minutes of Monte Carlo: the test checks the block's format and that it names this
+            command; rerun it by hand after a change to what it measures
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOCK = re.compile(r"<!-- numbers: ([\w-]+) -->(.*?)<!-- /numbers -->", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Numbers:
+    """One block: its page, its kind, the function writing its text, and (costly) its format."""
+
+    page: str
+    kind: str
+    make: Callable[[], str]
+    form: str | None = None  # costly: a regex the block's text must match
+    slow: bool = False  # a rerun of seconds: compared in the slow docs test (once in .ci/run)
+
+
+GENERATORS: dict[str, Numbers] = {}
+
+
+def numbers(name: str, page: str, kind: str = "rerun", form: str | None = None, slow: bool = False):
+    def register(fn):
+        GENERATORS[name] = Numbers(page, kind, fn, form, slow)
+        return fn
+    return register
+
+
+def summary(**config) -> dict:
+    """The summary table of a seeded run of this config (snn_lab.api, as `snn-lab run` runs it)."""
+    from snn_lab import api
+
+    return api.run({"name": "numbers", "seed": 0, **config}).summary
+
+
+def at(table: dict, column: str, layer: int) -> float:
+    return float(table[column][table["layer"] == layer][0])
+
+
+@functools.cache
+def theory_json(*args: str) -> dict:
+    """`snn-lab theory ARGS --json`, the command the page quotes (in this process)."""
+    from click.testing import CliRunner
+
+    from snn_lab.cli import main
+
+    done = CliRunner().invoke(main, ["theory", *args, "--json"], catch_exceptions=False)
+    if done.exit_code != 0:
+        raise SystemExit(f"snn-lab theory {' '.join(args)} --json: exit {done.exit_code}: {done.output}")
+    return json.loads(done.stdout)["series"][0]
+
+
+def g(x: float, digits: int = 4) -> str:
+    """A quoted number: `digits` significant digits, trailing zeros dropped, rounding noise as 0."""
+    return "0" if abs(x) < 1e-12 else f"{x:.{digits}g}"
+
+
+# ---- theory (exact, cheap) ----------------------------------------------------------------------
+
+@numbers("selu-fixed-point", "docs/theory.md")
+def selu_fixed_point() -> str:
+    s = theory_json("--activation", "selu", "--init", "lecun_normal")
+    fp, (j0, j1) = s["fixed_point"], s["jacobian"]
+    jac = ", ".join(f"[{f4(a)}, {f4(b)}]" for a, b in (j0, j1))
+    return f"fixed point ({f4(fp['mean'])}, {f4(fp['var'])}), Jacobian [{jac}], spectral norm {f4(s['spectral_norm'])}"
+
+
+@numbers("selu-chi1", "docs/theory.md")
+def selu_chi1() -> str:
+    return f4(theory_json("--activation", "selu", "--init", "lecun_normal")["chi1"])
+
+
+@numbers("selu-xi-q", "docs/theory.md")
+def selu_xi_q() -> str:
+    return f"{theory_json('--activation', 'selu', '--init', 'lecun_normal')['xi_q']:.2f}"
+
+
+@numbers("tanh-critical-line", "docs/theory.md")
+def tanh_critical_line() -> str:
+    from snn_lab.theory import phase
+
+    tanh, biases = phase.template("tanh"), (0, 0.05, 0.5, 1, 2)
+    crit = [phase.critical_weight_var(tanh, b, 0.5, 8.0) for b in biases]
+    return ("\n| sigma_b^2 | " + " | ".join(g(b) for b in biases) + " |\n| --- |" + " --- |" * len(biases)
+            + "\n| critical sigma_w^2 | " + " | ".join(g(w) for w in crit) + " |\n")
+
+
+@numbers("width-depth-scales", "docs/finite-width.md")
+def width_depth_scales() -> str:
+    parts = []
+    for args, shown in ((("--activation", "relu", "--init", "he_normal"), "--activation relu --init he_normal"),
+                        (("--activation", "tanh"), "--activation tanh"), (("--activation", "selu"), "--activation selu")):
+        fw = theory_json(*args, "--width", "1024")["finite_width"]
+        if fw["depth"] is not None:
+            ratio = g(fw["depth_over_width"], 3)
+            what = f"layer {fw['depth']} ({'depth / width ' if not parts else ''}{ratio})"
+        else:
+            what = f"never within {fw['cap']} layers, bounded at {g(fw['limit_sd'], 3)}"
+        parts.append(f"`{shown} --width 1024`: {what}")
+    parts[0] = "`snn-lab theory " + parts[0][1:]
+    return "; ".join(parts)
+
+
+@numbers("selu-width-64", "docs/finite-width.md")
+def selu_width_64() -> str:
+    narrow = theory_json("--activation", "selu", "--width", "64")["finite_width"]
+    wide = theory_json("--activation", "selu", "--width", "1024")["finite_width"]
+    return (f'"bounded: it tends to {g(narrow["limit_sd"], 3)} with depth"; at width 1024, '
+            f'{g(wide["limit_sd"], 3)}')
+
+
+@numbers("nf-gains", "docs/normalization.md")
+def nf_gains() -> str:
+    from snn_lab.activations import make_activation, nf_gain
+
+    gains = {n: nf_gain(make_activation(n)) for n in ("relu", "leaky_relu", "elu", "tanh", "gelu", "silu",
+                                                       "selu", "linear")}
+    ones = [n for n, v in gains.items() if f"{v:.6f}" == "1.000000"]
+    shown = [f"{n} {v:.6f}" + (" (= sqrt(2 pi/(pi - 1)))" if n == "relu" else "")
+             for n, v in gains.items() if n not in ones]
+    return ", ".join(shown) + f", {' and '.join(ones)} 1"
+
+
+# ---- probes (seeded runs) ----------------------------------------------------------------------
+
+@numbers("probe-dead-relu", "docs/probes.md")
+def probe_dead_relu() -> str:
+    s = summary(trials=4, width=128, depth=60, batch=64, measure=["dead"],
+                series=[{"activation": "relu", "init": "he_normal"}])
+    layers = ", ".join(f"{at(s, 'dead_fraction', k):.2g} at layer {k}" for k in (1, 10, 30, 60))
+    return f"measured for He init, width 128, batch 64, 4 trials, seed 0: {layers}"
+
+
+@numbers("relu-cosine-theory", "docs/probes.md")
+def relu_cosine_theory() -> str:
+    s = summary(trials=2, width=8, depth=2, batch=8, measure=["correlation"],
+                series=[{"activation": "relu", "init": "he_normal"}])
+    return (f"1/pi = {at(s, 'theory_correlation', 1):.4f} at layer 1, "
+            f"{at(s, 'theory_correlation', 2):.4f} at layer 2")
+
+
+@numbers("probe-cosine-bias", "docs/probes.md", slow=True)
+def probe_cosine_bias() -> str:
+    trials, cells, slopes = 128, [], []
+    for width in (64, 256, 512):
+        s = summary(trials=trials, width=width, depth=1, batch=64, dtype="float64", measure=["correlation"],
+                    series=[{"activation": "relu", "init": "he_normal"}])
+        bias = at(s, "correlation", 1) - at(s, "theory_correlation", 1)
+        se = at(s, "correlation_sd", 1) / trials ** 0.5
+        cells.append(f"{bias:+.4f} ± {se:.4f} at {'width ' if not cells else ''}{width}")
+        slopes.append(bias * width)
+    selu = summary(trials=16, width=256, depth=30, batch=64, dtype="float64", measure=["correlation"],
+                   series=[{"activation": "selu"}])
+    return (f"ReLU-He at layer 1, batch 64, {trials} trials: {', '.join(cells)}, about "
+            f"{sum(slopes) / len(slopes):.2f}/width; SELU's grows to about {at(selu, 'correlation', 30):+.3f} "
+            "by layer 30 at width 256 (16 trials)")
+
+
+# ---- benchmarks (machine timings, rendered from the committed JSON) -----------------------------
+
+@numbers("bench-sweep", "docs/performance.md", kind="measured")
+def bench_sweep() -> str:
+    d = json.loads((ROOT / "benchmarks" / "bench_sweep.json").read_text())
+    med, base = d["median"], d["median"]["jobs 1"]
+    names = {"jobs 1": "`--jobs 1`", "jobs 2": "`--jobs 2`", "dask, jobs 2": "`--executor dask --jobs 2`"}
+    notes = {"dask, jobs 2": " (a local cluster takes about a second to start)"}
+    rows = [f"| {names[k]} | {v:.2f} | {base / v:.2f}x{notes.get(k, '')} |" for k, v in med.items()]
+    return (f"\nMedians of {d['repeats']} on {d['cpus']} cores (load {d['load']:.1f}): a machine timing, "
+            "not reproduced by the tests, from `benchmarks/bench_sweep.json` at the commit that last wrote it "
+            "(`git log -1 -- benchmarks/bench_sweep.json`); the command above measures it again:\n\n"
+            "| case | median s | vs `--jobs 1` |\n| --- | --- | --- |\n" + "\n".join(rows) + "\n")
+
+
+ENGINE_ROWS = (  # (JSON file, case name, label on the page)
+    ("bench_engine.json", "whole run float32 1024x128, batch 2048",
+     "whole `snn-lab run`, default config, 1024 x 128, batch 2048, float32"),
+    ("bench_engine.json", "whole run float64 1024x128, batch 2048", "the same, float64"),
+    ("bench_engine_cases.json", "engine selu float32 1024x64, batch 2048", "engine, SELU float32, 1024 x 64, batch 2048"),
+    ("bench_engine_cases.json", "engine relu float32 1024x64, batch 2048", "engine, ReLU float32"),
+    ("bench_engine_cases.json", "engine selu float64 1024x64, batch 2048", "engine, SELU float64"),
+    ("bench_engine_cases.json", "engine relu float64 1024x64, batch 2048", "engine, ReLU float64"),
+    ("bench_engine_cases.json", "small selu float32 128x64, batch 256, 32 trials",
+     "small, SELU float32, 128 x 64, batch 256, 32 trials"),
+    ("bench_engine_cases.json", "small selu float64 128x64, batch 256, 32 trials", "small, SELU float64"),
+)
+
+
+def _s(x: float) -> str:
+    """A time or a spread as the tables show it: 3 significant digits below 1, else 2 or 1 decimals."""
+    return f"{x:.3g}" if x < 1 else f"{x:.2f}" if x < 10 else f"{x:.1f}"
+
+
+def f4(x: float) -> str:
+    """Four decimals, trailing zeros dropped, rounding noise as 0."""
+    return "0" if abs(x) < 1e-12 else f"{x:.4f}".rstrip("0").rstrip(".")
+
+
+@numbers("bench-engine", "docs/engine.md", kind="measured")
+def bench_engine() -> str:
+    files = {f: json.loads((ROOT / "benchmarks" / f).read_text()) for f in {r[0] for r in ENGINE_ROWS}}
+    rows = []
+    for file, name, label in ENGINE_ROWS:
+        case = next(c for c in files[file]["cases"] if c["name"] == name)
+        m, r, t = case["median"], case["ratio"], case["target"]
+        target = f"{g(t['numpy'])} / {g(t['compiled'])}"
+        rows.append(f"| {label} | {_s(m['floor'])} | {_s(m['numpy'])} ({r['numpy']:.2f}) | "
+                    f"{_s(m['compiled'])} ({r['compiled']:.2f}) | {target} |")
+    return ("\n| case | floor s | numpy s (ratio) | compiled s (ratio) | target numpy / compiled |\n"
+            "| --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
+
+
+# ---- Monte Carlo of minutes (costly: rerun by hand) ---------------------------------------------
+
+@numbers("finite-width-spread", "docs/finite-width.md", kind="costly",
+         form=r"\n\| n Var\(log q\) \| n = 32, L = 4 / 8 / 16 \| n = 128, L = 16 / 32 / 64 \| n = 512, L = 64 / "
+              r"128 / 256 \|\n\| --- \| --- \| --- \| --- \|\n(\| [\w-]+ (measured|predicted) \|"
+              r"( [\d.]+ / [\d.]+ / [\d.]+( \(±[\d.]+\))? \|){3}\n){8}")
+def finite_width_spread() -> str:
+    sys.path.insert(0, str(ROOT / "docs"))
+    import finite_width_table as fwt
+
+    rows = []
+    for label, cells in fwt.law_table():
+        measured = " | ".join(" / ".join(_s(c[0]) for c in cell) + f" (±{_s(max(c[1] for c in cell))})"
+                              for cell in cells)
+        predicted = " | ".join(" / ".join(_s(c[2]) for c in cell) for cell in cells)
+        rows += [f"| {label} measured | {measured} |", f"| {label} predicted | {predicted} |"]
+    return ("\n| n Var(log q) | n = 32, L = 4 / 8 / 16 | n = 128, L = 16 / 32 / 64 | n = 512, L = 64 / 128 / 256 |\n"
+            "| --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
+
+
+# ---- the pages ----------------------------------------------------------------------------------
+
+def blocks(text: str) -> list[tuple[str, str]]:
+    """(name, text) of every numbers block on a page, in order."""
+    return [(m.group(1), m.group(2)) for m in BLOCK.finditer(text)]
+
+
+def rewrite(name: str) -> bool:
+    """Regenerate one block in its page; True if the page changed."""
+    gen = GENERATORS[name]
+    page = ROOT / gen.page
+    text = page.read_text()
+    made = gen.make()
+    new = BLOCK.sub(lambda m: m.group(0) if m.group(1) != name else
+                            f"<!-- numbers: {name} -->{made}<!-- /numbers -->", text)
+    if not any(n == name for n, _ in blocks(text)):
+        raise SystemExit(f"{gen.page}: no <!-- numbers: {name} --> block")
+    if new != text:
+        page.write_text(new)
+    return new != text
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    if argv[0] == "--list":
+        for name, gen in GENERATORS.items():
+            print(f"{name:22} {gen.page:22} {gen.kind}")
+        return 0
+    if argv[0] == "--check":
+        stale = [n for n, gen in GENERATORS.items() if gen.kind != "costly"
+                 and dict(blocks((ROOT / gen.page).read_text())).get(n) != gen.make()]
+        for n in stale:
+            print(f"stale: {GENERATORS[n].page}: {n} (python docs/quoted_numbers.py {n})")
+        return 1 if stale else 0
+    names = list(GENERATORS) if argv[0] == "--all" else argv
+    for name in names:
+        if name not in GENERATORS:
+            raise SystemExit(f"no numbers block {name!r} (python docs/quoted_numbers.py --list)")
+        print(f"{'rewrote' if rewrite(name) else 'unchanged'}: {GENERATORS[name].page}: {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
