@@ -155,6 +155,7 @@ def test_a_signal_after_the_command_ended_leaves_at_once_with_its_status(sig, st
     # Without __main__._finished, Ctrl-C in the interpreter's shutdown killed a finished run (-2).
     code = ("import os, signal, time\nfrom snn_lab import __main__ as m\n"
             f"m._finished({status})\nos.kill(os.getpid(), {int(sig)})\ntime.sleep(30)\n")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20,
+                          preexec_fn=terminal_signals)
     assert proc.returncode == status, proc.stderr
     assert "Traceback" not in proc.stderr
