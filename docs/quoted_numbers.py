@@ -232,6 +232,29 @@ def bench_engine() -> str:
             "| --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
 
 
+@numbers("bench-engine-small", "docs/engine.md", kind="measured")
+def bench_engine_small() -> str:
+    d = json.loads((ROOT / "benchmarks" / "bench_engine_small.json").read_text())
+    labels = {"float32": "small, SELU float32", "float64": "small, SELU float64"}
+    rows = []
+    for case in d["cases"]:
+        m, r, t = case["median"], case["ratio"], case["target"]
+        rows.append(f"| {labels[case['dtype']]} | {_s(m[case['floor_used']])} | {_s(m['numpy'])} ({r['numpy']:.2f}) | "
+                    f"{_s(m['compiled'])} ({r['compiled']:.2f}) | {g(t['numpy'])} / {g(t['compiled'])} |")
+    return ("\n| case | floor s | numpy s (ratio) | compiled s (ratio) | target |\n"
+            "| --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
+
+
+@numbers("bench-training", "docs/training.md", kind="measured")
+def bench_training() -> str:
+    d = json.loads((ROOT / "benchmarks" / "bench_training.json").read_text())
+    rows = [f"| {name} | {c['width']} | {c['batch']} | {c['depth']} | {c['floor_s'] * 1e3:.2f} | "
+            f"{c['step_s'] * 1e3:.2f} | {c['ratio']:.2f} | {c['cpu_ratio']:.2f} |"
+            for name, c in d.items() if name != "breakdown_cpu_s"]
+    return ("\n| case | width | batch | depth | floor (ms) | step (ms) | step / floor | CPU: step / floor |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
+
+
 # ---- Monte Carlo of minutes (costly: rerun by hand) ---------------------------------------------
 
 @numbers("finite-width-spread", "docs/finite-width.md", kind="costly",
