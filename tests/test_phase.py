@@ -10,8 +10,7 @@ import math
 import mpmath
 import numpy as np
 import pytest
-from click.testing import CliRunner
-from conftest import assert_matches, erf_q_map
+from conftest import assert_matches, cli_runner, erf_q_map
 from scipy import optimize
 
 from snn_lab import plot, results
@@ -173,7 +172,7 @@ SMALL = ["--weight-var", "0.5,3.5,7", "--bias-var-range", "0,0.5,3"]
 
 
 def invoke(*args):
-    return CliRunner().invoke(main, ["theory", *map(str, args)], catch_exceptions=False)
+    return cli_runner().invoke(main, ["theory", *map(str, args)], catch_exceptions=False)
 
 
 def test_phase_writes_the_figure_and_a_summary(tmp_path):
@@ -259,7 +258,7 @@ def test_overlay_of_a_real_sweep_marks_each_point_with_its_last_layer(tmp_path):
     config.write_text("name: edge\ntrials: 2\nwidth: 32\ndepth: 4\nbatch: 16\ndtype: float64\n"
                       "series: [{label: tanh, activation: tanh}]\n"
                       "sweep: {gain: [0.8, 1.5], bias_var: [0.0, 0.1]}\n")
-    ran = CliRunner().invoke(main, ["run", str(config), "--out", str(tmp_path / "s"), "-q"], catch_exceptions=False)
+    ran = cli_runner().invoke(main, ["run", str(config), "--out", str(tmp_path / "s"), "-q"], catch_exceptions=False)
     assert ran.exit_code == 0, ran.output
     marks = plot.phase_overlay(tmp_path / "s", "var")
     assert len(marks["point"]) == 4
