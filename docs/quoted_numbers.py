@@ -144,6 +144,45 @@ def nf_gains() -> str:
     return ", ".join(shown) + f", {' and '.join(ones)} 1"
 
 
+@numbers("isometry-theory", "docs/isometry.md")
+def isometry_theory() -> str:
+    from snn_lab import config, examples
+    from snn_lab.theory import meanfield, spectrum
+
+    # the isometry example's series, and the linear network with orthogonal weights beside its Gaussian one
+    text = examples.path("isometry").read_text() + "  - {label: linear-orth, activation: linear, init: orthogonal}\n"
+    series = {s.label: s for s in config.load(text=text).series}
+    rows = []
+    for name in ("SELU", "tanh", "ReLU", "linear"):
+        gauss, orth = series[name], series[f"{name}-orth"]
+        q = meanfield.predict(gauss)[-1, 2]
+        act = gauss.make_activation()
+
+        def per_layer(s, q):
+            mu2, mu4 = spectrum.derivative_moments(s, q)
+            return mu4 / mu2 ** 2 - 1 + spectrum.weight_spread(s)
+        # a positively homogeneous phi': the per-layer spread is the same at every q
+        any_q = f4(per_layer(gauss, q)) == f4(per_layer(gauss, 3 * q + 1))
+        (mean, var_g), var_o = spectrum.jacobian_moments(gauss)[0][-1], spectrum.jacobian_moments(orth)[0][-1, 1]
+        label = name + ("" if name == "SELU" else f", sigma_w^2 = {g(gauss.weight_var, 5)}"
+                        + (f", sigma_b^2 = {g(gauss.bias_var)}" if gauss.bias_var else ""))
+        shown_mean = "" if g(mean) == "1" else f" (mean {g(mean)})"
+        rows.append(f"| {label} | {'(any)' if any_q else g(q)} | {g(meanfield.chi1(gauss, q, act), 6)} | "
+                    f"{f4(per_layer(gauss, q))} | {f4(per_layer(orth, q))} | {e(var_g)} / {e(var_o)}{shown_mean} |")
+    depth = series["SELU"].depth
+    return ("\n| series | q* | chi_1 | per layer: Gaussian W | orthogonal W | variance at L = "
+            f"{depth} (Gaussian / orthogonal) |\n| --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
+
+
+@numbers("isometry-linear-width", "docs/isometry.md")
+def isometry_linear_width() -> str:
+    from snn_lab.theory import spectrum
+
+    v, wide = spectrum.linear_gaussian_variance(256, 128), spectrum.linear_gaussian_variance(1024, 128)
+    return (f"At width 256 that is {v[16]:.2f} at L = 16,\n{v[64]:.2f} at L = 64 and {v[128]:.2f} at L = 128 "
+            f"against the infinite-width 16, 64, 128 (at width 1024:\n{wide[128]:.1f} at L = 128)")
+
+
 # ---- probes (seeded runs) ----------------------------------------------------------------------
 
 @numbers("probe-dead-relu", "docs/probes.md")
@@ -211,6 +250,11 @@ ENGINE_ROWS = (  # (JSON file, case name, label on the page)
 def _s(x: float) -> str:
     """A time or a spread as the tables show it: 3 significant digits below 1, else 2 or 1 decimals."""
     return f"{x:.3g}" if x < 1 else f"{x:.2f}" if x < 10 else f"{x:.1f}"
+
+
+def e(x: float, digits: int = 4) -> str:
+    """g() with a short exponent: 8.172e9, not 8.172e+09."""
+    return re.sub(r"e\+?(-?)0*(\d)", r"e\1\2", g(x, digits))
 
 
 def f4(x: float) -> str:
