@@ -276,6 +276,19 @@ def bench_engine() -> str:
             "| --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
 
 
+@numbers("bench-torch", "docs/engine.md", kind="measured")
+def bench_torch() -> str:
+    d = json.loads((ROOT / "benchmarks" / "bench_engine_cases.json").read_text())
+
+    def span(kind: str, *backends: str) -> str:
+        r = [c["vs_torch"][b] for c in d["cases"] if c["kind"] == kind for b in backends]
+        return f"{min(r):.2f} to {max(r):.2f}"
+    version = ".".join(d["environment"]["torch"].split("+")[0].split(".")[:2])
+    return (f"Against PyTorch {version} on the CPU (a plain forward loop, same shapes), snn-lab took "
+            f"{span('engine', 'compiled')}\nof torch's time with the compiled backend and {span('engine', 'numpy')} "
+            f"with numpy on the engine cases, and\n{span('small', 'numpy', 'compiled')} on the small ones")
+
+
 @numbers("bench-engine-small", "docs/engine.md", kind="measured")
 def bench_engine_small() -> str:
     d = json.loads((ROOT / "benchmarks" / "bench_engine_small.json").read_text())
