@@ -183,6 +183,42 @@ def isometry_linear_width() -> str:
             f"against the infinite-width 16, 64, 128 (at width 1024:\n{wide[128]:.1f} at L = 128)")
 
 
+@functools.cache
+def finite_width_run():
+    """The finite_width example's summary and `snn-lab check --mode theory` without and with
+    --finite-width on it (seconds: shared by its two blocks)."""
+    import tempfile
+
+    from snn_lab import api, compare, results
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "finite_width"
+        summary = api.run("finite_width", out=out).summary
+        current = compare.snapshot(results.read(out), str(out))
+    return summary, compare.compare_theory(current), compare.compare_theory(current, finite_width=True)
+
+
+@numbers("finite-width-silu", "docs/finite-width.md", slow=True)
+def finite_width_silu() -> str:
+    s = finite_width_run()[0]
+    silu = {k: v[s["series"] == "silu (He)"] for k, v in s.items()}
+    layer = 4
+    var, sd, mf, fw, trials = (at(silu, c, layer) for c in ("var", "var_sd", "theory_var", "fw_var", "trials"))
+    beyond = int(silu["layer"][silu["fw_log_q_var"] > 0.5].min())
+    return (f"(layer {layer}: {var:.3f} measured, {mf:.3f} mean field, {fw:.3f} corrected; "
+            f"{(var - mf) / (sd / trials ** 0.5):.1f} measured standard errors off\nthe mean-field value, "
+            f"`fw_z_var` {at(silu, 'fw_z_var', layer):.1f}) until, from layer {beyond} on, its predicted "
+            "Var(log q) passes\n0.5")
+
+
+@numbers("finite-width-check", "docs/finite-width.md", slow=True)
+def finite_width_check() -> str:
+    _, plain, fw = finite_width_run()
+    spreads = sum(v.stat.endswith("_sd") for v in fw.values)
+    return (f"{plain.within} of {len(plain.values)} values within\ntolerance; `... --finite-width`: {fw.within} of "
+            f"{len(fw.values)} ({len(fw.values) - spreads} means, {spreads} spreads)")
+
+
 # ---- probes (seeded runs) ----------------------------------------------------------------------
 
 @numbers("probe-dead-relu", "docs/probes.md")
