@@ -16,67 +16,23 @@ A page marks each quoted number between `<!-- numbers: NAME -->` and `<!-- /numb
 
 from __future__ import annotations
 
-import functools
 import json
-import re
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BLOCK = re.compile(r"<!-- numbers: ([\w-]+) -->(.*?)<!-- /numbers -->", re.DOTALL)
-
-
-@dataclass(frozen=True)
-class Numbers:
-    """One block: its page, its kind, the function writing its text, and (costly) its format."""
-
-    page: str
-    kind: str
-    make: Callable[[], str]
-    form: str | None = None  # costly: a regex the block's text must match
-    slow: bool = False  # a rerun of seconds: compared in the slow docs test (once in .ci/run)
-
-
-GENERATORS: dict[str, Numbers] = {}
-
-
-def numbers(name: str, page: str, kind: str = "rerun", form: str | None = None, slow: bool = False):
-    def register(fn):
-        GENERATORS[name] = Numbers(page, kind, fn, form, slow)
-        return fn
-    return register
-
-
-def summary(**config) -> dict:
-    """The summary table of a seeded run of this config (snn_lab.api, as `snn-lab run` runs it)."""
-    from snn_lab import api
-
-    return api.run({"name": "numbers", "seed": 0, **config}).summary
-
-
-def at(table: dict, column: str, layer: int) -> float:
-    return float(table[column][table["layer"] == layer][0])
-
-
-@functools.cache
-def theory_json(*args: str) -> dict:
-    """`snn-lab theory ARGS --json`, the command the page quotes (in this process)."""
-    from click.testing import CliRunner
-
-    from snn_lab.cli import main
-
-    done = CliRunner().invoke(main, ["theory", *args, "--json"], catch_exceptions=False)
-    if done.exit_code != 0:
-        raise SystemExit(f"snn-lab theory {' '.join(args)} --json: exit {done.exit_code}: {done.output}")
-    return json.loads(done.stdout)["series"][0]
-
-
-def g(x: float, digits: int = 4) -> str:
-    """A quoted number: `digits` significant digits, trailing zeros dropped, rounding noise as 0."""
-    return "0" if abs(x) < 1e-12 else f"{x:.{digits}g}"
-
+import quoted_runs  # noqa: F401  (registers the blocks of seeded runs and the costly ones)
+from quoted_base import (
+    BLOCK,
+    GENERATORS,
+    ROOT,
+    _s,
+    at,
+    e,
+    f4,
+    g,
+    numbers,
+    summary,
+    theory_json,
+)
 
 # ---- theory (exact, cheap) ----------------------------------------------------------------------
 
@@ -182,43 +138,6 @@ def isometry_linear_width() -> str:
     return (f"At width 256 that is {v[16]:.2f} at L = 16,\n{v[64]:.2f} at L = 64 and {v[128]:.2f} at L = 128 "
             f"against the infinite-width 16, 64, 128 (at width 1024:\n{wide[128]:.1f} at L = 128)")
 
-
-@functools.cache
-def finite_width_run():
-    """The finite_width example's summary and `snn-lab check --mode theory` without and with
-    --finite-width on it (seconds: shared by its two blocks)."""
-    import tempfile
-
-    from snn_lab import api, compare, results
-
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "finite_width"
-        summary = api.run("finite_width", out=out).summary
-        current = compare.snapshot(results.read(out), str(out))
-    return summary, compare.compare_theory(current), compare.compare_theory(current, finite_width=True)
-
-
-@numbers("finite-width-silu", "docs/finite-width.md", slow=True)
-def finite_width_silu() -> str:
-    s = finite_width_run()[0]
-    silu = {k: v[s["series"] == "silu (He)"] for k, v in s.items()}
-    layer = 4
-    var, sd, mf, fw, trials = (at(silu, c, layer) for c in ("var", "var_sd", "theory_var", "fw_var", "trials"))
-    beyond = int(silu["layer"][silu["fw_log_q_var"] > 0.5].min())
-    return (f"(layer {layer}: {var:.3f} measured, {mf:.3f} mean field, {fw:.3f} corrected; "
-            f"{(var - mf) / (sd / trials ** 0.5):.1f} measured standard errors off\nthe mean-field value, "
-            f"`fw_z_var` {at(silu, 'fw_z_var', layer):.1f}) until, from layer {beyond} on, its predicted "
-            "Var(log q) passes\n0.5")
-
-
-@numbers("finite-width-check", "docs/finite-width.md", slow=True)
-def finite_width_check() -> str:
-    _, plain, fw = finite_width_run()
-    spreads = sum(v.stat.endswith("_sd") for v in fw.values)
-    return (f"{plain.within} of {len(plain.values)} values within\ntolerance; `... --finite-width`: {fw.within} of "
-            f"{len(fw.values)} ({len(fw.values) - spreads} means, {spreads} spreads)")
-
-
 # ---- probes (seeded runs) ----------------------------------------------------------------------
 
 @numbers("probe-dead-relu", "docs/probes.md")
@@ -283,21 +202,6 @@ ENGINE_ROWS = (  # (JSON file, case name, label on the page)
 )
 
 
-def _s(x: float) -> str:
-    """A time or a spread as the tables show it: 3 significant digits below 1, else 2 or 1 decimals."""
-    return f"{x:.3g}" if x < 1 else f"{x:.2f}" if x < 10 else f"{x:.1f}"
-
-
-def e(x: float, digits: int = 4) -> str:
-    """g() with a short exponent: 8.172e9, not 8.172e+09."""
-    return re.sub(r"e\+?(-?)0*(\d)", r"e\1\2", g(x, digits))
-
-
-def f4(x: float) -> str:
-    """Four decimals, trailing zeros dropped, rounding noise as 0."""
-    return "0" if abs(x) < 1e-12 else f"{x:.4f}".rstrip("0").rstrip(".")
-
-
 @numbers("bench-engine", "docs/engine.md", kind="measured")
 def bench_engine() -> str:
     files = {f: json.loads((ROOT / "benchmarks" / f).read_text()) for f in {r[0] for r in ENGINE_ROWS}}
@@ -346,26 +250,6 @@ def bench_training() -> str:
             for name, c in d.items() if name != "breakdown_cpu_s"]
     return ("\n| case | width | batch | depth | floor (ms) | step (ms) | step / floor | CPU: step / floor |\n"
             "| --- | --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
-
-
-# ---- Monte Carlo of minutes (costly: rerun by hand) ---------------------------------------------
-
-@numbers("finite-width-spread", "docs/finite-width.md", kind="costly",
-         form=r"\n\| n Var\(log q\) \| n = 32, L = 4 / 8 / 16 \| n = 128, L = 16 / 32 / 64 \| n = 512, L = 64 / "
-              r"128 / 256 \|\n\| --- \| --- \| --- \| --- \|\n(\| [\w-]+ (measured|predicted) \|"
-              r"( [\d.]+ / [\d.]+ / [\d.]+( \(±[\d.]+\))? \|){3}\n){8}")
-def finite_width_spread() -> str:
-    sys.path.insert(0, str(ROOT / "docs"))
-    import finite_width_table as fwt
-
-    rows = []
-    for label, cells in fwt.law_table():
-        measured = " | ".join(" / ".join(_s(c[0]) for c in cell) + f" (±{_s(max(c[1] for c in cell))})"
-                              for cell in cells)
-        predicted = " | ".join(" / ".join(_s(c[2]) for c in cell) for cell in cells)
-        rows += [f"| {label} measured | {measured} |", f"| {label} predicted | {predicted} |"]
-    return ("\n| n Var(log q) | n = 32, L = 4 / 8 / 16 | n = 128, L = 16 / 32 / 64 | n = 512, L = 64 / 128 / 256 |\n"
-            "| --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
 
 
 # ---- the pages ----------------------------------------------------------------------------------

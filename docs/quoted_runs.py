@@ -1,0 +1,125 @@
+"""Quoted numbers from seeded runs of seconds and Monte Carlo of minutes (registered in
+docs/quoted_numbers.py's table by importing this module)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import tempfile
+from pathlib import Path
+
+from quoted_base import ROOT, _s, at, numbers
+
+
+@functools.cache
+def finite_width_run():
+    """The finite_width example's summary and `snn-lab check --mode theory` without and with
+    --finite-width on it (seconds: shared by its two blocks)."""
+    from snn_lab import api, compare, results
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "finite_width"
+        summary = api.run("finite_width", out=out).summary
+        current = compare.snapshot(results.read(out), str(out))
+    return summary, compare.compare_theory(current), compare.compare_theory(current, finite_width=True)
+
+
+@numbers("finite-width-silu", "docs/finite-width.md", slow=True)
+def finite_width_silu() -> str:
+    s = finite_width_run()[0]
+    silu = {k: v[s["series"] == "silu (He)"] for k, v in s.items()}
+    layer = 4
+    var, sd, mf, fw, trials = (at(silu, c, layer) for c in ("var", "var_sd", "theory_var", "fw_var", "trials"))
+    beyond = int(silu["layer"][silu["fw_log_q_var"] > 0.5].min())
+    return (f"(layer {layer}: {var:.3f} measured, {mf:.3f} mean field, {fw:.3f} corrected; "
+            f"{(var - mf) / (sd / trials ** 0.5):.1f} measured standard errors off\nthe mean-field value, "
+            f"`fw_z_var` {at(silu, 'fw_z_var', layer):.1f}) until, from layer {beyond} on, its predicted "
+            "Var(log q) passes\n0.5")
+
+
+@numbers("finite-width-check", "docs/finite-width.md", slow=True)
+def finite_width_check() -> str:
+    _, plain, fw = finite_width_run()
+    spreads = sum(v.stat.endswith("_sd") for v in fw.values)
+    return (f"{plain.within} of {len(plain.values)} values within\ntolerance; `... --finite-width`: {fw.within} of "
+            f"{len(fw.values)} ({len(fw.values) - spreads} means, {spreads} spreads)")
+
+
+# ---- Monte Carlo of minutes (costly: rerun by hand) ---------------------------------------------
+
+@numbers("finite-width-spread", "docs/finite-width.md", kind="costly",
+         form=r"\n\| n Var\(log q\) \| n = 32, L = 4 / 8 / 16 \| n = 128, L = 16 / 32 / 64 \| n = 512, L = 64 / "
+              r"128 / 256 \|\n\| --- \| --- \| --- \| --- \|\n(\| [\w-]+ (measured|predicted) \|"
+              r"( [\d.]+ / [\d.]+ / [\d.]+( \(±[\d.]+\))? \|){3}\n){8}")
+def finite_width_spread() -> str:
+    sys.path.insert(0, str(ROOT / "docs"))
+    import finite_width_table as fwt
+
+    rows = []
+    for label, cells in fwt.law_table():
+        measured = " | ".join(" / ".join(_s(c[0]) for c in cell) + f" (±{_s(max(c[1] for c in cell))})"
+                              for cell in cells)
+        predicted = " | ".join(" / ".join(_s(c[2]) for c in cell) for cell in cells)
+        rows += [f"| {label} measured | {measured} |", f"| {label} predicted | {predicted} |"]
+    return ("\n| n Var(log q) | n = 32, L = 4 / 8 / 16 | n = 128, L = 16 / 32 / 64 | n = 512, L = 64 / 128 / 256 |\n"
+            "| --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
+
+
+@functools.cache
+def normalization_run(labels: tuple[str, ...], **settings) -> dict:
+    """The summary of some of the normalization example's series run alone with these settings
+    (seed 0; keyed streams make a series' numbers independent of the others run beside it)."""
+    from snn_lab import api, config, examples
+
+    kept = [s for s in config.load(str(examples.path("normalization"))).to_dict()["series"] if s["label"] in labels]
+    settings = {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}  # cached: tuples in
+    return api.run("normalization", {**settings, "series": kept}).summary
+
+
+def _series(table: dict, label: str) -> dict:
+    return {k: v[table["series"] == label] for k, v in table.items()}
+
+
+DEEP = {"trials": 32, "dtype": "float64", "measure": ()}  # width 512, batch 512, depth 64: the example's
+NUM = r"[\d.]+"
+
+
+@numbers("normalization-bn-deep", "docs/normalization.md", kind="costly",
+         form=rf"the layer mean falls from the theory's {NUM} to {NUM} at layer 64, and the\n  variance rises from "
+              rf"{NUM} to {NUM}")
+def normalization_bn_deep() -> str:
+    bn = _series(normalization_run(("ReLU+BN", "NF-ReLU"), **DEEP), "ReLU+BN")
+    return (f"the layer mean falls from the theory's {at(bn, 'theory_mean', 64):.3f} to {at(bn, 'mean', 64):.3f} "
+            f"at layer 64, and the\n  variance rises from {at(bn, 'theory_var', 64):.3f} to {at(bn, 'var', 64):.3f}")
+
+
+@numbers("normalization-bn-wide", "docs/normalization.md", kind="costly",
+         form=rf"At width 2048 \(batch 128, 2 trials\) the mean at layer 64 is\n  {NUM} \(theory {NUM}\)")
+def normalization_bn_wide() -> str:
+    bn = _series(normalization_run(("ReLU+BN",), width=2048, batch=128, trials=2, dtype="float64", measure=()),
+                 "ReLU+BN")
+    return (f"At width 2048 (batch 128, 2 trials) the mean at layer 64 is\n  {at(bn, 'mean', 64):.3f} "
+            f"(theory {at(bn, 'theory_mean', 64):.3f})")
+
+
+@numbers("normalization-nf-deep", "docs/normalization.md", kind="costly",
+         form=rf"the pooled variance is {NUM} at layer 64 against var_0 \+ l alpha\^2 = {NUM}")
+def normalization_nf_deep() -> str:
+    nf = _series(normalization_run(("ReLU+BN", "NF-ReLU"), **DEEP), "NF-ReLU")
+    return (f"the pooled variance is {at(nf, 'var', 64):.2f} at layer 64 against var_0 + l alpha^2 = "
+            f"{at(nf, 'theory_var', 64):.2f}")
+
+
+@numbers("normalization-resnet-grad", "docs/normalization.md", kind="costly",
+         form=rf"\(widths 512 / 2048, batch 128, 2 trials: {NUM} / {NUM} over the top 10 layers,\n  {NUM} / {NUM} "
+              r"over layers 2 to 12\)")
+def normalization_resnet_grad() -> str:
+    top, low = [], []
+    for width in (512, 2048):
+        r = _series(normalization_run(("ResNet ReLU",), width=width, batch=128, trials=2, dtype="float64",
+                                      measure=("gradients",)), "ResNet ReLU")
+        # growth per layer of the gradient's mean square, geometric mean over 10 layers (downwards)
+        top.append((at(r, "grad_sq", 54) / at(r, "grad_sq", 64)) ** 0.1)
+        low.append((at(r, "grad_sq", 2) / at(r, "grad_sq", 12)) ** 0.1)
+    return (f"(widths 512 / 2048, batch 128, 2 trials: {top[0]:.4f} / {top[1]:.4f} over the top 10 layers,\n  "
+            f"{low[0]:.3f} / {low[1]:.3f} over layers 2 to 12)")
