@@ -123,3 +123,67 @@ def normalization_resnet_grad() -> str:
         low.append((at(r, "grad_sq", 2) / at(r, "grad_sq", 12)) ** 0.1)
     return (f"(widths 512 / 2048, batch 128, 2 trials: {top[0]:.4f} / {top[1]:.4f} over the top 10 layers,\n  "
             f"{low[0]:.3f} / {low[1]:.3f} over layers 2 to 12)")
+
+
+# ---- the learning example (3 minutes) ----------------------------------------------------------
+
+@functools.cache
+def learning_run() -> dict:
+    """The learning example's training tables, as `snn-lab run learning` writes them."""
+    from snn_lab import api
+
+    run = api.run("learning")
+    return {f"{name}.csv": run.table(name) for name in ("training", "training_layers")}
+
+
+def _learning_table(column: str) -> str:
+    import numpy as np
+
+    from snn_lab.training_results import final
+
+    done = final(learning_run(), column)
+    kinds = list(dict.fromkeys(label.rsplit("-", 1)[0] for label in done))
+    depths = list(dict.fromkeys(label.rsplit("-", 1)[1] for label in done))
+    rows = [f"| {k} | " + " | ".join(f"{np.mean(v):.3f} ± {np.std(v, ddof=1) / len(v) ** 0.5:.3f}"
+                                      for v in (done[f"{k}-{d}"] for d in depths)) + " |" for k in kinds]
+    return ("\n| series | " + " | ".join(f"depth {d}" for d in depths) + " |\n| --- |" + " --- |" * len(depths)
+            + "\n" + "\n".join(rows) + "\n")
+
+
+LEARNING_TABLE = r"\n\| series \| depth 8 \| depth 16 \| depth 32 \|\n\| --- \| --- \| --- \| --- \|\n(\| [\w-]+ \|( [\d.]+ ± [\d.]+ \|){3}\n){4}"
+
+
+@numbers("learning-loss", "docs/training.md", kind="costly", form=LEARNING_TABLE)
+def learning_loss() -> str:
+    return _learning_table("train_loss")
+
+
+@numbers("learning-accuracy", "docs/training.md", kind="costly", form=LEARNING_TABLE)
+def learning_accuracy() -> str:
+    return _learning_table("accuracy")
+
+
+@numbers("learning-init-loss", "docs/training.md", kind="costly", form=r"the held-out loss at init is [\d.]+ on\naverage")
+def learning_init_loss() -> str:
+    t = learning_run()["training.csv"]
+    return f"the held-out loss at init is {t['eval_loss'][t['step'] == 0].mean():.2f} on\naverage"
+
+
+@numbers("learning-variance", "docs/training.md", kind="costly",
+         form=r"\n\| series \| step \| var min\.\.max over layers 1\.\.L \| var at layer L \| max abs mean \| max dead \|\n"
+              r"\| --- \| --- \| --- \| --- \| --- \| --- \|\n(\| [\w-]+ \| \d+ \| [\d.]+\.\.[\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \|\n){24}")
+def learning_variance() -> str:
+    import numpy as np
+
+    t = learning_run()["training_layers.csv"]
+    last, rows = int(t["step"].max()), []
+    for label in dict.fromkeys(t["series"].tolist()):
+        for step in (0, last):
+            pick = (t["series"] == label) & (t["step"] == step) & (t["layer"] >= 1)
+            layers = np.unique(t["layer"][pick])
+            var, mean, dead = ([float(np.mean(t[c][pick & (t["layer"] == k)])) for k in layers]
+                               for c in ("var", "mean", "dead"))
+            rows.append(f"| {label} | {step} | {min(var):.2f}..{max(var):.2f} | {var[-1]:.2f} | "
+                        f"{max(abs(m) for m in mean):.2f} | {max(dead):.3f} |")
+    return ("\n| series | step | var min..max over layers 1..L | var at layer L | max abs mean | max dead |\n"
+            "| --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
