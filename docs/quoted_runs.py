@@ -187,3 +187,68 @@ def learning_variance() -> str:
                         f"{max(abs(m) for m in mean):.2f} | {max(dead):.3f} |")
     return ("\n| series | step | var min..max over layers 1..L | var at layer L | max abs mean | max dead |\n"
             "| --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
+
+
+# ---- check's false alarms and detections on the ci example (minutes) ---------------------------
+
+@functools.cache
+def ci_snapshot(overrides: tuple[str, ...]):
+    """What `snn-lab check` reads of the ci example run with these overrides."""
+    from snn_lab import api, compare, results
+
+    with tempfile.TemporaryDirectory() as tmp:
+        api.run("ci", overrides, out=Path(tmp) / "r")
+        return compare.snapshot(results.read(Path(tmp) / "r"), "ci")
+
+
+def ci_report(*overrides: str):
+    """`snn-lab check RUN --baseline SEED0 --mode statistical` for the ci example run with overrides."""
+    from snn_lab import compare
+
+    return compare.compare(ci_snapshot(()), ci_snapshot(tuple(overrides)), "statistical")
+
+
+@numbers("check-false-alarms", "docs/check.md", kind="costly",
+         form=r"\d+ values; k = [\d.]+ to [\d.]+ standard errors; about a second per run\): seeds 1 to\n\d+ against the seed-0 baseline gave \d+ false alarms, the worst value at [\d.]+ of its threshold\n"
+              r"\(median over runs [\d.]+\)")
+def check_false_alarms() -> str:
+    import numpy as np
+
+    seeds, alarms, worst = 200, 0, []
+    for seed in range(1, seeds + 1):
+        rep = ci_report(f"seed={seed}")
+        alarms += not rep.passed
+        worst.append(max(abs(v.current - v.baseline) / v.threshold for v in rep.values if v.kind == "stat"))
+    lo, hi = ci_report("seed=1").k_range()
+    return (f"{len(rep.values)} values; k = {lo:.1f} to {hi:.1f} standard errors; about a second per run): seeds 1 to\n"
+            f"{seeds} against the seed-0 baseline gave {alarms} false alarms, the worst value at "
+            f"{max(worst):.2f} of its threshold\n(median over runs {np.median(worst):.2f})")
+
+
+CI_SERIES = ("SELU", "ReLU (He)", "tanh")
+
+
+@numbers("check-gain-detection", "docs/check.md", kind="costly",
+         form=r"One series' gain 1\.0 -> 1\.05 \(weight variance \+10%\), seeds 0 to 3,\nwas caught in \d+ of 12 runs: "
+              r"SELU [\d to]+ values drifted \(worst [\d to]+ standard errors\),\ntanh [\d to]+ \([\d to]+\), ReLU \(He\) "
+              r"[\d to]+ \([\d to]+\)[^<]*")
+def check_gain_detection() -> str:
+    def span(xs) -> str:
+        lo, hi = round(min(xs)), round(max(xs))
+        return f"{lo}" if lo == hi else f"{lo} to {hi}"
+
+    caught, detail = {}, {}
+    for gain in ("1.05", "1.03", "1.02", "1.01"):
+        for i, label in enumerate(CI_SERIES):
+            reps = [ci_report(f"series.{i}.gain={gain}", f"seed={seed}") for seed in range(4)]
+            caught[gain, label] = sum(not r.passed for r in reps)
+            if gain == "1.05":
+                detail[label] = ([len(r.drifted) for r in reps],
+                                 [max((abs(v.current - v.baseline) / v.se for v in r.drifted), default=0) for r in reps])
+    per = {label: f"{span(detail[label][0])} values drifted (worst {span(detail[label][1])} standard errors)"
+           if label == "SELU" else f"{span(detail[label][0])} ({span(detail[label][1])})" for label in CI_SERIES}
+    smaller = "; ".join(f"gain {gain}: " + ", ".join(f"{label} {caught[gain, label]} of 4" for label in CI_SERIES)
+                        for gain in ("1.03", "1.02", "1.01"))
+    return ("One series' gain 1.0 -> 1.05 (weight variance +10%), seeds 0 to 3,\nwas caught in "
+            f"{sum(caught['1.05', label] for label in CI_SERIES)} of 12 runs: "
+            f"SELU {per['SELU']},\ntanh {per['tanh']}, ReLU (He) {per['ReLU (He)']}. Caught, out of 4 seeds: {smaller}")
