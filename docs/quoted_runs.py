@@ -252,3 +252,37 @@ def check_gain_detection() -> str:
     return ("One series' gain 1.0 -> 1.05 (weight variance +10%), seeds 0 to 3,\nwas caught in "
             f"{sum(caught['1.05', label] for label in CI_SERIES)} of 12 runs: "
             f"SELU {per['SELU']},\ntanh {per['tanh']}, ReLU (He) {per['ReLU (He)']}. Caught, out of 4 seeds: {smaller}")
+
+
+# ---- the isometry example's spectra (a minute or more) ------------------------------------------
+
+ISOMETRY_ROWS = (("SELU", 16), ("SELU", 128), ("SELU-orth", 16), ("SELU-orth", 128), ("tanh", 16), ("tanh", 128),
+                 ("tanh-orth", 1), ("tanh-orth", 16), ("tanh-orth", 128), ("ReLU", 16), ("ReLU", 128),
+                 ("ReLU-orth", 16), ("ReLU-orth", 128), ("linear", 16), ("linear", 128))
+
+
+def _e3(x: float) -> str:
+    from quoted_base import e
+
+    return e(x, 3)
+
+
+@numbers("isometry-measured", "docs/isometry.md", kind="costly",
+         form=r"\n\| series \| layer \| mean lambda \| theory \| var lambda \(s\.e\.\) \| theory \| median condition \| within x2 \|\n"
+              r"\| --- \| --- \| --- \| --- \| --- \| --- \| --- \| --- \|\n(\| [\w-]+ \| \d+ \| [\de.]+ \| [\de.]+ \| "
+              r"[\de.]+ \([\de.]+\) \| [\de.]+ \| ([\de.]+|inf) \| [\d.]+ \|\n){15}")
+def isometry_measured() -> str:
+    """`snn-lab run isometry`: lambda's moments averaged over the (trial, input) pairs of a layer."""
+    import numpy as np
+
+    from snn_lab import api
+
+    j, rows = api.run("isometry").table("jacobian"), []
+    for label, layer in ISOMETRY_ROWS:
+        pick = (j["series"] == label) & (j["layer"] == layer)
+        var, n = j["var"][pick], int(pick.sum())
+        rows.append(f"| {label} | {layer} | {_e3(np.mean(j['mean'][pick]))} | {_e3(j['theory_mean'][pick][0])} | "
+                    f"{_e3(np.mean(var))} ({_e3(np.std(var, ddof=1) / n ** 0.5)}) | {_e3(j['theory_var'][pick][0])} | "
+                    f"{_e3(np.median(j['condition'][pick]))} | {np.mean(j['within_2'][pick]):.3f} |")
+    return ("\n| series | layer | mean lambda | theory | var lambda (s.e.) | theory | median condition | within x2 |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
