@@ -71,8 +71,10 @@ def normalization_run(labels: tuple[str, ...], **settings) -> dict:
     (seed 0; keyed streams make a series' numbers independent of the others run beside it)."""
     from snn_lab import api, config, examples
 
-    kept = [s for s in config.load(str(examples.path("normalization"))).to_dict()["series"] if s["label"] in labels]
     settings = {k: list(v) if isinstance(v, tuple) else v for k, v in settings.items()}  # cached: tuples in
+    # a series' dict repeats the shared keys (width, batch, dtype...): the settings' must win
+    kept = [{k: v for k, v in s.items() if k not in settings}
+            for s in config.load(str(examples.path("normalization"))).to_dict()["series"] if s["label"] in labels]
     return api.run("normalization", {**settings, "series": kept}).summary
 
 
