@@ -171,6 +171,17 @@ def learning_init_loss() -> str:
     return f"the held-out loss at init is {t['eval_loss'][t['step'] == 0].mean():.2f} on\naverage"
 
 
+@numbers("learning-bn-gradients", "docs/training.md", kind="costly",
+         form=r"At init its weight gradients are \d+ times larger\nat layer 1 than at layer 32 \(`grad_norm`, trials' mean: "
+              r"[\d.]+ against [\d.]+\)")
+def learning_bn_gradients() -> str:
+    t = learning_run()["training_layers.csv"]
+    at_init = (t["series"] == "ReLU-BN-32") & (t["step"] == 0)
+    first, last = (float(t["grad_norm"][at_init & (t["layer"] == k)].mean()) for k in (1, 32))
+    return (f"At init its weight gradients are {first / last:.0f} times larger\nat layer 1 than at layer 32 "
+            f"(`grad_norm`, trials' mean: {first:.1f} against {last:.2f})")
+
+
 @numbers("learning-variance", "docs/training.md", kind="costly",
          form=r"\n\| series \| step \| var min\.\.max over layers 1\.\.L \| var at layer L \| max abs mean \| max dead \|\n"
               r"\| --- \| --- \| --- \| --- \| --- \| --- \|\n(\| [\w-]+ \| \d+ \| [\d.]+\.\.[\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \|\n){24}")
