@@ -16,67 +16,23 @@ A page marks each quoted number between `<!-- numbers: NAME -->` and `<!-- /numb
 
 from __future__ import annotations
 
-import functools
 import json
-import re
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BLOCK = re.compile(r"<!-- numbers: ([\w-]+) -->(.*?)<!-- /numbers -->", re.DOTALL)
-
-
-@dataclass(frozen=True)
-class Numbers:
-    """One block: its page, its kind, the function writing its text, and (costly) its format."""
-
-    page: str
-    kind: str
-    make: Callable[[], str]
-    form: str | None = None  # costly: a regex the block's text must match
-    slow: bool = False  # a rerun of seconds: compared in the slow docs test (once in .ci/run)
-
-
-GENERATORS: dict[str, Numbers] = {}
-
-
-def numbers(name: str, page: str, kind: str = "rerun", form: str | None = None, slow: bool = False):
-    def register(fn):
-        GENERATORS[name] = Numbers(page, kind, fn, form, slow)
-        return fn
-    return register
-
-
-def summary(**config) -> dict:
-    """The summary table of a seeded run of this config (snn_lab.api, as `snn-lab run` runs it)."""
-    from snn_lab import api
-
-    return api.run({"name": "numbers", "seed": 0, **config}).summary
-
-
-def at(table: dict, column: str, layer: int) -> float:
-    return float(table[column][table["layer"] == layer][0])
-
-
-@functools.cache
-def theory_json(*args: str) -> dict:
-    """`snn-lab theory ARGS --json`, the command the page quotes (in this process)."""
-    from click.testing import CliRunner
-
-    from snn_lab.cli import main
-
-    done = CliRunner().invoke(main, ["theory", *args, "--json"], catch_exceptions=False)
-    if done.exit_code != 0:
-        raise SystemExit(f"snn-lab theory {' '.join(args)} --json: exit {done.exit_code}: {done.output}")
-    return json.loads(done.stdout)["series"][0]
-
-
-def g(x: float, digits: int = 4) -> str:
-    """A quoted number: `digits` significant digits, trailing zeros dropped, rounding noise as 0."""
-    return "0" if abs(x) < 1e-12 else f"{x:.{digits}g}"
-
+import quoted_runs  # noqa: F401  (registers the blocks of seeded runs and the costly ones)
+from quoted_base import (
+    BLOCK,
+    GENERATORS,
+    ROOT,
+    _s,
+    at,
+    e,
+    f4,
+    g,
+    numbers,
+    summary,
+    theory_json,
+)
 
 # ---- theory (exact, cheap) ----------------------------------------------------------------------
 
@@ -144,6 +100,44 @@ def nf_gains() -> str:
     return ", ".join(shown) + f", {' and '.join(ones)} 1"
 
 
+@numbers("isometry-theory", "docs/isometry.md")
+def isometry_theory() -> str:
+    from snn_lab import config, examples
+    from snn_lab.theory import meanfield, spectrum
+
+    # the isometry example's series, and the linear network with orthogonal weights beside its Gaussian one
+    text = examples.path("isometry").read_text() + "  - {label: linear-orth, activation: linear, init: orthogonal}\n"
+    series = {s.label: s for s in config.load(text=text).series}
+    rows = []
+    for name in ("SELU", "tanh", "ReLU", "linear"):
+        gauss, orth = series[name], series[f"{name}-orth"]
+        q = meanfield.predict(gauss)[-1, 2]
+        act = gauss.make_activation()
+
+        def per_layer(s, q):
+            mu2, mu4 = spectrum.derivative_moments(s, q)
+            return mu4 / mu2 ** 2 - 1 + spectrum.weight_spread(s)
+        # a positively homogeneous phi': the per-layer spread is the same at every q
+        any_q = f4(per_layer(gauss, q)) == f4(per_layer(gauss, 3 * q + 1))
+        (mean, var_g), var_o = spectrum.jacobian_moments(gauss)[0][-1], spectrum.jacobian_moments(orth)[0][-1, 1]
+        label = name + ("" if name == "SELU" else f", sigma_w^2 = {g(gauss.weight_var, 5)}"
+                        + (f", sigma_b^2 = {g(gauss.bias_var)}" if gauss.bias_var else ""))
+        shown_mean = "" if g(mean) == "1" else f" (mean {g(mean)})"
+        rows.append(f"| {label} | {'(any)' if any_q else g(q)} | {g(meanfield.chi1(gauss, q, act), 6)} | "
+                    f"{f4(per_layer(gauss, q))} | {f4(per_layer(orth, q))} | {e(var_g)} / {e(var_o)}{shown_mean} |")
+    depth = series["SELU"].depth
+    return ("\n| series | q* | chi_1 | per layer: Gaussian W | orthogonal W | variance at L = "
+            f"{depth} (Gaussian / orthogonal) |\n| --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
+
+
+@numbers("isometry-linear-width", "docs/isometry.md")
+def isometry_linear_width() -> str:
+    from snn_lab.theory import spectrum
+
+    v, wide = spectrum.linear_gaussian_variance(256, 128), spectrum.linear_gaussian_variance(1024, 128)
+    return (f"At width 256 that is {v[16]:.2f} at L = 16,\n{v[64]:.2f} at L = 64 and {v[128]:.2f} at L = 128 "
+            f"against the infinite-width 16, 64, 128 (at width 1024:\n{wide[128]:.1f} at L = 128)")
+
 # ---- probes (seeded runs) ----------------------------------------------------------------------
 
 @numbers("probe-dead-relu", "docs/probes.md")
@@ -208,16 +202,6 @@ ENGINE_ROWS = (  # (JSON file, case name, label on the page)
 )
 
 
-def _s(x: float) -> str:
-    """A time or a spread as the tables show it: 3 significant digits below 1, else 2 or 1 decimals."""
-    return f"{x:.3g}" if x < 1 else f"{x:.2f}" if x < 10 else f"{x:.1f}"
-
-
-def f4(x: float) -> str:
-    """Four decimals, trailing zeros dropped, rounding noise as 0."""
-    return "0" if abs(x) < 1e-12 else f"{x:.4f}".rstrip("0").rstrip(".")
-
-
 @numbers("bench-engine", "docs/engine.md", kind="measured")
 def bench_engine() -> str:
     files = {f: json.loads((ROOT / "benchmarks" / f).read_text()) for f in {r[0] for r in ENGINE_ROWS}}
@@ -230,6 +214,19 @@ def bench_engine() -> str:
                     f"{_s(m['compiled'])} ({r['compiled']:.2f}) | {target} |")
     return ("\n| case | floor s | numpy s (ratio) | compiled s (ratio) | target numpy / compiled |\n"
             "| --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
+
+
+@numbers("bench-torch", "docs/engine.md", kind="measured")
+def bench_torch() -> str:
+    d = json.loads((ROOT / "benchmarks" / "bench_engine_cases.json").read_text())
+
+    def span(kind: str, *backends: str) -> str:
+        r = [c["vs_torch"][b] for c in d["cases"] if c["kind"] == kind for b in backends]
+        return f"{min(r):.2f} to {max(r):.2f}"
+    version = ".".join(d["environment"]["torch"].split("+")[0].split(".")[:2])
+    return (f"Against PyTorch {version} on the CPU (a plain forward loop, same shapes), snn-lab took "
+            f"{span('engine', 'compiled')}\nof torch's time with the compiled backend and {span('engine', 'numpy')} "
+            f"with numpy on the engine cases, and\n{span('small', 'numpy', 'compiled')} on the small ones")
 
 
 @numbers("bench-engine-small", "docs/engine.md", kind="measured")
@@ -253,26 +250,6 @@ def bench_training() -> str:
             for name, c in d.items() if name != "breakdown_cpu_s"]
     return ("\n| case | width | batch | depth | floor (ms) | step (ms) | step / floor | CPU: step / floor |\n"
             "| --- | --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
-
-
-# ---- Monte Carlo of minutes (costly: rerun by hand) ---------------------------------------------
-
-@numbers("finite-width-spread", "docs/finite-width.md", kind="costly",
-         form=r"\n\| n Var\(log q\) \| n = 32, L = 4 / 8 / 16 \| n = 128, L = 16 / 32 / 64 \| n = 512, L = 64 / "
-              r"128 / 256 \|\n\| --- \| --- \| --- \| --- \|\n(\| [\w-]+ (measured|predicted) \|"
-              r"( [\d.]+ / [\d.]+ / [\d.]+( \(±[\d.]+\))? \|){3}\n){8}")
-def finite_width_spread() -> str:
-    sys.path.insert(0, str(ROOT / "docs"))
-    import finite_width_table as fwt
-
-    rows = []
-    for label, cells in fwt.law_table():
-        measured = " | ".join(" / ".join(_s(c[0]) for c in cell) + f" (±{_s(max(c[1] for c in cell))})"
-                              for cell in cells)
-        predicted = " | ".join(" / ".join(_s(c[2]) for c in cell) for cell in cells)
-        rows += [f"| {label} measured | {measured} |", f"| {label} predicted | {predicted} |"]
-    return ("\n| n Var(log q) | n = 32, L = 4 / 8 / 16 | n = 128, L = 16 / 32 / 64 | n = 512, L = 64 / 128 / 256 |\n"
-            "| --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
 
 
 # ---- the pages ----------------------------------------------------------------------------------

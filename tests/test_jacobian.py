@@ -79,26 +79,11 @@ def test_mean_squared_singular_value_is_the_gradient_probes():
         assert abs(r.stats[t, 0, GRAD_SQ] - expect) < 4.5 * se, (t, r.stats[t, 0, GRAD_SQ], expect, se)
 
 
-def _exact_linear_variance(n: int, depth: int) -> np.ndarray:
-    """E[(1/n) sum lambda^2 - ((1/n) sum lambda)^2] for J = W_1 ... W_L, W i.i.d. N(0, 1/n), exactly.
-
-    Wick's theorem on one more factor W, B = J^T J: E tr((B W W^T)^2) = (1 + 1/n) tr(B^2) + (tr B)^2 / n
-    and E (tr B W W^T)^2 = (tr B)^2 + 2 tr(B^2) / n. So a_L = E tr(A^2)/n, b_L = E (tr A / n)^2 obey
-    a_L = (1 + 1/n) a_{L-1} + b_{L-1}, b_L = b_{L-1} + 2 a_{L-1} / n^2, a_0 = b_0 = 1, and the
-    expected variance is a_L - b_L: L + O(L^2 / n), the Fuss-Catalan value L at infinite width.
-    """
-    a, b, out = 1.0, 1.0, [0.0]
-    for _ in range(depth):
-        a, b = (1.0 + 1.0 / n) * a + b, b + 2.0 * a / n ** 2
-        out.append(a - b)
-    return np.array(out)
-
-
 def test_linear_gaussian_variance_is_the_exact_finite_width_value():
     layers, trials, n = (1, 3, 8), 48, 24
     _exp, s, r = run(f"trials: {trials}\nwidth: {n}\ndepth: 8\nbatch: 1\ndtype: float64\nmeasure: [jacobian]\n"
                     f"jacobian: {{inputs: 1, layers: {list(layers)}}}\nseries: [{{activation: linear}}]")
-    exact = _exact_linear_variance(n, 8)
+    exact = spectrum.linear_gaussian_variance(n, 8)
     limit = z_threshold(2 * len(layers), trials)
     for layer in layers:
         rows = np.array([sp.summary for sp in r.spectra if sp.layer == layer])

@@ -74,6 +74,22 @@ def jacobian_moments(series: Series) -> tuple[np.ndarray, str | None]:
     return out, None
 
 
+def linear_gaussian_variance(n: int, depth: int) -> np.ndarray:
+    """E[(1/n) sum lambda^2 - ((1/n) sum lambda)^2] per layer 0..depth for J = W_1 ... W_L, W i.i.d.
+    N(0, 1/n), exactly at width n.
+
+    Wick's theorem on one more factor W, B = J^T J: E tr((B W W^T)^2) = (1 + 1/n) tr(B^2) + (tr B)^2 / n
+    and E (tr B W W^T)^2 = (tr B)^2 + 2 tr(B^2) / n. So a_L = E tr(A^2)/n, b_L = E (tr A / n)^2 obey
+    a_L = (1 + 1/n) a_{L-1} + b_{L-1}, b_L = b_{L-1} + 2 a_{L-1} / n^2, a_0 = b_0 = 1, and the
+    expected variance is a_L - b_L: L + O(L^2 / n), the Fuss-Catalan value L at infinite width.
+    """
+    a, b, out = 1.0, 1.0, [0.0]
+    for _ in range(depth):
+        a, b = (1.0 + 1.0 / n) * a + b, b + 2.0 * a / n ** 2
+        out.append(a - b)
+    return np.array(out)
+
+
 def fuss_catalan_density(depth: int, points: int = 400) -> tuple[np.ndarray, np.ndarray]:
     """(lambda, density) of Fuss-Catalan(depth): the squared singular values of a product of
     `depth` independent square Gaussian matrices with variance 1/n entries, at infinite width.
