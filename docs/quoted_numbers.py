@@ -202,16 +202,18 @@ ENGINE_ROWS = (  # (JSON file, case name, label on the page)
 )
 
 
+def _engine_row(label: str, case: dict, floor: str) -> str:
+    """One benchmark case as a table row: floor, each backend's time (ratio), the targets."""
+    m, r, t = case["median"], case["ratio"], case["target"]
+    return (f"| {label} | {_s(m[floor])} | {_s(m['numpy'])} ({r['numpy']:.2f}) | "
+            f"{_s(m['compiled'])} ({r['compiled']:.2f}) | {g(t['numpy'])} / {g(t['compiled'])} |")
+
+
 @numbers("bench-engine", "docs/engine.md", kind="measured")
 def bench_engine() -> str:
     files = {f: json.loads((ROOT / "benchmarks" / f).read_text()) for f in {r[0] for r in ENGINE_ROWS}}
-    rows = []
-    for file, name, label in ENGINE_ROWS:
-        case = next(c for c in files[file]["cases"] if c["name"] == name)
-        m, r, t = case["median"], case["ratio"], case["target"]
-        target = f"{g(t['numpy'])} / {g(t['compiled'])}"
-        rows.append(f"| {label} | {_s(m['floor'])} | {_s(m['numpy'])} ({r['numpy']:.2f}) | "
-                    f"{_s(m['compiled'])} ({r['compiled']:.2f}) | {target} |")
+    rows = [_engine_row(label, next(c for c in files[file]["cases"] if c["name"] == name), "floor")
+            for file, name, label in ENGINE_ROWS]
     return ("\n| case | floor s | numpy s (ratio) | compiled s (ratio) | target numpy / compiled |\n"
             "| --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
 
@@ -233,11 +235,7 @@ def bench_torch() -> str:
 def bench_engine_small() -> str:
     d = json.loads((ROOT / "benchmarks" / "bench_engine_small.json").read_text())
     labels = {"float32": "small, SELU float32", "float64": "small, SELU float64"}
-    rows = []
-    for case in d["cases"]:
-        m, r, t = case["median"], case["ratio"], case["target"]
-        rows.append(f"| {labels[case['dtype']]} | {_s(m[case['floor_used']])} | {_s(m['numpy'])} ({r['numpy']:.2f}) | "
-                    f"{_s(m['compiled'])} ({r['compiled']:.2f}) | {g(t['numpy'])} / {g(t['compiled'])} |")
+    rows = [_engine_row(labels[c["dtype"]], c, c["floor_used"]) for c in d["cases"]]
     return ("\n| case | floor s | numpy s (ratio) | compiled s (ratio) | target |\n"
             "| --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
 
