@@ -55,7 +55,7 @@ def check_resources(exp: Experiment, available: int | None = None) -> None:
     available = memory_available() if available is None else available
     check_memory(exp, available)
     check_size(exp, available)
-    if exp.train is not None:  # an .npz task's file, read and checked before the run
+    if exp.train is not None and exp.train.task.kind == "npz":  # its file, read and checked before the run
         from snn_lab.train.loop import load_task
         load_task(exp)
 

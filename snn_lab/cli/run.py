@@ -114,19 +114,15 @@ def _load_sweep(config, overrides, sweeps, text, jobs):
     """The config's sweep (None without one), every point validated and its memory checked."""
     from snn_lab import config as cfg
     from snn_lab import sweep as sw
-    from snn_lab.simulate.memory import check_memory, memory_available
-    from snn_lab.results import check_size
+    from snn_lab.executors import check_resources
+    from snn_lab.simulate.memory import memory_available
 
     try:
         sweep = sw.load("<stdin>" if config == "-" else config, text=text, overrides=overrides, sweeps=sweeps)
         if sweep is not None:
             available = memory_available() // jobs  # the points of --jobs N run side by side
-            for p in sweep.points:
-                check_memory(p.experiment, available)
-                check_size(p.experiment, available)
-                if p.experiment.train is not None and p.experiment.train.task.kind == "npz":
-                    from snn_lab.train.loop import load_task
-                    load_task(p.experiment)  # each point's .npz file, checked before any runs
+            for p in sweep.points:  # each point's memory and .npz file, checked before any runs
+                check_resources(p.experiment, available)
     except cfg.ConfigError as exc:
         raise UsageProblem("\n".join(dict.fromkeys(map(str, exc.problems)))) from None
     return sweep
