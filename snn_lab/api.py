@@ -170,11 +170,8 @@ def _run_sweep(sweep, out, force: bool, backend: str | None, jobs: int) -> Sweep
     """Hold the folder, run the points not yet complete (sweep.runs, as the CLI does), write sweep.csv."""
     from snn_lab import executors
     from snn_lab import sweep as sw
-    from snn_lab.simulate.memory import memory_available
 
-    available = memory_available() // jobs  # the points of `jobs` run side by side
-    for point in sweep.points:
-        executors.check_resources(point.experiment, available)
+    executors.check_points(sweep.points, jobs)  # the points of `jobs` run side by side
     out = Path(out) if out is not None else Path("results") / sweep.name
     with sw.hold(out):
         state = sw.run_points(sw.prepare(sweep, out, force), jobs, "local", None, backend)

@@ -60,6 +60,15 @@ def check_resources(exp: Experiment, available: int | None = None) -> None:
         load_task(exp)
 
 
+def check_points(points: list, jobs: int = 1) -> None:
+    """check_resources for every point of a sweep, before any runs: `jobs` of them share the memory."""
+    from snn_lab.simulate.memory import memory_available
+
+    available = memory_available() // jobs
+    for p in points:
+        check_resources(p.experiment, available)
+
+
 def work(exp: Experiment) -> int:
     """Units of progress simulate() reports: trials x layers, training updates, then each series'
     theory layers."""

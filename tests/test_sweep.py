@@ -406,3 +406,15 @@ def test_a_dask_scheduler_address_runs_the_points_on_that_cluster(tmp_path):
 def test_an_unreachable_scheduler_is_a_usage_error(tmp_path):
     out = invoke("run", write(tmp_path, GRID), "--out", tmp_path / "s", "--scheduler", "tcp://127.0.0.1:9")
     assert out.exit_code == 2 and "cannot reach the Dask scheduler tcp://127.0.0.1:9" in out.output
+
+
+def test_a_point_too_large_for_memory_is_refused_before_any_point_runs(tmp_path):
+    from conftest import cli_runner
+
+    from snn_lab.cli import main
+
+    out = tmp_path / "s"
+    ran = cli_runner().invoke(main, ["run", "--sweep", "width=64,10000000", "--set", "depth=2", "--out", str(out), "-q"])
+    assert ran.exit_code == 2, ran.output
+    assert "(width=10000000): series.0" in ran.stderr and "GiB" in ran.stderr
+    assert not out.exists()

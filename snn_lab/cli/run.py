@@ -114,15 +114,12 @@ def _load_sweep(config, overrides, sweeps, text, jobs):
     """The config's sweep (None without one), every point validated and its memory checked."""
     from snn_lab import config as cfg
     from snn_lab import sweep as sw
-    from snn_lab.executors import check_resources
-    from snn_lab.simulate.memory import memory_available
+    from snn_lab.executors import check_points
 
     try:
         sweep = sw.load("<stdin>" if config == "-" else config, text=text, overrides=overrides, sweeps=sweeps)
         if sweep is not None:
-            available = memory_available() // jobs  # the points of --jobs N run side by side
-            for p in sweep.points:  # each point's memory and .npz file, checked before any runs
-                check_resources(p.experiment, available)
+            check_points(sweep.points, jobs)  # the points of --jobs N run side by side
     except cfg.ConfigError as exc:
         raise UsageProblem("\n".join(dict.fromkeys(map(str, exc.problems)))) from None
     return sweep
