@@ -19,7 +19,7 @@ from snn_lab.cli import main
 from snn_lab.plot.convergence import convergence_data
 from snn_lab.plot.histograms import histogram_panels
 from snn_lab.plot.probes import measured_panels
-from snn_lab.plot.selu_map import field, fixed_line, map_data
+from snn_lab.plot.layer_map import field, fixed_line, map_data
 from snn_lab.statistics import SETTLE
 
 FOUR = """\
@@ -124,7 +124,7 @@ def test_each_series_gets_its_own_fixed_point(four):
     assert data["ReLU (He)"]["fixed"] is None and data["ReLU (He)"]["status"] == "marginal"
     # The figure: the star in each series' panels sits at that series' own fixed point, and the
     # series without one say so in their titles.
-    fig = plot.selu_map(four)
+    fig = plot.layer_map(four)
     titles = {ax.get_title(loc="left").split(": every layer")[0]: ax for ax in fig.axes
               if "every layer" in ax.get_title(loc="left")}
     for label in ("SELU", "SELU 3/4"):

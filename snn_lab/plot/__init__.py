@@ -28,7 +28,7 @@ from snn_lab.plot.phase import (
     save_phase_figure,
 )
 from snn_lab.plot.probes import has_probes, probes
-from snn_lab.plot.selu_map import g_fixed_point, selu_map
+from snn_lab.plot.layer_map import g_fixed_point, layer_map
 from snn_lab.plot.sweeps import (
     SWEEP_DEFAULT_STAT,
     SweepPlotError,
@@ -44,12 +44,12 @@ from snn_lab.results import Results
 __all__ = ["FIGURES", "FORMATS", "PALETTE", "SWEEP_DEFAULT_STAT", "OverlayError", "PhaseFigure", "SweepPlotError",
            "activations", "as_typed", "convergence", "figure_format", "find_latest", "g_fixed_point", "histograms",
            "last_finite", "phase_diagram", "phase_overlay", "probes", "save_figures",
-           "save_phase_diagram", "save_phase_figure", "save_sweep_figures", "selu_map", "series_style", "sweep_figures",
+           "save_phase_diagram", "save_phase_figure", "save_sweep_figures", "layer_map", "series_style", "sweep_figures",
            "sweep_layers", "sweep_stats", "sweep_values"]
 
 # The figures of a results folder, by name (snn-lab plot writes <name>.<format>).
 FIGURES: dict[str, Callable[[Results], Figure]] = {
-    "convergence": convergence, "map": selu_map, "activations": activations,
+    "convergence": convergence, "map": layer_map, "activations": activations,
     "histograms": histograms, "probes": probes,
     "jacobian_density": spectrum.density, "jacobian_moments": spectrum.moments,
     "training_loss": training.loss_curves, "training_variance": training.layer_variance}

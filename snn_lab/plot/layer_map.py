@@ -87,7 +87,7 @@ def fixed_line(series: Series, qs: np.ndarray) -> np.ndarray:
     return np.array([theory.layer_stats(series, act, float(q)) for q in qs])
 
 
-def selu_map(results: Results, grid: int = 15) -> Figure:
+def layer_map(results: Results, grid: int = 15) -> Figure:
     """Per series (columns): its own layer map as arrows, its fixed point (star), or why it has
     none, and its simulated path with the theory's dashed; top: every layer, below: a zoom on
     the fixed point (or on the path's second half)."""
