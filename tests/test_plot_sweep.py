@@ -208,6 +208,23 @@ def test_heatmap_panels_share_one_colour_bar_and_one_normalization():
     assert [visible_labels(ax.xaxis) for ax in fig.axes[:2]] == [["0.5", "2"]] * 2
 
 
+def test_a_log_axis_holds_every_error_bar_and_a_bar_reaching_zero_leaves_through_the_foot():
+    """var 0.01, 1, 100 over gain (4 decades: log y); the last point's standard error is 1000
+    (sd 2000, 4 trials): its bar's top, 1100, is inside the axis; its foot (below 0) does not
+    stretch the axis down past the smallest value's own margin."""
+    gains, var, sd = (0.5, 1.0, 2.0), (0.01, 1.0, 100.0), (0.001, 0.1, 2000.0)
+    col = lambda v, dtype=np.float64: np.array(v, dtype=dtype)
+    table = {"point": col([f"gain={g}" for g in gains], object), "gain": col(gains),
+             "series": col(["A"] * 3, object), "layer": col([3] * 3, np.int64),
+             "trials": col([4] * 3, np.int64), "mean": col([0.0] * 3), "var": col(var),
+             "mean_sd": col([0.1] * 3), "var_sd": col(sd)}
+    fig = only_figure(plot.sweep_figures(sw.SweepTable(("gain",), table, {"name": "s"}, Path("s")), stat="var"))
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    low, high = ax.get_ylim()
+    assert high >= 100.0 + 2000.0 / math.sqrt(4) and 0.001 <= low < 0.01, (low, high)
+
+
 def test_error_bars_are_standard_errors(one_key):
     """--stat var --layer 2: y is var at layer 2, each bar var_sd / sqrt(trials) either side."""
     fig = only_figure(plot.sweep_figures(sw.read(one_key), stat="var", layer=2))

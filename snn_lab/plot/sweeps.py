@@ -275,13 +275,16 @@ def _sweep_lines(sweep: SweepTable, rows: dict, stat: str, what: str) -> Figure:
 
 
 def _log_limits(rows: dict) -> tuple[float, float]:
-    """A log axis for the simulated values, with the theory unless it dives far below them
-    (exactly 0 at a fixed point): the line then leaves through the bottom."""
-    sim = _finite(rows["y"])
-    sim = sim[np.isfinite(sim) & (sim > 0)]
+    """A log axis for the simulated values with their error bars, and the theory, unless a bar's
+    foot or the theory dives far below the values (a bar reaching 0; the theory exactly 0 at a
+    fixed point): that leaves through the bottom."""
+    y, se = _finite(rows["y"]), np.nan_to_num(rows["se"], nan=0.0)
+    ok = np.isfinite(y) & (y > 0)
+    sim, top, foot = y[ok], (y + se)[ok], (y - se)[ok]
+    floor = sim.min() / 100
     theory = _finite(rows["theory"])
-    theory = theory[np.isfinite(theory) & (theory >= sim.min() / 100)]
-    both = np.concatenate([sim, theory])
+    shown = [sim, top[np.isfinite(top)], foot[foot >= floor], theory[np.isfinite(theory) & (theory >= floor)]]
+    both = np.concatenate(shown)
     return float(both.min()) / 2, float(both.max()) * 2
 
 
