@@ -191,7 +191,7 @@ def build(tree: Any, lines: dict, source: str, overrides: tuple[str, ...] = ()) 
     """Apply --set overrides to a raw tree and validate it into an Experiment."""
     problems: list[Problem] = []
     if isinstance(tree, dict):
-        tree, lines = overrides_.apply(tree, dict(lines), overrides, problems)
+        tree, lines = overrides_.apply(tree, dict(lines), overrides, problems, source)
         overrides_.relabel(tree, overrides)
     if problems:
         raise ConfigError(problems)
@@ -212,7 +212,7 @@ def _stem(source: str) -> str:
 TOP_KEYS = ("name", "seed", "trials", "measure", "width", "depth", "batch", "dtype", "input", "series",
             "jacobian", "train")
 MEASURES = ("gradients", "dead", "correlation", "jacobian")  # optional per-layer measurements beside mean/var
-SHARED_KEYS = ("width", "depth", "batch", "dtype", "input")
+SHARED_KEYS = overrides_.SHARED_KEYS
 SERIES_KEYS = ("label", "activation", "init", "gain", "bias_var", "normalize_weights", "dropout",
                "norm", "residual", *SHARED_KEYS)
 RESIDUAL_KEYS = ("alpha", "beta")

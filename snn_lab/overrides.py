@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from snn_lab.yamlio import ConfigError, Problem, dotted, parse
 
+SHARED_KEYS = ("width", "depth", "batch", "dtype", "input")  # top-level defaults a series may override
 
-def apply(tree: dict, lines: dict, overrides, problems) -> tuple[dict, dict]:
-    """Apply --set KEY=VALUE overrides (VALUE read as YAML) to the raw tree."""
+
+def apply(tree: dict, lines: dict, overrides, problems, source: str = "the config") -> tuple[dict, dict]:
+    """Apply --set KEY=VALUE overrides (VALUE read as YAML) to the raw tree (from file `source`)."""
     for text in overrides:
         where = f"--set {text}"
         key, sep, value = text.partition("=")
@@ -49,7 +51,35 @@ def apply(tree: dict, lines: dict, overrides, problems) -> tuple[dict, dict]:
         for n in range(1, len(path) + 1):
             lines.setdefault(path[:n], where)
         lines[path] = where
+        if path[0] in SHARED_KEYS:
+            shadowed(tree, lines, path, parsed, where, problems, source)
     return tree, lines
+
+
+def shadowed(tree: dict, lines: dict, path: tuple, value, where: str, problems, source: str) -> None:
+    """A --set of a top-level default that every series overrides with its own value changes
+    nothing: refused, naming a series that sets it, rather than run as if it had applied."""
+    series = tree.get("series")
+    if not isinstance(series, list) or not series:
+        return
+    if all(isinstance(s, dict) and _covers(s, path, value) for s in series):
+        key = dotted(path)
+        line = lines.get(("series", 0, *path), lines.get(("series", 0)))
+        at = f"{source}:{line}" if isinstance(line, int) else source
+        problems.append(Problem(where, key, f"changes no series: each series sets its own {key} (series 0 at "
+                                f"{at}), which wins over the top-level value; set series.0.{key} and so on "
+                                f"for each series, or remove the series' own {key} from the file"))
+
+
+def _covers(node: dict, path: tuple, value) -> bool:
+    """Whether node sets path itself (every key of a mapping value), hiding a top-level value."""
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    if isinstance(value, dict):
+        return all(_covers(node, (k,), v) for k, v in value.items())
+    return True
 
 
 def relabel(tree: dict, overrides) -> None:

@@ -139,6 +139,24 @@ def test_overrides_are_read_as_yaml_and_checked_like_the_file():
         "--set depth: expected KEY=VALUE, e.g. depth=200 or series.0.activation=tanh"]
 
 
+def test_a_set_that_every_series_overrides_is_refused_and_one_that_some_inherit_applies():
+    """--set width=32 where each series sets its own width would change nothing: exit-2 problem
+    naming series 0's line; where one series inherits, the --set reaches exactly that one."""
+    both = "series:\n- {activation: selu, width: 16}\n- {activation: relu, width: 8}\n"
+    assert problems(both, "width=32") == [
+        "--set width=32: width: changes no series: each series sets its own width (series 0 at "
+        "exp.yaml:2), which wins over the top-level value; set series.0.width and so on for each "
+        "series, or remove the series' own width from the file"]
+    inputs = "series:\n- {activation: selu, input: {var: 4}}\n"
+    assert problems(inputs, "input.var=2")[0].startswith("--set input.var=2: input.var: changes no series")
+    assert problems(inputs, "input={var: 2}")[0].startswith("--set input={var: 2}: input: changes no series")
+    exp = config.load("exp.yaml", text=inputs, overrides=("input={mean: 0.5}",))  # var stays the series'
+    assert (exp.series[0].input.mean, exp.series[0].input.var) == (0.5, 4.0)
+    one = config.load("exp.yaml", text="series:\n- {activation: selu, width: 16}\n- {activation: relu}\n",
+                      overrides=("width=32",))
+    assert [s.width for s in one.series] == [16, 32]
+
+
 def test_missing_file_and_non_utf8_file(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml: cannot read config: No such file or directory"):
         config.load(str(tmp_path / "nope.yaml"))
