@@ -36,9 +36,9 @@ def _theory(v: float) -> str:
     return _num(0.0 if abs(v) < NOISE else v)
 
 
-def _measured(v: float, se: float) -> str:
+def _measured(v: float, se: float, fmt=_num) -> str:
     """A simulated value; dim when it is within one standard error of 0 (noise, not a signal)."""
-    text = _num(v)
+    text = fmt(v)
     return f"[dim]{text}[/]" if math.isfinite(v) and abs(v) < se else text
 
 
@@ -296,11 +296,16 @@ def probes_table(res) -> Table | None:
         shown = [0, *display_layers(int(rows["layer"].max()))]
         for n, i in enumerate(shown):
             cells = [escape(label) if n == 0 else "", str(i)]
+            trials = int(rows["trials"][i])
             for c in cols:
-                cells.append(_short(float(rows[c][i])))
+                v, sd = float(rows[c][i]), float(rows[f"{c}_sd"][i]) if f"{c}_sd" in rows else math.nan
+                se = sd / math.sqrt(trials) if trials > 1 and math.isfinite(sd) else 0.0
+                cells.append(_measured(v, se, _short))
                 if f"theory_{c}" in rows:
-                    cells.append(_short(float(rows[f"theory_{c}"][i])))
+                    th = float(rows[f"theory_{c}"][i])
+                    cells.append(_short(0.0 if abs(th) < NOISE else th))
             table.add_row(*cells, end_section=n == len(shown) - 1)
+    table.caption = "dim: within one standard error of 0"
     return fold(table)
 
 

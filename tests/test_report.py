@@ -61,3 +61,26 @@ def test_a_value_within_one_standard_error_of_zero_is_dim():
 def test_the_probes_title_names_only_what_was_measured(res):
     title = str(report.probes_table(res).title)
     assert "dead units" in title and "gradients" not in title and "cosine" not in title
+
+
+def test_the_probes_table_prints_theory_noise_as_zero_and_dims_noise_in_the_simulation():
+    """SELU from uncorrelated inputs at its fixed point (0, 1): E[phi] = 0, so the predicted
+    cosine is exactly 0 at every layer (the quadrature leaves ~1e-33); the simulated cosines are
+    noise of order 1/sqrt(width batch), and a cell is dim exactly when it is within one SE of 0."""
+    run = simulate(experiment("""name: t
+trials: 4
+width: 32
+batch: 32
+depth: 5
+measure: [correlation]
+series: [{label: SELU, activation: selu}]
+"""))
+    table = report.probes_table(run)
+    names = [c.header for c in table.columns]
+    sim, theory = table.columns[names.index("cosine")]._cells, table.columns[names.index("theory")]._cells
+    assert set(theory) == {report._short(0.0)}
+    rows = run.series_summary("SELU")
+    for cell, layer in zip(sim, [0, *report.display_layers(5)]):
+        v, se = float(rows["correlation"][layer]), float(rows["correlation_sd"][layer]) / 2.0
+        assert cell.startswith("[dim]") == (abs(v) < se), (layer, cell, v, se)
+    assert "within one standard error" in str(table.caption)
