@@ -29,11 +29,20 @@ def _num(v: float, digits: int = 4) -> str:
     return f"{v:.{digits}f}" if v == 0 or 1e-3 <= abs(v) < 1e4 else f"{v:.3e}"
 
 
-NOISE = 1e-12  # a theory value this small is the rounding of an exact 0 (a fixed point's mean)
+NOISE = 1e-12  # a predicted mean this small against its sd is the rounding of an exact 0
 
 
-def _theory(v: float) -> str:
-    return _num(0.0 if abs(v) < NOISE else v)
+def _theory(v: float, scale: float = 0.0) -> str:
+    """A predicted value; 0 when below NOISE x scale (a mean's scale is its layer's sd; a variance
+    has none: 2^-60 after 60 halvings is a real prediction, not noise)."""
+    v, scale = float(v), float(scale)
+    return _num(0.0 if math.isfinite(scale) and abs(v) < NOISE * scale else v)
+
+
+def _sd(var: float) -> float:
+    """The scale of a predicted mean: the layer's predicted sd (0 where it is not a number)."""
+    var = float(var)
+    return math.sqrt(var) if math.isfinite(var) and var > 0 else 0.0
 
 
 def _measured(v: float, se: float, fmt=_num) -> str:
@@ -83,7 +92,8 @@ def summary_table(res) -> Table:
                 cells.append(_measured(sim, sd / math.sqrt(trials) if trials > 1 else 0.0))
                 if has_theory:
                     th = float(rows[f"theory_{stat}"][i])
-                    cells += [_theory(th), _z(deviation(sim, sd, trials, th))]
+                    scale = _sd(rows["theory_var"][i]) if stat == "mean" else 0.0
+                    cells += [_theory(th, scale), _z(deviation(sim, sd, trials, th))]
             table.add_row(*cells, end_section=n == len(display_layers(depth)) - 1)
     table.caption = "dim: within one standard error of 0" + (
         "; z: (simulation - theory) in standard errors of the trial mean" if has_theory else "")
@@ -108,7 +118,7 @@ def convergence_lines(res) -> list[str]:
             continue
         at = lambda layer: "not by the last layer" if layer is None else f"layer {layer}"  # noqa: E731
         lines.append(f"  {escape(label)}: {at(sim)}; theory: {at(th)} (fixed point: mean "
-                     f"{_theory(float(fp['mean']))}, var {_theory(float(fp['var']))})")
+                     f"{_theory(fp['mean'], _sd(fp['var']))}, var {_theory(fp['var'])})")
     return lines
 
 
@@ -227,9 +237,17 @@ def theory_tables(reports: list[dict]) -> list:
             pred.add_column(col, justify="right")
         for layer in [0, *display_layers(len(layers) - 1)]:
             row = layers[layer]
-            pred.add_row(str(layer), *(_fmt(row[k]) for k in columns))
+            pred.add_row(str(layer), *(_fmt(_denoised(row, k)) for k in columns))
         out.append(fold(pred))
     return out
+
+
+def _denoised(row: dict, key: str):
+    """row[key], with a mean below NOISE x its sd (row's var or theory_var) shown as the exact 0."""
+    v, var = row[key], row.get("var", row.get("theory_var"))
+    if key not in ("mean", "theory_mean") or not isinstance(v, float) or not isinstance(var, float):
+        return v
+    return 0.0 if abs(v) < NOISE * _sd(var) else v
 
 
 def _value(rep: dict, key: str) -> str:
@@ -241,7 +259,7 @@ def _value(rep: dict, key: str) -> str:
 def _fixed_point_rows(table: Table, rep: dict) -> None:
     fp = rep["fixed_point"]
     table.add_row("fixed point", "none: " + escape(str(rep["note"])) if fp is None else
-                  f"q* = {_fmt(fp['q'])}, mean* = {_fmt(fp['mean'])}, var* = {_fmt(fp['var'])}")
+                  f"q* = {_fmt(fp['q'])}, mean* = {_fmt(_denoised(fp, 'mean'))}, var* = {_fmt(fp['var'])}")
     jac = rep.get("jacobian")
     table.add_row("Jacobian of g", "-" if jac is None else
                   "[[" + ", ".join(map(_fmt, jac[0])) + "], [" + ", ".join(map(_fmt, jac[1])) + "]]")
@@ -329,7 +347,8 @@ def sweep_table(sweep, limit: int = SWEEP_ROWS) -> Table:
     for i in index[:limit]:
         cells = [escape(str(t[k][i])) if t[k].dtype == object else f"{t[k][i]:g}" for k in sweep.keys]
         table.add_row(*cells, escape(str(t["series"][i])), str(t["layer"][i]), _num(t["mean"][i]),
-                      _theory(t["theory_mean"][i]), _num(t["var"][i]), _theory(t["theory_var"][i]))
+                      _theory(t["theory_mean"][i], _sd(t["theory_var"][i])), _num(t["var"][i]),
+                      _theory(t["theory_var"][i]))
     if len(index) > limit:
         table.caption = f"first {limit} of {len(index)} rows; every row and layer is in {sweep.path}/sweep.csv"
     return fold(table)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 
 import pytest
 from rich.console import Console
@@ -49,8 +50,25 @@ def test_numbers_keep_their_exponent_at_any_width(res, width):
 
 
 def test_the_fixed_points_rounding_noise_prints_as_zero():
-    assert report._theory(3e-17) == report._num(0.0)
-    assert report._theory(2e-3) == report._num(2e-3)
+    assert report._theory(3e-17, scale=1.0) == report._num(0.0)
+    assert report._theory(2e-3, scale=1.0) == report._num(2e-3)
+
+
+def test_a_tiny_predicted_variance_is_a_prediction_not_noise(res):
+    """ReLU with LeCun weights: q_l = q_(l-1) / 2, so the post-activation variance at layer 60
+    is q_0 2^-60 (1/2 - 1/(2 pi)) ~ 3e-19, printed with its exponent, not as 0; its mean
+    sqrt(q_l / (2 pi)) is far above 1e-12 of its sd, so it prints too."""
+    expected = 2.0 ** -60 * (0.5 - 1 / (2 * math.pi))
+    rows = res.series_summary("ReLU-LeCun")
+    assert float(rows["theory_var"][60]) == pytest.approx(expected, rel=1e-6)
+    table = report.summary_table(res)
+    names = [c.header for c in table.columns]
+    start = table.columns[0]._cells.index("ReLU-LeCun")
+    at = start + [str(c) for c in table.columns[1]._cells[start:]].index("60")
+    theory_var = table.columns[[i for i, n in enumerate(names) if n == "theory"][1]]._cells
+    theory_mean = table.columns[names.index("theory")]._cells
+    assert theory_var[at] == report._num(float(rows["theory_var"][60])) != report._num(0.0)
+    assert theory_mean[at] == report._num(float(rows["theory_mean"][60])) != report._num(0.0)
 
 
 def test_a_value_within_one_standard_error_of_zero_is_dim():
