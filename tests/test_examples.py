@@ -28,6 +28,10 @@ def test_examples_lists_every_shipped_config_with_what_it_shows():
     lines = done.output.splitlines()
     assert [line.split()[0] for line in lines] == files == examples.names()
     assert all(len(line.split(maxsplit=1)) == 2 for line in lines)  # a name, then its one line
+    # Each one line is a whole sentence that fits a terminal beside the name, not a cut paragraph.
+    for name in files:
+        summary = examples.summary(name)
+        assert summary.endswith((".", "?")) and len(summary) <= 100, (name, summary)
 
 
 def test_an_example_runs_and_copies_by_name(tmp_path, monkeypatch):
