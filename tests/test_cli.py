@@ -193,6 +193,17 @@ def test_theory_bad_option_exits_2():
     assert out.exit_code == 2 and "did you mean 'selu'?" in out.output
 
 
+def test_theory_option_errors_name_the_option_as_typed_once():
+    """An option applied to the default config's three series: one problem, naming the option as
+    typed, not the --set of series.N it becomes inside."""
+    out = invoke("theory", "--init", "lecun", "--gain", "-1")
+    lines = out.output.splitlines()
+    assert out.exit_code == 2 and len(lines) == 2 and "--set" not in out.output, out.output
+    assert lines[0].startswith("error: --init lecun: init: expected an initializer")
+    assert "did you mean 'lecun_normal'?" in lines[0]
+    assert lines[1].startswith("--gain -1.0: gain: expected a finite number > 0")
+
+
 def test_selu_params_returns_the_published_constants():
     out = invoke("selu-params", "--mean", "0", "--var", "1", "--json")
     params = json.loads(out.output)

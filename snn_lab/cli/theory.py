@@ -97,14 +97,13 @@ def theory(config, activation, init, gain, bias_var, dropout, normalize, depth, 
     if depth is not None:
         given["depth"] = depth
     if config is None and "activation" in given:
-        exp = _load("<options>", _series_sets(given, 1) + overrides, check_resources=False,
-                    text="name: theory\nseries: [{activation: %s}]\n" % json.dumps(given["activation"]))
+        exp = _load_options("<options>", given, 1, overrides,
+                            text="name: theory\nseries: [{activation: %s}]\n" % json.dumps(given["activation"]))
     else:
         text = _stdin() if config == "-" else None
         exp = _load(config, overrides, check_resources=False, text=text)
         if given:
-            sets = _series_sets(given, len(exp.series))
-            exp = _load(config, sets + overrides, check_resources=False, text=text)
+            exp = _load_options(config, given, len(exp.series), overrides, text)
     if phase:
         return _theory_phase(exp, config is None and "activation" not in given, weight_grid, bias_grid,
                              out, overlay, stat, layer, overlay_series, as_json)
@@ -175,11 +174,38 @@ def _theory_phase(exp, defaulted, weight_grid, bias_grid, out, overlay, stat, la
     click.echo(f"wrote {path}")
 
 
-def _series_sets(given: dict, count: int) -> tuple[str, ...]:
-    """Command-line series options as --set overrides of every series."""
+def _series_sets(given: dict, count: int) -> dict[str, str]:
+    """Command-line series options as --set overrides of every series -> the option as typed."""
     import json
 
-    return tuple(f"series.{i}.{key}={json.dumps(value)}" for i in range(count) for key, value in given.items())
+    return {f"series.{i}.{key}={json.dumps(value)}": _typed(key, value)
+            for i in range(count) for key, value in given.items()}
+
+
+def _typed(key: str, value) -> str:
+    """An option as the user typed it: ('bias_var', 0.1) -> '--bias-var 0.1'."""
+    name = key.replace("_", "-")
+    return f"--{name}" if value is True else f"--{name} {value}"
+
+
+def _load_options(config: str, given: dict, count: int, overrides: tuple[str, ...], text: str | None):
+    """The experiment with the series options applied; their problems name the option as typed
+    (--activation sleu, not the --set it became), once, not once per series."""
+    from dataclasses import replace
+
+    from snn_lab.config import ConfigError
+
+    sets = _series_sets(given, count)
+    try:
+        return _load(config, tuple(sets) + overrides, check_resources=False, text=text)
+    except ConfigError as err:
+        problems = []
+        for p in err.problems:
+            typed = sets.get(p.where.removeprefix("--set "))
+            p = replace(p, where=typed, key=p.key.split(".", 2)[-1]) if typed else p
+            if p not in problems:
+                problems.append(p)
+        raise ConfigError(problems) from None
 
 
 
