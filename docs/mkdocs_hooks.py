@@ -17,7 +17,7 @@ from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files, InclusionLevel
 
 # An inline link or image `](target)` and a reference definition `[name]: target`.
-LINK = re.compile(r"\]\(\s*<?([^)\s>#?]+)|^\s{0,3}\[[^\]]+\]:\s*<?([^\s>#?]+)", re.M)
+LINK = re.compile(r"\]\(\s*<?([^)\s>#?]+)|^\s{0,3}\[[^\]]+\]:\s*<?([^\s>#?]+)", re.MULTILINE)
 
 
 def outside_targets(page: str, text: str) -> set[str]:
