@@ -22,6 +22,7 @@ import re
 import sys
 
 import quoted_runs  # noqa: F401  (registers the blocks of seeded runs and the costly ones)
+import quoted_samples  # noqa: F401  (registers the per-sample blocks of normalization.md)
 from quoted_base import (
     BLOCK,
     GENERATORS,
