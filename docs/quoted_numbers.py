@@ -104,15 +104,19 @@ def nf_gains() -> str:
     return ", ".join(shown) + f", {' and '.join(ones)} 1"
 
 
+def isometry_series() -> dict:
+    """The isometry example's series by label, and the linear network with orthogonal weights beside its Gaussian one."""
+    from snn_lab import config, examples
+
+    text = examples.path("isometry").read_text() + "  - {label: linear-orth, activation: linear, init: orthogonal}\n"
+    return {s.label: s for s in config.load(text=text).series}
+
+
 @numbers("isometry-theory", "docs/isometry.md")
 def isometry_theory() -> str:
-    from snn_lab import config, examples
     from snn_lab.theory import meanfield, spectrum
 
-    # the isometry example's series, and the linear network with orthogonal weights beside its Gaussian one
-    text = examples.path("isometry").read_text() + "  - {label: linear-orth, activation: linear, init: orthogonal}\n"
-    series = {s.label: s for s in config.load(text=text).series}
-    rows = []
+    series, rows = isometry_series(), []
     for name in ("SELU", "tanh", "ReLU", "linear"):
         gauss, orth = series[name], series[f"{name}-orth"]
         q = meanfield.predict(gauss)[-1, 2]
@@ -132,6 +136,16 @@ def isometry_theory() -> str:
     depth = series["SELU"].depth
     return ("\n| series | q* | chi_1 | per layer: Gaussian W | orthogonal W | variance at L = "
             f"{depth} (Gaussian / orthogonal) |\n| --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
+
+
+@numbers("isometry-orth-ratio", "docs/isometry.md")
+def isometry_orth_ratio() -> str:
+    from snn_lab.theory import spectrum
+
+    series = isometry_series()
+    ratio = {name: spectrum.jacobian_moments(series[name])[0][-1, 1] / spectrum.jacobian_moments(series[f"{name}-orth"])[0][-1, 1]
+             for name in ("tanh", "SELU", "ReLU")}
+    return ", ".join(f"{g(r, 2)} for {name}" for name, r in ratio.items())
 
 
 @numbers("isometry-linear-width", "docs/isometry.md")
@@ -275,6 +289,14 @@ def bench_torch() -> str:
             f"with numpy on the engine cases, and\n{span('small', 'numpy', 'compiled')} on the small ones")
 
 
+@numbers("bench-split-floor", "docs/engine.md", kind="measured")
+def bench_split_floor() -> str:
+    d = json.loads((ROOT / "benchmarks" / "bench_engine_cases.json").read_text())
+    ratio = {c["dtype"]: c["median"]["floor_split"] / c["median"]["floor"] for c in d["cases"] if c["kind"] == "small"}
+    return (" and ".join(f"{r:.2f} ({dtype})" for dtype, r in ratio.items()) + " times as long on their own "
+            "(`floor_split` against\n`floor` in `benchmarks/bench_engine_cases.json`)")
+
+
 @numbers("bench-engine-small", "docs/engine.md", kind="measured")
 def bench_engine_small() -> str:
     d = json.loads((ROOT / "benchmarks" / "bench_engine_small.json").read_text())
@@ -292,6 +314,16 @@ def bench_training() -> str:
             for name, c in d.items() if name != "breakdown_cpu_s"]
     return ("\n| case | width | batch | depth | floor (ms) | step (ms) | step / floor | CPU: step / floor |\n"
             "| --- | --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
+
+
+@numbers("bench-training-breakdown", "docs/training.md", kind="measured")
+def bench_training_breakdown() -> str:
+    b = json.loads((ROOT / "benchmarks" / "bench_training.json").read_text())["breakdown_cpu_s"]
+    ms = {k: v * 1e3 for k, v in b.items()}
+    x = {k: f" ({v / ms['floor']:.2f}x)" for k, v in ms.items()}
+    return (f"floor\n{ms['floor']:.2f} ms, forward {ms['forward']:.2f}{x['forward']}, backward {ms['backward']:.2f}"
+            f"{x['backward']}, of which its products alone {ms['backward products']:.2f}\n{x['backward products'][1:]}, "
+            f"loss {ms['loss']:.2f}, update {ms['update']:.2f}")
 
 
 # ---- the pages ----------------------------------------------------------------------------------

@@ -289,14 +289,22 @@ def isometry_measured() -> str:
     return _isometry_table((), ISOMETRY_ROWS, condition=True)
 
 
+@functools.cache
+def isometry_run(overrides: tuple[str, ...]):
+    """`snn-lab run isometry` with these overrides: (jacobian table, jacobian_values table, widths)."""
+    from snn_lab import api
+
+    run = api.run("isometry", overrides)
+    return run.table("jacobian"), run.table("jacobian_values"), {s["label"]: s["width"] for s in run.config["series"]}
+
+
 def _isometry_table(overrides: tuple[str, ...], rows_wanted, condition: bool) -> str:
     import numpy as np
 
-    from snn_lab import api
     from snn_lab.theory import spectrum
 
-    run = api.run("isometry", overrides)
-    j, widths, rows = run.table("jacobian"), {s["label"]: s["width"] for s in run.config["series"]}, []
+    j, _, widths = isometry_run(overrides)
+    rows = []
     for label, layer in rows_wanted:
         width = widths[label]
         pick = (j["series"] == label) & (j["layer"] == layer)
@@ -326,3 +334,71 @@ ISOMETRY_ROWS_8 = (("SELU", 16), ("SELU-orth", 16), ("SELU-orth", 64), ("tanh", 
 def isometry_measured_8() -> str:
     """The same with 8 trials: the variance's standard error shrinks."""
     return _isometry_table(("trials=8",), ISOMETRY_ROWS_8, condition=False)
+
+
+def _pick(table: dict, label: str, layer: int):
+    return (table["series"] == label) & (table["layer"] == layer)
+
+
+def _var_se(j: dict, label: str, layer: int) -> tuple[float, float, float]:
+    """The (trial, input) pairs' mean of var lambda, its standard error, and the theory's value."""
+    import numpy as np
+
+    var = j["var"][_pick(j, label, layer)]
+    return float(np.mean(var)), float(np.std(var, ddof=1) / len(var) ** 0.5), float(j["theory_var"][_pick(j, label, layer)][0])
+
+
+@numbers("isometry-selu-mean", "docs/isometry.md", kind="costly",
+         form=r"theory \d+ at layer 128; measured \d+ from 4 \(trial, input\) pairs, \d+ from 16")
+def isometry_selu_mean() -> str:
+    import numpy as np
+
+    (four, _, _), (sixteen, _, _) = isometry_run(()), isometry_run(("trials=8",))
+    mean = [float(np.mean(j["mean"][_pick(j, "SELU", 128)])) for j in (four, sixteen)]
+    return (f"theory {four['theory_mean'][_pick(four, 'SELU', 128)][0]:.0f} at layer 128; measured {mean[0]:.0f} "
+            f"from 4 (trial, input) pairs, {mean[1]:.0f} from 16")
+
+
+@numbers("isometry-variance-fit", "docs/isometry.md", kind="costly",
+         form=r"within [\d.]+ standard errors at layer 16 for every\n  series \(16 pairs\), and for the linear "
+              r"network within [\d.]+ of the exact width-256 value at layers 16 and\n  64\. From layer 64 on, the "
+              r"measured variance runs above the infinite-width value \(tanh at 128:\n  [\de.]+ \+- [\de.]+ against [\de.]+\)")
+def isometry_variance_fit() -> str:
+    from snn_lab.theory import spectrum
+
+    j, _, widths = isometry_run(("trials=8",))
+    z16 = max(abs(v - th) / se for v, se, th in (_var_se(j, label, 16) for label in widths))
+    exact = spectrum.linear_gaussian_variance(widths["linear"], 64)
+    z_lin = max(abs(v - exact[k]) / se for k in (16, 64) for v, se, _ in [_var_se(j, "linear", k)])
+    tanh = _var_se(j, "tanh", 128)
+    return (f"within {z16:.1f} standard errors at layer 16 for every\n  series (16 pairs), and for the linear network "
+            f"within {z_lin:.1f} of the exact width-256 value at layers 16 and\n  64. From layer 64 on, the measured "
+            f"variance runs above the infinite-width value (tanh at 128:\n  {_e3(tanh[0])} +- {_e3(tanh[1])} against "
+            f"{_e3(tanh[2])})")
+
+
+@numbers("isometry-within-2", "docs/isometry.md", kind="costly",
+         form=r"\([\d.]+% of lambda within a factor 2 of 1 \(orthogonal SELU [\d.]+%\), against [\d.]+% to [\d.]+% for "
+              r"every\n  Gaussian series and for orthogonal ReLU\), and none keeps one after 128 \([\d.]+% at best\)")
+def isometry_within_2() -> str:
+    import numpy as np
+
+    j, _, widths = isometry_run(())
+
+    def share(label: str, layer: int) -> float:
+        return 100 * float(np.mean(j["within_2"][_pick(j, label, layer)]))
+    rest = [share(label, 16) for label in widths if not label.endswith("-orth") or label == "ReLU-orth"]
+    return (f"({share('tanh-orth', 16):.2g}% of lambda within a factor 2 of 1 (orthogonal SELU "
+            f"{share('SELU-orth', 16):.2g}%), against {min(rest):.2g}% to {max(rest):.2g}% for every\n  Gaussian series "
+            f"and for orthogonal ReLU), and none keeps one after 128 ({max(share(s, 128) for s in widths):.2g}% at best)")
+
+
+@numbers("isometry-small-lambda", "docs/isometry.md", kind="costly",
+         form=r"\([\d.]+% below 1e-8 at L = 16, 4 pairs\), and ReLU at layer 1 has [\d.]+% of its lambda exactly 0")
+def isometry_small_lambda() -> str:
+    import numpy as np
+
+    _, values, _ = isometry_run(())
+    linear, relu = (values["value"][_pick(values, label, layer)] for label, layer in (("linear", 16), ("ReLU", 1)))
+    return (f"({100 * np.mean(linear < 1e-8):.2g}% below 1e-8 at L = 16, 4 pairs), and ReLU at layer 1 has "
+            f"{100 * np.mean(relu == 0):.2g}% of its lambda exactly 0")
