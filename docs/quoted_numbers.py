@@ -196,6 +196,20 @@ def backend_diff_float32() -> str:
     return ", ".join(_sci(x) for x in backend_differences("float32"))
 
 
+@numbers("plots-default-run", "docs/plots.md", kind="costly",
+         form=r"falls to [\de.-]+ at layer 64\n\(theory [\de.-]+\) while SELU's stays within [\d.]+% of 1")
+def plots_default_run() -> str:
+    import numpy as np
+
+    from snn_lab import api, examples
+
+    s = api.run(examples.DEFAULT).summary
+    relu, selu = (s["series"] == "ReLU"), (s["series"] == "SELU") & (s["layer"] >= 1)
+    drift = 100 * float(np.max(np.abs(s["var"][selu] - 1)))
+    return (f"falls to {e(at({k: v[relu] for k, v in s.items()}, 'var', 64), 2)} at layer 64\n(theory "
+            f"{e(at({k: v[relu] for k, v in s.items()}, 'theory_var', 64), 2)}) while SELU's stays within {drift:.2g}% of 1")
+
+
 # ---- probes (seeded runs) ----------------------------------------------------------------------
 
 @numbers("probe-dead-relu", "docs/probes.md")
@@ -324,6 +338,14 @@ def bench_training_breakdown() -> str:
     return (f"floor\n{ms['floor']:.2f} ms, forward {ms['forward']:.2f}{x['forward']}, backward {ms['backward']:.2f}"
             f"{x['backward']}, of which its products alone {ms['backward products']:.2f}\n{x['backward products'][1:]}, "
             f"loss {ms['loss']:.2f}, update {ms['update']:.2f}")
+
+
+@numbers("bench-normalization", "benchmarks/README.md", kind="measured")
+def bench_normalization() -> str:
+    d = json.loads((ROOT / "benchmarks" / "bench_normalization.json").read_text())
+    return (f"median {d['median']:.1f} s over {d['runs']} runs ({', '.join(f'{s:.1f}' for s in d['seconds'])}) on "
+            f"{d['cpus']} cores, load average {d['load']:.1f} after: a machine timing from the commit that last\nwrote "
+            "the JSON (`git log -1 -- benchmarks/bench_normalization.json`), not reproduced by the tests")
 
 
 # ---- the pages ----------------------------------------------------------------------------------

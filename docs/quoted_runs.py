@@ -238,6 +238,20 @@ def check_false_alarms() -> str:
             f"{max(worst):.2f} of its threshold\n(median over runs {np.median(worst):.2f})")
 
 
+@numbers("check-k", "docs/check.md", slow=True)
+def check_k() -> str:
+    """k for the ci example's M values: the normal quantile, then Student's t at 2 (n - 1) degrees of freedom."""
+    from scipy import stats
+
+    from snn_lab import compare
+
+    values = len(compare.compare(ci_snapshot(()), ci_snapshot(()), "statistical").values)
+    half = compare.family_level(compare.FALSE_ALARM, values) / 2
+    k = [stats.t.isf(half, 2 * (n - 1)) for n in (16, 8, 4)]
+    return (f"M = {values}: k = {stats.norm.isf(half):.2f} with infinitely many trials, {k[0]:.2f}\n  with 16 + 16 trials "
+            f"(30 degrees of freedom), {k[1]:.2f} with 8 + 8, {k[2]:.3g} with 4 + 4")
+
+
 CI_SERIES = ("SELU", "ReLU (He)", "tanh")
 
 
