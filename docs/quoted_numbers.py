@@ -206,8 +206,9 @@ def plots_default_run() -> str:
     s = api.run(examples.DEFAULT).summary
     relu, selu = (s["series"] == "ReLU"), (s["series"] == "SELU") & (s["layer"] >= 1)
     drift = 100 * float(np.max(np.abs(s["var"][selu] - 1)))
-    return (f"falls to {e(at({k: v[relu] for k, v in s.items()}, 'var', 64), 2)} at layer 64\n(theory "
-            f"{e(at({k: v[relu] for k, v in s.items()}, 'theory_var', 64), 2)}) while SELU's stays within {drift:.2g}% of 1")
+    relu = {k: v[relu] for k, v in s.items()}
+    return (f"falls to {_sci(at(relu, 'var', 64))} at layer 64\n(theory {_sci(at(relu, 'theory_var', 64))}) while SELU's "
+            f"stays within {drift:.2g}% of 1")
 
 
 # ---- probes (seeded runs) ----------------------------------------------------------------------
