@@ -252,6 +252,28 @@ def check_k() -> str:
             f"(30 degrees of freedom), {k[1]:.2f} with 8 + 8, {k[2]:.3g} with 4 + 4")
 
 
+@numbers("check-width-bias", "docs/check.md", kind="costly",
+         form=r"at layer 20, ReLU \(He\)'s mean sits\n(-?[\d.]+ ± [\d.]+% below the theory at width 64, |-?[\d.]+ ± [\d.]+% at \d+(, |; ))"
+              r"{3}tanh's variance\n([+-][\d.]+ ± [\d.]+%(, |; )){3}SELU's ([+-][\d.]+ ± [\d.]+%(, |)){3}")
+def check_width_bias() -> str:
+    """The ci example with 48 trials at widths 64, 128, 256: the last layer's distance from the
+    mean-field value, relative, with its standard error."""
+    from snn_lab import api
+
+    cells: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for width in (64, 128, 256):
+        s = api.run("ci", ("trials=48", f"width={width}")).summary
+        for label, stat in (("ReLU (He)", "mean"), ("tanh", "var"), ("SELU", "var")):
+            row = {k: v[s["series"] == label] for k, v in s.items()}
+            theory = at(row, f"theory_{stat}", 20)
+            cells.setdefault((label, stat), []).append((100 * (at(row, stat, 20) - theory) / theory,
+                                                        100 * at(row, f"{stat}_sd", 20) / 48 ** 0.5 / abs(theory)))
+    relu = [f"{-d:.2g} ± {se:.1g}%" for d, se in cells["ReLU (He)", "mean"]]
+    tanh, selu = ([f"{d:+.2g} ± {se:.1g}%" for d, se in cells[k]] for k in (("tanh", "var"), ("SELU", "var")))
+    return (f"at layer 20, ReLU (He)'s mean sits\n{relu[0]} below the theory at width 64, {relu[1]} at 128, {relu[2]} at "
+            f"256; tanh's variance\n{tanh[0]}, {tanh[1]}, {tanh[2]}; SELU's {selu[0]}, {selu[1]}, {selu[2]}")
+
+
 CI_SERIES = ("SELU", "ReLU (He)", "tanh")
 
 
