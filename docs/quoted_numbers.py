@@ -248,9 +248,14 @@ def probe_cosine_bias() -> str:
 
 # ---- benchmarks (machine timings, rendered from the committed JSON) -----------------------------
 
+def bench_json(name: str) -> dict:
+    """A committed benchmark record, benchmarks/NAME."""
+    return json.loads((ROOT / "benchmarks" / name).read_text())
+
+
 @numbers("bench-sweep", "docs/performance.md", kind="measured")
 def bench_sweep() -> str:
-    d = json.loads((ROOT / "benchmarks" / "bench_sweep.json").read_text())
+    d = bench_json("bench_sweep.json")
     med, base = d["median"], d["median"]["jobs 1"]
     names = {"jobs 1": "`--jobs 1`", "jobs 2": "`--jobs 2`", "dask, jobs 2": "`--executor dask --jobs 2`"}
     notes = {"dask, jobs 2": " (a local cluster takes about a second to start)"}
@@ -284,7 +289,7 @@ def _engine_row(label: str, case: dict, floor: str) -> str:
 
 @numbers("bench-engine", "docs/engine.md", kind="measured")
 def bench_engine() -> str:
-    files = {f: json.loads((ROOT / "benchmarks" / f).read_text()) for f in {r[0] for r in ENGINE_ROWS}}
+    files = {f: bench_json(f) for f in {r[0] for r in ENGINE_ROWS}}
     rows = [_engine_row(label, next(c for c in files[file]["cases"] if c["name"] == name), "floor")
             for file, name, label in ENGINE_ROWS]
     return ("\n| case | floor s | numpy s (ratio) | compiled s (ratio) | target numpy / compiled |\n"
@@ -293,7 +298,7 @@ def bench_engine() -> str:
 
 @numbers("bench-torch", "docs/engine.md", kind="measured")
 def bench_torch() -> str:
-    d = json.loads((ROOT / "benchmarks" / "bench_engine_cases.json").read_text())
+    d = bench_json("bench_engine_cases.json")
 
     def span(kind: str, *backends: str) -> str:
         r = [c["vs_torch"][b] for c in d["cases"] if c["kind"] == kind for b in backends]
@@ -306,7 +311,7 @@ def bench_torch() -> str:
 
 @numbers("bench-split-floor", "docs/engine.md", kind="measured")
 def bench_split_floor() -> str:
-    d = json.loads((ROOT / "benchmarks" / "bench_engine_cases.json").read_text())
+    d = bench_json("bench_engine_cases.json")
     ratio = {c["dtype"]: c["median"]["floor_split"] / c["median"]["floor"] for c in d["cases"] if c["kind"] == "small"}
     return (" and ".join(f"{r:.2f} ({dtype})" for dtype, r in ratio.items()) + " times as long on their own "
             "(`floor_split` against\n`floor` in `benchmarks/bench_engine_cases.json`)")
@@ -314,7 +319,7 @@ def bench_split_floor() -> str:
 
 @numbers("bench-engine-small", "docs/engine.md", kind="measured")
 def bench_engine_small() -> str:
-    d = json.loads((ROOT / "benchmarks" / "bench_engine_small.json").read_text())
+    d = bench_json("bench_engine_small.json")
     labels = {"float32": "small, SELU float32", "float64": "small, SELU float64"}
     rows = [_engine_row(labels[c["dtype"]], c, c["floor_used"]) for c in d["cases"]]
     return ("\n| case | floor s | numpy s (ratio) | compiled s (ratio) | target |\n"
@@ -323,7 +328,7 @@ def bench_engine_small() -> str:
 
 @numbers("bench-training", "docs/training.md", kind="measured")
 def bench_training() -> str:
-    d = json.loads((ROOT / "benchmarks" / "bench_training.json").read_text())
+    d = bench_json("bench_training.json")
     rows = [f"| {name} | {c['width']} | {c['batch']} | {c['depth']} | {c['floor_s'] * 1e3:.2f} | "
             f"{c['step_s'] * 1e3:.2f} | {c['ratio']:.2f} | {c['cpu_ratio']:.2f} |"
             for name, c in d.items() if name != "breakdown_cpu_s"]
@@ -333,7 +338,7 @@ def bench_training() -> str:
 
 @numbers("bench-training-breakdown", "docs/training.md", kind="measured")
 def bench_training_breakdown() -> str:
-    b = json.loads((ROOT / "benchmarks" / "bench_training.json").read_text())["breakdown_cpu_s"]
+    b = bench_json("bench_training.json")["breakdown_cpu_s"]
     ms = {k: v * 1e3 for k, v in b.items()}
     x = {k: f" ({v / ms['floor']:.2f}x)" for k, v in ms.items()}
     return (f"floor\n{ms['floor']:.2f} ms, forward {ms['forward']:.2f}{x['forward']}, backward {ms['backward']:.2f}"
@@ -343,7 +348,7 @@ def bench_training_breakdown() -> str:
 
 @numbers("bench-normalization", "benchmarks/README.md", kind="measured")
 def bench_normalization() -> str:
-    d = json.loads((ROOT / "benchmarks" / "bench_normalization.json").read_text())
+    d = bench_json("bench_normalization.json")
     return (f"median {d['median']:.1f} s over {d['runs']} runs ({', '.join(f'{s:.1f}' for s in d['seconds'])}) on "
             f"{d['cpus']} cores, load average {d['load']:.1f} after: a machine timing from the commit that last\nwrote "
             "the JSON (`git log -1 -- benchmarks/bench_normalization.json`), not reproduced by the tests")
