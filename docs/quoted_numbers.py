@@ -58,6 +58,16 @@ def selu_xi_q() -> str:
     return f"{theory_json('--activation', 'selu', '--init', 'lecun_normal')['xi_q']:.2f}"
 
 
+@numbers("selu-recovers-jump", "docs/theory.md")
+def selu_recovers_jump() -> str:
+    from snn_lab import config, examples
+    from snn_lab.theory import meanfield
+
+    s = next(x for x in config.load(str(examples.path("selu_recovers"))).series if x.label == "mean 1")
+    mean, var = meanfield.predict(s)[1, :2]
+    return f"({mean:.2f}, {var:.2f})"
+
+
 @numbers("tanh-critical-line", "docs/theory.md")
 def tanh_critical_line() -> str:
     from snn_lab.theory import phase
