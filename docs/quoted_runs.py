@@ -112,6 +112,14 @@ def normalization_nf_deep() -> str:
             f"{at(nf, 'theory_var', 64):.2f}")
 
 
+@numbers("normalization-dead", "docs/normalization.md", kind="costly",
+         form=rf"lose {NUM}% \(layer norm\) and {NUM}% \(plain skip\) of their units by layer 64")
+def normalization_dead() -> str:
+    s = normalization_run(("ReLU+LN", "ResNet ReLU"), measure=("dead",))
+    ln, skip = (100 * at(_series(s, label), "dead_fraction", 64) for label in ("ReLU+LN", "ResNet ReLU"))
+    return f"lose {ln:.0f}% (layer norm) and {skip:.0f}% (plain skip) of their units by layer 64"
+
+
 @numbers("normalization-resnet-grad", "docs/normalization.md", kind="costly",
          form=rf"\(widths 512 / 2048, batch 128, 2 trials: {NUM} / {NUM} over the top 10 layers,\n  {NUM} / {NUM} "
               r"over layers 2 to 12\)")
