@@ -246,6 +246,25 @@ def check_false_alarms() -> str:
             f"{max(worst):.2f} of its threshold\n(median over runs {np.median(worst):.2f})")
 
 
+def value_count(snapshot) -> int:
+    """M: how many values `snn-lab check` compares for a run (a run against itself)."""
+    from snn_lab import compare
+
+    return len(compare.compare(snapshot, snapshot, "statistical").values)
+
+
+@numbers("check-value-counts", "docs/check.md", slow=True)
+def check_value_counts() -> str:
+    """The CI config's M and the default experiment's (a small run of it: M depends on the series,
+    depths and statistics, not on width, batch or trials)."""
+    from snn_lab import api, compare, examples, results
+
+    with tempfile.TemporaryDirectory() as tmp:
+        api.run(examples.DEFAULT, ("width=32", "batch=32", "trials=2"), out=Path(tmp) / "r")
+        default = value_count(compare.snapshot(results.read(Path(tmp) / "r"), "default"))
+    return f"{value_count(ci_snapshot(()))} for the CI config, {default} for the default\n  experiment"
+
+
 @numbers("check-k", "docs/check.md", slow=True)
 def check_k() -> str:
     """k for the ci example's M values: the normal quantile, then Student's t at 2 (n - 1) degrees of freedom."""
@@ -253,7 +272,7 @@ def check_k() -> str:
 
     from snn_lab import compare
 
-    values = len(compare.compare(ci_snapshot(()), ci_snapshot(()), "statistical").values)
+    values = value_count(ci_snapshot(()))
     half = compare.family_level(compare.FALSE_ALARM, values) / 2
     k = [stats.t.isf(half, 2 * (n - 1)) for n in (16, 8, 4)]
     return (f"M = {values}: k = {stats.norm.isf(half):.2f} with infinitely many trials, {k[0]:.2f}\n  with 16 + 16 trials "
