@@ -45,6 +45,21 @@ def finite_width_check() -> str:
             f"{len(fw.values)} ({len(fw.values) - spreads} means, {spreads} spreads)")
 
 
+@numbers("finite-width-engine-spread", "docs/finite-width.md", slow=True)
+def finite_width_engine_spread() -> str:
+    sys.path.insert(0, str(ROOT / "docs"))
+    import finite_width_table as fwt
+
+    names = {("selu", ""): "SELU layer 1/4/8:", ("relu", "he_normal"): "ReLU-He", ("tanh", ""): "tanh",
+             ("elu", ""): "ELU", ("selu", "dropout"): "SELU with alpha dropout 0.1:", ("selu", "normalize_weights"):
+             "normalized SELU", ("relu", "lecun_uniform"): "ReLU with LeCun uniform"}
+    parts = []
+    for (name, init, kw), cells in zip(fwt.ENGINE_SERIES, fwt.engine_rows()):
+        label = names.get((name, next(iter(kw), "")), names.get((name, init)))
+        parts.append(f"{label} " + ", ".join(f"{m:.3g}/{p:.3g}" for _, m, p in cells))
+    return ";\n".join(parts)
+
+
 # ---- Monte Carlo of minutes (costly: rerun by hand) ---------------------------------------------
 
 @numbers("finite-width-spread", "docs/finite-width.md", kind="costly",
