@@ -3,13 +3,19 @@ table of issue 17: per series, the last layer's mean and variance and the gradie
 per layer, each simulated beside theory.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_normalization.py [--runs 3]
+        [--json benchmarks/bench_normalization.json]
+
+--json writes the run times, their median, the CPU count and the load average (rendered into
+benchmarks/README.md by docs/quoted_numbers.py bench-normalization).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -48,6 +54,7 @@ def table(folder: Path) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="write the times here")
     args = parser.parse_args()
     times = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -60,6 +67,10 @@ def main() -> None:
         print(f"snn-lab run normalization: median {statistics.median(times):.1f} s "
               f"over {args.runs} runs ({', '.join(f'{t:.1f}' for t in times)})")
         print("\n".join(table(out)))
+    if args.json:
+        record = {"runs": args.runs, "seconds": times, "median": statistics.median(times),
+                  "cpus": os.cpu_count(), "load": os.getloadavg()[0]}
+        args.json.write_text(json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":

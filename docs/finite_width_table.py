@@ -64,16 +64,27 @@ def main():
     engine_table()
 
 
-def engine_table():
-    print("\nengine, width 64, batch 16, 200 trials: sd of the pooled var, measured / predicted")
-    for name, init, kw in [("selu", "lecun_normal", {}), ("relu", "he_normal", {}), ("tanh", "lecun_normal", {}),
-                           ("elu", "lecun_normal", {}), ("selu", "lecun_normal", {"dropout": 0.1}),
-                           ("selu", "lecun_normal", {"normalize_weights": True}), ("relu", "lecun_uniform", {})]:
+ENGINE_SERIES = [("selu", "lecun_normal", {}), ("relu", "he_normal", {}), ("tanh", "lecun_normal", {}),
+                 ("elu", "lecun_normal", {}), ("selu", "lecun_normal", {"dropout": 0.1}),
+                 ("selu", "lecun_normal", {"normalize_weights": True}), ("relu", "lecun_uniform", {})]
+
+
+def engine_rows(layers=(1, 4, 8)):
+    """Per ENGINE_SERIES entry, [(layer, measured sd, predicted sd)] of the pooled var across 200 trials."""
+    rows = []
+    for name, init, kw in ENGINE_SERIES:
         s = series(name, init, 64, 8, 16, **kw)
         sd = engine.run_series(s, 19, 200).stats[:, :, 1].std(axis=0, ddof=1)
         _, pred = wc.correct(s)
-        cells = "  ".join(f"L{layer}: {sd[layer]:.4f} / {pred[layer, 1]:.4f}" for layer in (1, 4, 8))
-        print(f"{name:5} {init:13} {kw!s:28} {cells}")
+        rows.append([(layer, sd[layer], pred[layer, 1]) for layer in layers])
+    return rows
+
+
+def engine_table():
+    print("\nengine, width 64, batch 16, 200 trials: sd of the pooled var, measured / predicted")
+    for (name, init, kw), cells in zip(ENGINE_SERIES, engine_rows()):
+        shown = "  ".join(f"L{layer}: {m:.4f} / {p:.4f}" for layer, m, p in cells)
+        print(f"{name:5} {init:13} {kw!s:28} {shown}")
 
 
 if __name__ == "__main__":

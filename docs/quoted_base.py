@@ -27,6 +27,10 @@ class Numbers:
 GENERATORS: dict[str, Numbers] = {}
 
 
+class Unavailable(Exception):
+    """A generator cannot run here (the compiled backend was not built): its block is left as it is."""
+
+
 def numbers(name: str, page: str, kind: str = "rerun", form: str | None = None, slow: bool = False):
     def register(fn):
         GENERATORS[name] = Numbers(page, kind, fn, form, slow)

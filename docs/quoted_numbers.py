@@ -16,14 +16,18 @@ A page marks each quoted number between `<!-- numbers: NAME -->` and `<!-- /numb
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 import sys
 
 import quoted_runs  # noqa: F401  (registers the blocks of seeded runs and the costly ones)
+import quoted_samples  # noqa: F401  (registers the per-sample blocks of normalization.md)
 from quoted_base import (
     BLOCK,
     GENERATORS,
     ROOT,
+    Unavailable,
     _s,
     at,
     e,
@@ -52,6 +56,16 @@ def selu_chi1() -> str:
 @numbers("selu-xi-q", "docs/theory.md")
 def selu_xi_q() -> str:
     return f"{theory_json('--activation', 'selu', '--init', 'lecun_normal')['xi_q']:.2f}"
+
+
+@numbers("selu-recovers-jump", "docs/theory.md")
+def selu_recovers_jump() -> str:
+    from snn_lab import config, examples
+    from snn_lab.theory import meanfield
+
+    s = next(x for x in config.load(str(examples.path("selu_recovers"))).series if x.label == "mean 1")
+    mean, var = meanfield.predict(s)[1, :2]
+    return f"({mean:.2f}, {var:.2f})"
 
 
 @numbers("tanh-critical-line", "docs/theory.md")
@@ -100,15 +114,19 @@ def nf_gains() -> str:
     return ", ".join(shown) + f", {' and '.join(ones)} 1"
 
 
+def isometry_series() -> dict:
+    """The isometry example's series by label, and the linear network with orthogonal weights beside its Gaussian one."""
+    from snn_lab import config, examples
+
+    text = examples.path("isometry").read_text() + "  - {label: linear-orth, activation: linear, init: orthogonal}\n"
+    return {s.label: s for s in config.load(text=text).series}
+
+
 @numbers("isometry-theory", "docs/isometry.md")
 def isometry_theory() -> str:
-    from snn_lab import config, examples
     from snn_lab.theory import meanfield, spectrum
 
-    # the isometry example's series, and the linear network with orthogonal weights beside its Gaussian one
-    text = examples.path("isometry").read_text() + "  - {label: linear-orth, activation: linear, init: orthogonal}\n"
-    series = {s.label: s for s in config.load(text=text).series}
-    rows = []
+    series, rows = isometry_series(), []
     for name in ("SELU", "tanh", "ReLU", "linear"):
         gauss, orth = series[name], series[f"{name}-orth"]
         q = meanfield.predict(gauss)[-1, 2]
@@ -130,6 +148,16 @@ def isometry_theory() -> str:
             f"{depth} (Gaussian / orthogonal) |\n| --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
 
 
+@numbers("isometry-orth-ratio", "docs/isometry.md")
+def isometry_orth_ratio() -> str:
+    from snn_lab.theory import spectrum
+
+    series = isometry_series()
+    ratio = {name: spectrum.jacobian_moments(series[name])[0][-1, 1] / spectrum.jacobian_moments(series[f"{name}-orth"])[0][-1, 1]
+             for name in ("tanh", "SELU", "ReLU")}
+    return ", ".join(f"{g(r, 2)} for {name}" for name, r in ratio.items())
+
+
 @numbers("isometry-linear-width", "docs/isometry.md")
 def isometry_linear_width() -> str:
     from snn_lab.theory import spectrum
@@ -137,6 +165,61 @@ def isometry_linear_width() -> str:
     v, wide = spectrum.linear_gaussian_variance(256, 128), spectrum.linear_gaussian_variance(1024, 128)
     return (f"At width 256 that is {v[16]:.2f} at L = 16,\n{v[64]:.2f} at L = 64 and {v[128]:.2f} at L = 128 "
             f"against the infinite-width 16, 64, 128 (at width 1024:\n{wide[128]:.1f} at L = 128)")
+
+# ---- the backends' agreement (the default config on both: a minute) -----------------------------
+
+@functools.cache
+def backend_differences(dtype: str) -> tuple[float, float]:
+    """Largest numpy-compiled difference over the default config's series, trials and layers: of a
+    mean in units of the layer's root mean square, of a variance relative (as the engine test bounds them)."""
+    import numpy as np
+
+    from snn_lab import config, examples
+    from snn_lab.simulate import backends, engine
+
+    if (missing := backends.compiled_missing()) is not None:
+        raise Unavailable(f"needs the compiled backend: {missing}")
+    exp, means, variances = config.load(str(examples.path(examples.DEFAULT)), overrides=(f"dtype={dtype}",)), 0.0, 0.0
+    for s in exp.series:
+        a, b = (engine.run_series(s, exp.seed, exp.trials, backend=k).stats for k in ("numpy", "compiled"))
+        mean, var = a[..., [0, 2]], a[..., [1, 3]]  # (mean, var) of the output, then of the pre-activation
+        means = max(means, float(np.max(np.abs(mean - b[..., [0, 2]]) / np.sqrt(var + mean ** 2))))
+        variances = max(variances, float(np.max(np.abs(var - b[..., [1, 3]]) / var)))
+    return means, variances
+
+
+def _sci(x: float) -> str:
+    """Two significant digits in e-notation, zeros kept (differences of 1e-15 are the data here)."""
+    return re.sub(r"e\+?(-?)0*(\d)", r"e\1\2", f"{x:.1e}")
+
+
+BACKEND_FORM = r"\d\.\de-\d+, \d\.\de-\d+"
+
+
+@numbers("backend-diff-float64", "docs/engine.md", kind="costly", form=BACKEND_FORM)
+def backend_diff_float64() -> str:
+    return ", ".join(_sci(x) for x in backend_differences("float64"))
+
+
+@numbers("backend-diff-float32", "docs/engine.md", kind="costly", form=BACKEND_FORM)
+def backend_diff_float32() -> str:
+    return ", ".join(_sci(x) for x in backend_differences("float32"))
+
+
+@numbers("plots-default-run", "docs/plots.md", kind="costly",
+         form=r"falls to [\de.-]+ at layer 64\n\(theory [\de.-]+\) while SELU's stays within [\d.]+% of 1")
+def plots_default_run() -> str:
+    import numpy as np
+
+    from snn_lab import api, examples
+
+    s = api.run(examples.DEFAULT).summary
+    relu, selu = (s["series"] == "ReLU"), (s["series"] == "SELU") & (s["layer"] >= 1)
+    drift = 100 * float(np.max(np.abs(s["var"][selu] - 1)))
+    relu = {k: v[relu] for k, v in s.items()}
+    return (f"falls to {_sci(at(relu, 'var', 64))} at layer 64\n(theory {_sci(at(relu, 'theory_var', 64))}) while SELU's "
+            f"stays within {drift:.2g}% of 1")
+
 
 # ---- probes (seeded runs) ----------------------------------------------------------------------
 
@@ -175,9 +258,14 @@ def probe_cosine_bias() -> str:
 
 # ---- benchmarks (machine timings, rendered from the committed JSON) -----------------------------
 
+def bench_json(name: str) -> dict:
+    """A committed benchmark record, benchmarks/NAME."""
+    return json.loads((ROOT / "benchmarks" / name).read_text())
+
+
 @numbers("bench-sweep", "docs/performance.md", kind="measured")
 def bench_sweep() -> str:
-    d = json.loads((ROOT / "benchmarks" / "bench_sweep.json").read_text())
+    d = bench_json("bench_sweep.json")
     med, base = d["median"], d["median"]["jobs 1"]
     names = {"jobs 1": "`--jobs 1`", "jobs 2": "`--jobs 2`", "dask, jobs 2": "`--executor dask --jobs 2`"}
     notes = {"dask, jobs 2": " (a local cluster takes about a second to start)"}
@@ -211,7 +299,7 @@ def _engine_row(label: str, case: dict, floor: str) -> str:
 
 @numbers("bench-engine", "docs/engine.md", kind="measured")
 def bench_engine() -> str:
-    files = {f: json.loads((ROOT / "benchmarks" / f).read_text()) for f in {r[0] for r in ENGINE_ROWS}}
+    files = {f: bench_json(f) for f in {r[0] for r in ENGINE_ROWS}}
     rows = [_engine_row(label, next(c for c in files[file]["cases"] if c["name"] == name), "floor")
             for file, name, label in ENGINE_ROWS]
     return ("\n| case | floor s | numpy s (ratio) | compiled s (ratio) | target numpy / compiled |\n"
@@ -220,7 +308,7 @@ def bench_engine() -> str:
 
 @numbers("bench-torch", "docs/engine.md", kind="measured")
 def bench_torch() -> str:
-    d = json.loads((ROOT / "benchmarks" / "bench_engine_cases.json").read_text())
+    d = bench_json("bench_engine_cases.json")
 
     def span(kind: str, *backends: str) -> str:
         r = [c["vs_torch"][b] for c in d["cases"] if c["kind"] == kind for b in backends]
@@ -231,9 +319,17 @@ def bench_torch() -> str:
             f"with numpy on the engine cases, and\n{span('small', 'numpy', 'compiled')} on the small ones")
 
 
+@numbers("bench-split-floor", "docs/engine.md", kind="measured")
+def bench_split_floor() -> str:
+    d = bench_json("bench_engine_cases.json")
+    ratio = {c["dtype"]: c["median"]["floor_split"] / c["median"]["floor"] for c in d["cases"] if c["kind"] == "small"}
+    return (" and ".join(f"{r:.2f} ({dtype})" for dtype, r in ratio.items()) + " times as long on their own "
+            "(`floor_split` against\n`floor` in `benchmarks/bench_engine_cases.json`)")
+
+
 @numbers("bench-engine-small", "docs/engine.md", kind="measured")
 def bench_engine_small() -> str:
-    d = json.loads((ROOT / "benchmarks" / "bench_engine_small.json").read_text())
+    d = bench_json("bench_engine_small.json")
     labels = {"float32": "small, SELU float32", "float64": "small, SELU float64"}
     rows = [_engine_row(labels[c["dtype"]], c, c["floor_used"]) for c in d["cases"]]
     return ("\n| case | floor s | numpy s (ratio) | compiled s (ratio) | target |\n"
@@ -242,12 +338,30 @@ def bench_engine_small() -> str:
 
 @numbers("bench-training", "docs/training.md", kind="measured")
 def bench_training() -> str:
-    d = json.loads((ROOT / "benchmarks" / "bench_training.json").read_text())
+    d = bench_json("bench_training.json")
     rows = [f"| {name} | {c['width']} | {c['batch']} | {c['depth']} | {c['floor_s'] * 1e3:.2f} | "
             f"{c['step_s'] * 1e3:.2f} | {c['ratio']:.2f} | {c['cpu_ratio']:.2f} |"
             for name, c in d.items() if name != "breakdown_cpu_s"]
     return ("\n| case | width | batch | depth | floor (ms) | step (ms) | step / floor | CPU: step / floor |\n"
             "| --- | --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
+
+
+@numbers("bench-training-breakdown", "docs/training.md", kind="measured")
+def bench_training_breakdown() -> str:
+    b = bench_json("bench_training.json")["breakdown_cpu_s"]
+    ms = {k: v * 1e3 for k, v in b.items()}
+    x = {k: f" ({v / ms['floor']:.2f}x)" for k, v in ms.items()}
+    return (f"floor\n{ms['floor']:.2f} ms, forward {ms['forward']:.2f}{x['forward']}, backward {ms['backward']:.2f}"
+            f"{x['backward']}, of which its products alone {ms['backward products']:.2f}\n{x['backward products'][1:]}, "
+            f"loss {ms['loss']:.2f}, update {ms['update']:.2f}")
+
+
+@numbers("bench-normalization", "benchmarks/README.md", kind="measured")
+def bench_normalization() -> str:
+    d = bench_json("bench_normalization.json")
+    return (f"median {d['median']:.1f} s over {d['runs']} runs ({', '.join(f'{s:.1f}' for s in d['seconds'])}) on "
+            f"{d['cpus']} cores, load average {d['load']:.1f} after: a machine timing from the commit that last\nwrote "
+            "the JSON (`git log -1 -- benchmarks/bench_normalization.json`), not reproduced by the tests")
 
 
 # ---- the pages ----------------------------------------------------------------------------------
@@ -258,7 +372,7 @@ def blocks(text: str) -> list[tuple[str, str]]:
 
 
 def rewrite(name: str) -> bool:
-    """Regenerate one block in its page; True if the page changed."""
+    """Regenerate one block in its page; True if the page changed (Unavailable: it cannot run here)."""
     gen = GENERATORS[name]
     page = ROOT / gen.page
     text = page.read_text()
@@ -281,8 +395,13 @@ def main(argv: list[str]) -> int:
             print(f"{name:22} {gen.page:22} {gen.kind}")
         return 0
     if argv[0] == "--check":
-        stale = [n for n, gen in GENERATORS.items() if gen.kind != "costly"
-                 and dict(blocks((ROOT / gen.page).read_text())).get(n) != gen.make()]
+        stale = []
+        for n, gen in GENERATORS.items():
+            if gen.kind != "costly":
+                try:
+                    stale += [n] if dict(blocks((ROOT / gen.page).read_text())).get(n) != gen.make() else []
+                except Unavailable as why:
+                    print(f"skipped: {gen.page}: {n}: {why}")
         for n in stale:
             print(f"stale: {GENERATORS[n].page}: {n} (python docs/quoted_numbers.py {n})")
         return 1 if stale else 0
@@ -290,7 +409,10 @@ def main(argv: list[str]) -> int:
     for name in names:
         if name not in GENERATORS:
             raise SystemExit(f"no numbers block {name!r} (python docs/quoted_numbers.py --list)")
-        print(f"{'rewrote' if rewrite(name) else 'unchanged'}: {GENERATORS[name].page}: {name}")
+        try:
+            print(f"{'rewrote' if rewrite(name) else 'unchanged'}: {GENERATORS[name].page}: {name}")
+        except Unavailable as why:
+            print(f"skipped: {GENERATORS[name].page}: {name}: {why} (its block is left as it was)")
     return 0
 
 

@@ -45,6 +45,21 @@ def finite_width_check() -> str:
             f"{len(fw.values)} ({len(fw.values) - spreads} means, {spreads} spreads)")
 
 
+@numbers("finite-width-engine-spread", "docs/finite-width.md", slow=True)
+def finite_width_engine_spread() -> str:
+    sys.path.insert(0, str(ROOT / "docs"))
+    import finite_width_table as fwt
+
+    names = {("selu", ""): "SELU layer 1/4/8:", ("relu", "he_normal"): "ReLU-He", ("tanh", ""): "tanh",
+             ("elu", ""): "ELU", ("selu", "dropout"): "SELU with alpha dropout 0.1:", ("selu", "normalize_weights"):
+             "normalized SELU", ("relu", "lecun_uniform"): "ReLU with LeCun uniform"}
+    parts = []
+    for (name, init, kw), cells in zip(fwt.ENGINE_SERIES, fwt.engine_rows()):
+        label = names.get((name, next(iter(kw), "")), names.get((name, init)))
+        parts.append(f"{label} " + ", ".join(f"{m:.3g}/{p:.3g}" for _, m, p in cells))
+    return ";\n".join(parts)
+
+
 # ---- Monte Carlo of minutes (costly: rerun by hand) ---------------------------------------------
 
 @numbers("finite-width-spread", "docs/finite-width.md", kind="costly",
@@ -110,6 +125,14 @@ def normalization_nf_deep() -> str:
     nf = _series(normalization_run(("ReLU+BN", "NF-ReLU"), **DEEP), "NF-ReLU")
     return (f"the pooled variance is {at(nf, 'var', 64):.2f} at layer 64 against var_0 + l alpha^2 = "
             f"{at(nf, 'theory_var', 64):.2f}")
+
+
+@numbers("normalization-dead", "docs/normalization.md", kind="costly",
+         form=rf"lose {NUM}% \(layer norm\) and {NUM}% \(plain skip\) of their units by layer 64")
+def normalization_dead() -> str:
+    s = normalization_run(("ReLU+LN", "ResNet ReLU"), measure=("dead",))
+    ln, skip = (100 * at(_series(s, label), "dead_fraction", 64) for label in ("ReLU+LN", "ResNet ReLU"))
+    return f"lose {ln:.0f}% (layer norm) and {skip:.0f}% (plain skip) of their units by layer 64"
 
 
 @numbers("normalization-resnet-grad", "docs/normalization.md", kind="costly",
@@ -238,6 +261,61 @@ def check_false_alarms() -> str:
             f"{max(worst):.2f} of its threshold\n(median over runs {np.median(worst):.2f})")
 
 
+def value_count(snapshot) -> int:
+    """M: how many values `snn-lab check` compares for a run (a run against itself)."""
+    from snn_lab import compare
+
+    return len(compare.compare(snapshot, snapshot, "statistical").values)
+
+
+@numbers("check-value-counts", "docs/check.md", slow=True)
+def check_value_counts() -> str:
+    """The CI config's M and the default experiment's (a small run of it: M depends on the series,
+    depths and statistics, not on width, batch or trials)."""
+    from snn_lab import api, compare, examples, results
+
+    with tempfile.TemporaryDirectory() as tmp:
+        api.run(examples.DEFAULT, ("width=32", "batch=32", "trials=2"), out=Path(tmp) / "r")
+        default = value_count(compare.snapshot(results.read(Path(tmp) / "r"), "default"))
+    return f"{value_count(ci_snapshot(()))} for the CI config, {default} for the default\n  experiment"
+
+
+@numbers("check-k", "docs/check.md", slow=True)
+def check_k() -> str:
+    """k for the ci example's M values: the normal quantile, then Student's t at 2 (n - 1) degrees of freedom."""
+    from scipy import stats
+
+    from snn_lab import compare
+
+    values = value_count(ci_snapshot(()))
+    half = compare.family_level(compare.FALSE_ALARM, values) / 2
+    k = [stats.t.isf(half, 2 * (n - 1)) for n in (16, 8, 4)]
+    return (f"M = {values}: k = {stats.norm.isf(half):.2f} with infinitely many trials, {k[0]:.2f}\n  with 16 + 16 trials "
+            f"(30 degrees of freedom), {k[1]:.2f} with 8 + 8, {k[2]:.3g} with 4 + 4")
+
+
+@numbers("check-width-bias", "docs/check.md", kind="costly",
+         form=r"at layer 20, ReLU \(He\)'s mean sits\n(-?[\d.]+ ± [\d.]+% below the theory at width 64, |-?[\d.]+ ± [\d.]+% at \d+(, |; ))"
+              r"{3}tanh's variance\n([+-][\d.]+ ± [\d.]+%(, |; )){3}SELU's ([+-][\d.]+ ± [\d.]+%(, |)){3}")
+def check_width_bias() -> str:
+    """The ci example with 48 trials at widths 64, 128, 256: the last layer's distance from the
+    mean-field value, relative, with its standard error."""
+    from snn_lab import api
+
+    cells: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for width in (64, 128, 256):
+        s = api.run("ci", ("trials=48", f"width={width}")).summary
+        for label, stat in (("ReLU (He)", "mean"), ("tanh", "var"), ("SELU", "var")):
+            row = {k: v[s["series"] == label] for k, v in s.items()}
+            theory = at(row, f"theory_{stat}", 20)
+            cells.setdefault((label, stat), []).append((100 * (at(row, stat, 20) - theory) / theory,
+                                                        100 * at(row, f"{stat}_sd", 20) / 48 ** 0.5 / abs(theory)))
+    relu = [f"{-d:.2g} ± {se:.1g}%" for d, se in cells["ReLU (He)", "mean"]]
+    tanh, selu = ([f"{d:+.2g} ± {se:.1g}%" for d, se in cells[k]] for k in (("tanh", "var"), ("SELU", "var")))
+    return (f"at layer 20, ReLU (He)'s mean sits\n{relu[0]} below the theory at width 64, {relu[1]} at 128, {relu[2]} at "
+            f"256; tanh's variance\n{tanh[0]}, {tanh[1]}, {tanh[2]}; SELU's {selu[0]}, {selu[1]}, {selu[2]}")
+
+
 CI_SERIES = ("SELU", "ReLU (He)", "tanh")
 
 
@@ -289,14 +367,22 @@ def isometry_measured() -> str:
     return _isometry_table((), ISOMETRY_ROWS, condition=True)
 
 
+@functools.cache
+def isometry_run(overrides: tuple[str, ...]):
+    """`snn-lab run isometry` with these overrides: (jacobian table, jacobian_values table, widths)."""
+    from snn_lab import api
+
+    run = api.run("isometry", overrides)
+    return run.table("jacobian"), run.table("jacobian_values"), {s["label"]: s["width"] for s in run.config["series"]}
+
+
 def _isometry_table(overrides: tuple[str, ...], rows_wanted, condition: bool) -> str:
     import numpy as np
 
-    from snn_lab import api
     from snn_lab.theory import spectrum
 
-    run = api.run("isometry", overrides)
-    j, widths, rows = run.table("jacobian"), {s["label"]: s["width"] for s in run.config["series"]}, []
+    j, _, widths = isometry_run(overrides)
+    rows = []
     for label, layer in rows_wanted:
         width = widths[label]
         pick = (j["series"] == label) & (j["layer"] == layer)
@@ -326,3 +412,71 @@ ISOMETRY_ROWS_8 = (("SELU", 16), ("SELU-orth", 16), ("SELU-orth", 64), ("tanh", 
 def isometry_measured_8() -> str:
     """The same with 8 trials: the variance's standard error shrinks."""
     return _isometry_table(("trials=8",), ISOMETRY_ROWS_8, condition=False)
+
+
+def _pick(table: dict, label: str, layer: int):
+    return (table["series"] == label) & (table["layer"] == layer)
+
+
+def _var_se(j: dict, label: str, layer: int) -> tuple[float, float, float]:
+    """The (trial, input) pairs' mean of var lambda, its standard error, and the theory's value."""
+    import numpy as np
+
+    var = j["var"][_pick(j, label, layer)]
+    return float(np.mean(var)), float(np.std(var, ddof=1) / len(var) ** 0.5), float(j["theory_var"][_pick(j, label, layer)][0])
+
+
+@numbers("isometry-selu-mean", "docs/isometry.md", kind="costly",
+         form=r"theory \d+ at layer 128; measured \d+ from 4 \(trial, input\) pairs, \d+ from 16")
+def isometry_selu_mean() -> str:
+    import numpy as np
+
+    (four, _, _), (sixteen, _, _) = isometry_run(()), isometry_run(("trials=8",))
+    mean = [float(np.mean(j["mean"][_pick(j, "SELU", 128)])) for j in (four, sixteen)]
+    return (f"theory {four['theory_mean'][_pick(four, 'SELU', 128)][0]:.0f} at layer 128; measured {mean[0]:.0f} "
+            f"from 4 (trial, input) pairs, {mean[1]:.0f} from 16")
+
+
+@numbers("isometry-variance-fit", "docs/isometry.md", kind="costly",
+         form=r"within [\d.]+ standard errors at layer 16 for every\n  series \(16 pairs\), and for the linear "
+              r"network within [\d.]+ of the exact width-256 value at layers 16 and\n  64\. From layer 64 on, the "
+              r"measured variance runs above the infinite-width value \(tanh at 128:\n  [\de.]+ \+- [\de.]+ against [\de.]+\)")
+def isometry_variance_fit() -> str:
+    from snn_lab.theory import spectrum
+
+    j, _, widths = isometry_run(("trials=8",))
+    z16 = max(abs(v - th) / se for v, se, th in (_var_se(j, label, 16) for label in widths))
+    exact = spectrum.linear_gaussian_variance(widths["linear"], 64)
+    z_lin = max(abs(v - exact[k]) / se for k in (16, 64) for v, se, _ in [_var_se(j, "linear", k)])
+    tanh = _var_se(j, "tanh", 128)
+    return (f"within {z16:.1f} standard errors at layer 16 for every\n  series (16 pairs), and for the linear network "
+            f"within {z_lin:.1f} of the exact width-256 value at layers 16 and\n  64. From layer 64 on, the measured "
+            f"variance runs above the infinite-width value (tanh at 128:\n  {_e3(tanh[0])} +- {_e3(tanh[1])} against "
+            f"{_e3(tanh[2])})")
+
+
+@numbers("isometry-within-2", "docs/isometry.md", kind="costly",
+         form=r"\([\d.]+% of lambda within a factor 2 of 1 \(orthogonal SELU [\d.]+%\), against [\d.]+% to [\d.]+% for "
+              r"every\n  Gaussian series and for orthogonal ReLU\), and none keeps one after 128 \([\d.]+% at best\)")
+def isometry_within_2() -> str:
+    import numpy as np
+
+    j, _, widths = isometry_run(())
+
+    def share(label: str, layer: int) -> float:
+        return 100 * float(np.mean(j["within_2"][_pick(j, label, layer)]))
+    rest = [share(label, 16) for label in widths if not label.endswith("-orth") or label == "ReLU-orth"]
+    return (f"({share('tanh-orth', 16):.2g}% of lambda within a factor 2 of 1 (orthogonal SELU "
+            f"{share('SELU-orth', 16):.2g}%), against {min(rest):.2g}% to {max(rest):.2g}% for every\n  Gaussian series "
+            f"and for orthogonal ReLU), and none keeps one after 128 ({max(share(s, 128) for s in widths):.2g}% at best)")
+
+
+@numbers("isometry-small-lambda", "docs/isometry.md", kind="costly",
+         form=r"\([\d.]+% below 1e-8 at L = 16, 4 pairs\), and ReLU at layer 1 has [\d.]+% of its lambda at 0 \(below\n  1e-8\)")
+def isometry_small_lambda() -> str:
+    import numpy as np
+
+    _, values, _ = isometry_run(())
+    linear, relu = (values["value"][_pick(values, label, layer)] for label, layer in (("linear", 16), ("ReLU", 1)))
+    return (f"({100 * np.mean(linear < 1e-8):.2g}% below 1e-8 at L = 16, 4 pairs), and ReLU at layer 1 has "
+            f"{100 * np.mean(relu < 1e-8):.2g}% of its lambda at 0 (below\n  1e-8)")
