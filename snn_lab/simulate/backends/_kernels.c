@@ -33,10 +33,11 @@ static inline uint64_t double_bits(double d) { uint64_t b; memcpy(&b, &d, 8); re
 static inline float bits_float(uint32_t b) { float f; memcpy(&f, &b, 4); return f; }
 static inline uint32_t float_bits(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
 
-/* A sum is LANES float64 accumulators: two vectors of 8, each one register on AVX-512 (a
- * single 16-wide vector type would live in memory). */
-typedef double lanes_t __attribute__((vector_size(64)));  /* 8 float64 accumulators */
-typedef float floats_t __attribute__((vector_size(32)));  /* 8 float32 entries */
+/* A sum is LANES float64 accumulators, four vectors of 4: one register each from AVX2 on (a
+ * 64-byte vector type made GCC's AVX2 code go through memory, at 4x the time). */
+typedef double lanes_t __attribute__((vector_size(32)));  /* 4 float64 accumulators */
+typedef float floats_t __attribute__((vector_size(16))); /* 4 float32 entries */
+typedef struct { lanes_t s1[4], s2[4]; } acc_t;          /* sum and sum of squares */
 
 /* Each copy's functions get a target by feature name, as GCC >= 9 and clang >= 10 document
  * (GCC: #pragma GCC target; clang: #pragma clang attribute). */
