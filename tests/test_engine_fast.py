@@ -44,11 +44,17 @@ def series_of(yaml_text: str):
 
 # ---- random numbers ------------------------------------------------------------------------
 
-def test_block_stream_is_the_layer_stream_spawned():
-    """Block b's stream is child b of the layer's SeedSequence: the spawn_key, extended."""
-    child = streams.seed_sequence(7, "SELU", 3, 5).spawn(4)[2]
-    direct = streams.block_stream(7, "SELU", 3, 5, 2)
+@pytest.mark.parametrize("seed", [0, 7, 2**32 - 1, 2**32, 2**100 + 3, 2**130 + 1])
+def test_block_stream_is_the_layer_stream_spawned(seed):
+    """Block b's stream is child b of the layer's SeedSequence: the spawn_key, extended; the
+    batched construction (block_streams) gives numpy's own SFC64 for every key and seed size."""
+    child = streams.seed_sequence(seed, "SELU", 3, 5).spawn(4)[2]
+    direct = streams.block_stream(seed, "SELU", 3, 5, 2)
     assert np.array_equal(np.random.SFC64(child).random_raw(8), direct.random_raw(8))
+    keys = [(0, 0, 0), (31, 64, 1), (2**31, 7, 2**32 - 1)]
+    for key, got in zip(keys, streams.block_streams(seed, "SELU", keys), strict=True):
+        numpy_own = np.random.SFC64(np.random.SeedSequence(seed, spawn_key=(streams._key("SELU"), *key)))
+        assert np.array_equal(got.random_raw(8), numpy_own.random_raw(8))
     assert not np.array_equal(streams.block_stream(7, "SELU", 3, 5, 1).random_raw(8),
                               streams.block_stream(7, "SELU", 3, 5, 2).random_raw(8))
 
