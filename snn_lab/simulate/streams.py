@@ -79,13 +79,14 @@ def block_streams(seed: int, label: str, keys) -> list[np.random.SFC64]:
     padded to 4, then the spawn_key: what SeedSequence(seed, spawn_key) mixes); its
     generate_state(3, uint64) (~10 us a call, numpy's overhead) is done here on Python ints."""
     head = [seed >> s & 0xFFFFFFFF for s in range(0, max(seed.bit_length(), 1), 32)]
-    head += [0] * (4 - len(head))
+    head += [0] * (4 - len(head)) + [_key(label)]
     found = []
     for key in keys:
-        pool = np.random.SeedSequence(np.array(head + [_key(label), *key], np.uint32)).pool.tolist()
-        words = [(pool[i % 4] ^ x) * m & 0xFFFFFFFF for i, (x, m) in enumerate(_HASH)]
-        state = np.array([w ^ w >> 16 for w in words], "<u4").view("<u8").astype(np.uint64)
-        found.append(np.random.SFC64(_Words(state)))
+        pool = np.random.SeedSequence(np.array(head + list(key), np.uint32)).pool.tolist()
+        w = [(pool[i % 4] ^ x) * m & 0xFFFFFFFF for i, (x, m) in enumerate(_HASH)]
+        w = [v ^ v >> 16 for v in w]  # 32-bit words, paired low first (numpy's '<u4' viewed as '<u8')
+        found.append(np.random.SFC64(_Words(np.array([w[0] | w[1] << 32, w[2] | w[3] << 32, w[4] | w[5] << 32],
+                                                     np.uint64))))
     return found
 
 
