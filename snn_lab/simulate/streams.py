@@ -44,13 +44,6 @@ def block_rows(width: int) -> int:
     return max(1, RANDOM_BLOCK // width)
 
 
-def block_stream(seed: int, label: str, trial: int, layer: int, block: int) -> np.random.SFC64:
-    """The stream of one random block: the layer's spawn_key extended by the block index, i.e.
-    SFC64(seed_sequence(seed, label, trial, layer).spawn(n)[block]) for any n > block. SFC64 makes
-    raw words fast, and raw words are what Box-Muller eats."""
-    return block_streams(seed, label, [(trial, layer, block)])[0]
-
-
 class _Words(ISeedSequence):
     """A seed whose generate_state gives the words it holds (SFC64 seeds itself from them)."""
 
@@ -61,32 +54,23 @@ class _Words(ISeedSequence):
         return self.words
 
 
-def _hash_constants(count: int) -> list[tuple[int, int]]:
-    """The (xor, multiplier) pairs numpy's SeedSequence.generate_state hashes its words with."""
-    h, pairs = 0x8B51F9DD, []
-    for _ in range(count):
-        pairs.append((h, h * 0x58F38DED & 0xFFFFFFFF))
-        h = pairs[-1][1]
-    return pairs
-
-
-_HASH = _hash_constants(6)
+# numpy's SeedSequence.generate_state hashes word i with (h_i, h_i+1), h_i = INIT_B MULT_B^i mod 2^32
+_HASH = [(0x8B51F9DD * 0x58F38DED ** i & 0xFFFFFFFF, 0x8B51F9DD * 0x58F38DED ** (i + 1) & 0xFFFFFFFF) for i in range(6)]
 
 
 def block_streams(seed: int, label: str, keys) -> list[np.random.SFC64]:
-    """block_stream(seed, label, *key) for each (trial, layer, block) key, the same state words
-    at a fifth of the cost: numpy's SeedSequence mixes each key's entropy (seed's 32-bit words
-    padded to 4, then the spawn_key: what SeedSequence(seed, spawn_key) mixes); its
-    generate_state(3, uint64) (~10 us a call, numpy's overhead) is done here on Python ints."""
+    """The stream of each (trial, layer, block) key: SFC64(seed_sequence(seed, label, trial,
+    layer).spawn(n)[block]) (any n > block), i.e. spawn_key (crc32(label), trial, layer, block).
+    numpy's SeedSequence mixes each key's entropy (the seed's 32-bit words padded to 4, then the
+    spawn_key); its generate_state, ~10 us a call of overhead, is done here on Python ints."""
     head = [seed >> s & 0xFFFFFFFF for s in range(0, max(seed.bit_length(), 1), 32)]
     head += [0] * (4 - len(head)) + [_key(label)]
     found = []
     for key in keys:
         pool = np.random.SeedSequence(np.array(head + list(key), np.uint32)).pool.tolist()
         w = [(pool[i % 4] ^ x) * m & 0xFFFFFFFF for i, (x, m) in enumerate(_HASH)]
-        w = [v ^ v >> 16 for v in w]  # 32-bit words, paired low first (numpy's '<u4' viewed as '<u8')
-        found.append(np.random.SFC64(_Words(np.array([w[0] | w[1] << 32, w[2] | w[3] << 32, w[4] | w[5] << 32],
-                                                     np.uint64))))
+        w = [v ^ v >> 16 for v in w]  # 32-bit words, low first in each 64-bit one (as numpy's '<u8' view)
+        found.append(np.random.SFC64(_Words(np.array([w[i] | w[i + 1] << 32 for i in (0, 2, 4)], np.uint64))))
     return found
 
 

@@ -46,7 +46,7 @@ class CompiledBackend:
         if act.kernel is None:
             act.fn(h, out=x)
         else:
-            _kernels.activate(_KINDS[act.kernel[0]], *act.kernel[1:], h, x, False)
+            _kernels.activate_many(_KINDS[act.kernel[0]], *act.kernel[1:], h, x, 1, max(h.size, 1), None)
 
     def act_grad(self, act, p, y, g, out, tmp):
         if act.kernel is None or act.kernel[0] != "elu":  # only the ELU family has a C loop (SELU's training)
