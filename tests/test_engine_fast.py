@@ -59,6 +59,15 @@ def test_block_stream_is_the_layer_stream_spawned(seed):
     assert not np.array_equal(one.random_raw(8), two.random_raw(8))
 
 
+def test_block_streams_take_numpy_integer_seeds_and_refuse_what_seed_sequence_refuses():
+    numpy_seed = streams.block_streams(np.int64(9), "A", [(0, 1, 0)])[0]
+    assert np.array_equal(numpy_seed.random_raw(4), streams.block_streams(9, "A", [(0, 1, 0)])[0].random_raw(4))
+    with pytest.raises(ValueError, match="non-negative"):
+        streams.block_streams(-1, "A", [(0, 1, 0)])
+    with pytest.raises(TypeError):
+        streams.block_streams(1.5, "A", [(0, 1, 0)])
+
+
 LONG = np.longdouble  # 64-bit mantissa on x86: a reference more precise than float64
 PI = LONG("3.14159265358979323846264338327950288")
 

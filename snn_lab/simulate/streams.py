@@ -8,6 +8,7 @@ backward pass can draw a layer's weights again; the normals themselves come from
 from __future__ import annotations
 
 import math
+import operator
 import zlib
 
 import numpy as np
@@ -63,6 +64,9 @@ def block_streams(seed: int, label: str, keys) -> list[np.random.SFC64]:
     layer).spawn(n)[block]) (any n > block), i.e. spawn_key (crc32(label), trial, layer, block).
     numpy's SeedSequence mixes each key's entropy (the seed's 32-bit words padded to 4, then the
     spawn_key); its generate_state, ~10 us a call of overhead, is done here on Python ints."""
+    seed = operator.index(seed)  # numpy's integers too; a float is an error, as in SeedSequence
+    if seed < 0:
+        raise ValueError(f"a seed must be a non-negative integer, not {seed}")
     head = [seed >> s & 0xFFFFFFFF for s in range(0, max(seed.bit_length(), 1), 32)]
     head += [0] * (4 - len(head)) + [_key(label)]
     found = []
