@@ -34,7 +34,7 @@ static inline float bits_float(uint32_t b) { float f; memcpy(&f, &b, 4); return 
 static inline uint32_t float_bits(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
 
 /* A sum is LANES float64 accumulators, four vectors of 4: one register each from AVX2 on (a
- * 64-byte vector type made GCC's AVX2 code go through memory, at 4x the time). */
+ * 64-byte vector type made GCC's AVX2 code go through memory, at 6x the time). */
 typedef double lanes_t __attribute__((vector_size(32)));  /* 4 float64 accumulators */
 typedef float floats_t __attribute__((vector_size(16))); /* 4 float32 entries */
 typedef struct { lanes_t s1[4], s2[4]; } acc_t;          /* sum and sum of squares */
