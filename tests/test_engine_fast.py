@@ -44,13 +44,28 @@ def series_of(yaml_text: str):
 
 # ---- random numbers ------------------------------------------------------------------------
 
-def test_block_stream_is_the_layer_stream_spawned():
-    """Block b's stream is child b of the layer's SeedSequence: the spawn_key, extended."""
-    child = streams.seed_sequence(7, "SELU", 3, 5).spawn(4)[2]
-    direct = streams.block_stream(7, "SELU", 3, 5, 2)
+@pytest.mark.parametrize("seed", [0, 7, 2**32 - 1, 2**32, 2**100 + 3, 2**130 + 1])
+def test_block_stream_is_the_layer_stream_spawned(seed):
+    """Block b's stream is child b of the layer's SeedSequence: the spawn_key, extended; the
+    batched construction (block_streams) gives numpy's own SFC64 for every key and seed size."""
+    child = streams.seed_sequence(seed, "SELU", 3, 5).spawn(4)[2]
+    direct = streams.block_streams(seed, "SELU", [(3, 5, 2)])[0]
     assert np.array_equal(np.random.SFC64(child).random_raw(8), direct.random_raw(8))
-    assert not np.array_equal(streams.block_stream(7, "SELU", 3, 5, 1).random_raw(8),
-                              streams.block_stream(7, "SELU", 3, 5, 2).random_raw(8))
+    keys = [(0, 0, 0), (31, 64, 1), (2**31, 7, 2**32 - 1)]
+    for key, got in zip(keys, streams.block_streams(seed, "SELU", keys), strict=True):
+        numpy_own = np.random.SFC64(np.random.SeedSequence(seed, spawn_key=(streams._key("SELU"), *key)))
+        assert np.array_equal(got.random_raw(8), numpy_own.random_raw(8))
+    one, two = streams.block_streams(7, "SELU", [(3, 5, 1), (3, 5, 2)])
+    assert not np.array_equal(one.random_raw(8), two.random_raw(8))
+
+
+def test_block_streams_take_numpy_integer_seeds_and_refuse_what_seed_sequence_refuses():
+    numpy_seed = streams.block_streams(np.int64(9), "A", [(0, 1, 0)])[0]
+    assert np.array_equal(numpy_seed.random_raw(4), streams.block_streams(9, "A", [(0, 1, 0)])[0].random_raw(4))
+    with pytest.raises(ValueError, match="non-negative"):
+        streams.block_streams(-1, "A", [(0, 1, 0)])
+    with pytest.raises(TypeError):
+        streams.block_streams(1.5, "A", [(0, 1, 0)])
 
 
 LONG = np.longdouble  # 64-bit mantissa on x86: a reference more precise than float64
@@ -143,7 +158,7 @@ def test_layer_weights_do_not_depend_on_the_thread_count(init, dtype, backend, s
 
 
 def test_layer_weights_are_row_blocks_each_from_its_own_stream(backend, small_blocks):
-    """lecun_normal: rows [b R, (b + 1) R) are N(0, 1/width) drawn from block_stream(b)."""
+    """lecun_normal: rows [b R, (b + 1) R) are N(0, 1/width) drawn from block b's stream."""
     s, seed = series_of("width: 37\ndtype: float64\nseries: [{label: A, activation: selu}]")
     w = streams.layer_weights(s, seed, 1, 2, threads=3, backend=backend)
     rows = streams.block_rows(37)
@@ -151,7 +166,7 @@ def test_layer_weights_are_row_blocks_each_from_its_own_stream(backend, small_bl
     sd = math.sqrt(1 / 37)
     for b, start in enumerate(range(0, 37, rows)):
         block = w[start:start + rows]
-        z = normals(backend, streams.block_stream(seed, "A", 1, 2, b), np.empty(block.shape))
+        z = normals(backend, streams.block_streams(seed, "A", [(1, 2, b)])[0], np.empty(block.shape))
         np.testing.assert_allclose(block, z * sd, rtol=1e-15, atol=0)
 
 
@@ -186,7 +201,7 @@ def test_input_values_are_row_blocks_of_normals(dtype, backend, small_blocks):
     rows = streams.block_rows(21)
     for b, start in enumerate(range(0, 30, rows)):
         block = x[start:start + rows]
-        z = normals(backend, streams.block_stream(seed, "A", 1, 0, b), np.empty(block.shape, dtype), 2.0)
+        z = normals(backend, streams.block_streams(seed, "A", [(1, 0, b)])[0], np.empty(block.shape, dtype), 2.0)
         np.testing.assert_allclose(block, z + np.dtype(dtype).type(0.5), rtol=0, atol=0)
 
 

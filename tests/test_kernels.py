@@ -38,6 +38,13 @@ def ulps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.abs(a.astype(np.float64) - b.astype(np.float64)) / spacing
 
 
+def activate(kind, p1, p2, h, x, sums=True):
+    """One activate_many block over all of h: its (sum h, sum h^2, sum x, sum x^2), or None."""
+    out = np.empty((1, 1, 4)) if sums else None
+    _kernels.activate_many(kind, p1, p2, h, x, 1, max(h.size, 1), out)
+    return tuple(out.reshape(4)) if sums else None
+
+
 KERNEL_ACTIVATIONS = sorted(name for name in ACTIVATIONS if make_activation(name).kernel is not None)
 
 
@@ -55,7 +62,7 @@ def test_compiled_activation_matches_numpy_to_a_few_ulps(name, dtype):
     h = grid(dtype)
     x = np.empty_like(h)
     kind, p1, p2 = act.kernel
-    _kernels.activate(KINDS[kind], p1, p2, h, x)
+    activate(KINDS[kind], p1, p2, h, x)
     with np.errstate(all="ignore"):
         ref = act.fn(h.astype(np.float64)).astype(dtype)
     assert np.array_equal(np.isnan(x), np.isnan(ref))
@@ -79,7 +86,7 @@ def test_sums_are_float64_sums_of_the_entries(dtype, n):
     assert abs(s1 - math.fsum(exact)) <= n * eps * np.abs(exact).sum()
     assert abs(s2 - math.fsum(exact * exact)) <= n * eps * (exact * exact).sum()
     h, out = x.copy(), np.empty_like(x)
-    a1, a2, b1, b2 = _kernels.activate(_kernels.LINEAR, 0.0, 0.0, h, out)
+    a1, a2, b1, b2 = activate(_kernels.LINEAR, 0.0, 0.0, h, out)
     assert (a1, a2) == (b1, b2) == (s1, s2)  # the same lanes in the same order
     assert np.array_equal(out, x)
 
@@ -115,7 +122,7 @@ def test_every_instruction_set_gives_the_same_bits(dtype):
             for act in KERNEL_ACTIVATIONS:
                 kind, p1, p2 = make_activation(act).kernel
                 x = np.empty_like(h)
-                out.append((x, _kernels.activate(KINDS[kind], p1, p2, h, x)))
+                out.append((x, activate(KINDS[kind], p1, p2, h, x)))
             state = np.array([1, 2, 3, 1], np.uint64)
             z = np.empty(70_001, dtype)
             _kernels.normals(state, z, 0.9, 4096)
@@ -133,7 +140,7 @@ def test_kernel_errors_are_clear():
     with pytest.raises(TypeError, match="float32 or float64"):
         _kernels.sums(np.zeros(3, np.int64))
     with pytest.raises(ValueError, match="differ"):
-        _kernels.activate(_kernels.RELU, 0.0, 0.0, np.zeros(3), np.zeros(4))
+        activate(_kernels.RELU, 0.0, 0.0, np.zeros(3), np.zeros(4))
     with pytest.raises(ValueError, match="state"):
         _kernels.normals(np.zeros(3, np.uint64), np.zeros(10), 1.0, 8)
     with pytest.raises(ValueError, match="positive"):
@@ -210,7 +217,7 @@ def test_normals_of_many_streams_are_each_streams_own(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_activate_without_its_sums_writes_the_same_bits(dtype):
-    """activate(..., False) (the training's forward, no sums) writes activate's activations,
+    """activate_many without sums (the training's forward) writes the same activations,
     every kind and instruction set, and returns None."""
     h = grid(dtype)
     previous = _kernels.current()
@@ -220,8 +227,8 @@ def test_activate_without_its_sums_writes_the_same_bits(dtype):
             for act in KERNEL_ACTIVATIONS:
                 kind, p1, p2 = make_activation(act).kernel
                 x, y = np.empty_like(h), np.empty_like(h)
-                _kernels.activate(KINDS[kind], p1, p2, h, x)
-                assert _kernels.activate(KINDS[kind], p1, p2, h, y, False) is None
+                activate(KINDS[kind], p1, p2, h, x)
+                assert activate(KINDS[kind], p1, p2, h, y, False) is None
                 assert np.array_equal(x, y, equal_nan=True), (name, act)
     finally:
         _kernels.use(previous)

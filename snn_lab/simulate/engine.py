@@ -59,22 +59,24 @@ class SeriesRun:
     spectra: list[Spectrum] = field(default_factory=list)  # measure: [jacobian], by (trial, layer, input)
 
 
-def finish(sums: np.ndarray, count: int, data: np.ndarray) -> np.ndarray:
-    """(trials, 2) mean and variance from per-block (sum, sum of squares) (trials, blocks, 2).
+def finish(sums: np.ndarray, count: int, data) -> np.ndarray:
+    """(trials, 2k) means and variances of k arrays from per-block (sum, sum of squares) pairs
+    (trials, blocks, 2k); data: the k arrays (trials, ...).
 
-    One pass loses eps * mean^2 / var of the variance: past _ILL_CONDITIONED, that trial's
-    data (trials, ...) is read again around its mean (exact two-pass).
+    One pass loses eps * mean^2 / var of the variance: past _ILL_CONDITIONED, that array of that
+    trial is read again around its mean (exact two-pass).
     """
     with np.errstate(all="ignore"):
-        total = sums.sum(axis=1)
-        mean = total[:, 0] / count
-        var = total[:, 1] / count - mean * mean
-        for t in np.flatnonzero(np.isfinite(mean) & ~(var * _ILL_CONDITIONED > mean * mean)):
-            v = data[t].reshape(-1).astype(np.float64) - mean[t]
+        out = sums.sum(axis=1) / count
+        mean, var = out[:, 0::2], out[:, 1::2]  # views of out
+        var -= mean * mean
+        for t, k in zip(*np.nonzero(np.isfinite(mean) & ~(var * _ILL_CONDITIONED > mean * mean))):
+            v = data[k][t].reshape(-1).astype(np.float64) - mean[t, k]
             shift = np.add.reduce(v)  # numpy float64: squares to inf, not OverflowError (float ** 2)
-            var[t] = (np.dot(v, v) - shift * shift / count) / count
-        var = np.where(np.isfinite(mean), np.where(var < 0.0, 0.0, var), math.nan)
-    return np.stack([mean, var], axis=1)
+            var[t, k] = (np.dot(v, v) - shift * shift / count) / count
+        np.maximum(var, 0.0, out=var)  # NaN stays NaN
+        var[~np.isfinite(mean)] = math.nan
+    return out
 
 
 @dataclass
@@ -134,7 +136,7 @@ def _propagate(plan: _Plan, trials: list[int], rows: list[np.ndarray], samples: 
     _normalize(plan, W)
     for g in range(g_count):
         x_sums = np.array([plan.backend.sums(xb) for xb in _blocks(plan, X[g])])
-        rows[g][0, :4] = np.tile(finish(x_sums[None], count, X[g:g + 1])[0], 2)
+        rows[g][0, :4] = np.tile(finish(x_sums[None], count, (X[g:g + 1],))[0], 2)
         if plan.corr:
             probe = probing.LayerProbe(n, plan.blocks, False, True, plan.act)
             for i, xb in enumerate(_blocks(plan, X[g])):
@@ -210,9 +212,9 @@ def _propagate(plan: _Plan, trials: list[int], rows: list[np.ndarray], samples: 
                           threads)
             if jac is not None:  # H holds this layer's pre-activations, W its weights
                 run_tasks(jac.tasks(layer, W, H, inv_beta), threads)
-            post, pre = finish(sums[:, :, 2:], count, X), finish(sums[:, :, :2], count, H)
+            layer_stats = finish(sums, count, (H, X))[:, [2, 3, 0, 1]]  # post's, then pre's
             for g in range(g_count):
-                rows[g][layer, :4] = (*post[g], *pre[g])
+                rows[g][layer, :4] = layer_stats[g]
                 if probes[g] is not None:
                     rows[g][layer, len(STATS) + 2:] = probes[g].result()
             if layer in keep:

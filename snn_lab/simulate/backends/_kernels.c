@@ -33,10 +33,11 @@ static inline uint64_t double_bits(double d) { uint64_t b; memcpy(&b, &d, 8); re
 static inline float bits_float(uint32_t b) { float f; memcpy(&f, &b, 4); return f; }
 static inline uint32_t float_bits(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
 
-/* A sum is LANES float64 accumulators: two vectors of 8, each one register on AVX-512 (a
- * single 16-wide vector type would live in memory). */
-typedef double lanes_t __attribute__((vector_size(64)));  /* 8 float64 accumulators */
-typedef float floats_t __attribute__((vector_size(32)));  /* 8 float32 entries */
+/* A sum is LANES float64 accumulators, four vectors of 4: one register each from AVX2 on (a
+ * 64-byte vector type made GCC's AVX2 code go through memory, at 6x the time). */
+typedef double lanes_t __attribute__((vector_size(32)));  /* 4 float64 accumulators */
+typedef float floats_t __attribute__((vector_size(16))); /* 4 float32 entries */
+typedef struct { lanes_t s1[4], s2[4]; } acc_t;          /* sum and sum of squares */
 
 /* Each copy's functions get a target by feature name, as GCC >= 9 and clang >= 10 document
  * (GCC: #pragma GCC target; clang: #pragma clang attribute). */
@@ -245,47 +246,10 @@ static PyObject *py_sums(PyObject *self, PyObject *args)
     return Py_BuildValue("(dd)", out[0], out[1]);
 }
 
-static PyObject *py_activate(PyObject *self, PyObject *args)
-{
-    (void)self;
-    int kind;
-    double p1, p2;
-    PyObject *h_obj, *x_obj;
-    int with_sums = 1; /* 0: no sums (the training's forward: they cost twice the activation) */
-    if (!PyArg_ParseTuple(args, "iddOO|p", &kind, &p1, &p2, &h_obj, &x_obj, &with_sums))
-        return NULL;
-    if (kind < ACT_LINEAR || kind > ACT_TANH)
-        return PyErr_Format(PyExc_ValueError, "activate: unknown kind %d", kind);
-    Py_buffer h, x;
-    if (float_buffer(h_obj, &h, 0, "activate") < 0)
-        return NULL;
-    if (float_buffer(x_obj, &x, 1, "activate") < 0) {
-        PyBuffer_Release(&h);
-        return NULL;
-    }
-    if (h.len != x.len || h.itemsize != x.itemsize) {
-        PyBuffer_Release(&h);
-        PyBuffer_Release(&x);
-        return PyErr_Format(PyExc_ValueError, "activate: h and x differ in size or dtype");
-    }
-    double out[4], *sums = with_sums ? out : NULL;
-    Py_ssize_t n = h.len / h.itemsize;
-    Py_BEGIN_ALLOW_THREADS
-    if (h.itemsize == 8)
-        K->activate64(kind, p1, p2, (const double *)h.buf, (double *)x.buf, n, sums);
-    else
-        K->activate32(kind, p1, p2, (const float *)h.buf, (float *)x.buf, n, sums);
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&h);
-    PyBuffer_Release(&x);
-    if (!with_sums)
-        Py_RETURN_NONE;
-    return Py_BuildValue("(dddd)", out[0], out[1], out[2], out[3]);
-}
-
-/* activate_many(kind, p1, p2, h, x, trials, block, out): activate(...) over `trials` equal
- * slices of h and x, each cut into blocks of `block` entries (the last one shorter); out
- * (float64, trials x blocks x 4) receives each block's sums. One call, the GIL released
+/* activate_many(kind, p1, p2, h, x, trials, block, out): x = phi(h) over `trials` equal slices
+ * of h and x, each cut into blocks of `block` entries (the last one shorter); out (float64,
+ * trials x blocks x 4) receives each block's float64 sums of h, h^2, x, x^2, or is None: no
+ * sums (the training's forward: they cost twice the activation). One call, the GIL released
  * throughout: a group of small trials costs one Python call, not one per trial and block. */
 static PyObject *py_activate_many(PyObject *self, PyObject *args)
 {
@@ -298,36 +262,36 @@ static PyObject *py_activate_many(PyObject *self, PyObject *args)
         return NULL;
     if (kind < ACT_LINEAR || kind > ACT_TANH)
         return PyErr_Format(PyExc_ValueError, "activate_many: unknown kind %d", kind);
-    Py_buffer h, x, out;
+    Py_buffer h, x, out = {0};
     if (float_buffer(h_obj, &h, 0, "activate_many") < 0)
         return NULL;
     if (float_buffer(x_obj, &x, 1, "activate_many") < 0) {
         PyBuffer_Release(&h);
         return NULL;
     }
-    if (float_buffer(out_obj, &out, 1, "activate_many") < 0) {
+    if (out_obj != Py_None && float_buffer(out_obj, &out, 1, "activate_many") < 0) {
         PyBuffer_Release(&h);
         PyBuffer_Release(&x);
         return NULL;
     }
     Py_ssize_t n = h.len / h.itemsize;
     Py_ssize_t per = trials > 0 ? n / trials : 0;
-    Py_ssize_t blocks = block > 0 ? (per + block - 1) / block : 0;
+    Py_ssize_t blocks = block > 0 && per > block ? (per + block - 1) / block : 1;
+    double *o = (double *)out.buf;
     if (trials < 1 || block < 1 || per * trials != n || h.len != x.len || h.itemsize != x.itemsize
-        || out.itemsize != 8 || out.len != 8 * 4 * trials * blocks) {
+        || (o && (out.itemsize != 8 || out.len != 8 * 4 * trials * blocks))) {
         PyBuffer_Release(&h);
         PyBuffer_Release(&x);
         PyBuffer_Release(&out);
-        return PyErr_Format(PyExc_ValueError, "activate_many: h and x must be trials equal slices, out float64 "
-                            "of trials x blocks x 4");
+        return PyErr_Format(PyExc_ValueError, "activate_many: h and x differ in size or dtype or are not `trials` "
+                            "equal slices, or out is not None nor float64 of trials x blocks x 4");
     }
-    double *o = (double *)out.buf;
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t t = 0; t < trials; t++)
         for (Py_ssize_t b = 0; b < blocks; b++) {
             Py_ssize_t start = t * per + b * block;
             Py_ssize_t len = per - b * block < block ? per - b * block : block;
-            double *sums = o + 4 * (t * blocks + b);
+            double *sums = o ? o + 4 * (t * blocks + b) : NULL;
             if (h.itemsize == 8)
                 K->activate64(kind, p1, p2, (const double *)h.buf + start, (double *)x.buf + start, len, sums);
             else
@@ -415,11 +379,9 @@ static PyMethodDef methods[] = {
      "normals(states, out, scale, pairs): Box-Muller N(0, scale^2); out's i-th equal slice from SFC64 state row i "
      "(4 uint64 a row, advanced in place)."},
     {"sums", py_sums, METH_VARARGS, "sums(x) -> (sum, sum of squares), accumulated in float64."},
-    {"activate", py_activate, METH_VARARGS,
-     "activate(kind, p1, p2, h, x, sums=True) -> (sum h, sum h^2, sum x, sum x^2): x = phi(h), sums in float64 "
-     "(sums=False: None, and no sums computed)."},
     {"activate_many", py_activate_many, METH_VARARGS,
-     "activate_many(kind, p1, p2, h, x, trials, block, out): activate over trials' blocks; out[t, b] = the 4 sums."},
+     "activate_many(kind, p1, p2, h, x, trials, block, out): x = phi(h) over trials' blocks; out[t, b] = the "
+     "float64 sums of h, h^2, x, x^2 (out None: no sums)."},
     {"elu_grad", py_elu_grad, METH_VARARGS,
      "elu_grad(p1, p2, p, y, g, out): out = g phi'(p) for the ELU family from y = phi(p) (p1 where p > 0, else y + p2)."},
     {"use", py_use, METH_VARARGS, "use(name) -> previous: switch kernel sets (all give the same bits)."},

@@ -148,48 +148,44 @@ static void NAME(step64)(const uint64_t *w, const uint32_t *u2, Py_ssize_t count
 
 /* ---- activations with their sums ---------------------------------------------------------- */
 
-/* Lane j of a and then of b, added in one fixed order. */
-static inline double NAME(reduce_lanes)(const lanes_t *a, const lanes_t *b)
-{
-    double total = 0.0;
-    for (int j = 0; j < 8; j++)
-        total += (*a)[j] + (*b)[j];
-    return total;
-}
-
-/* A sum accumulates in two vectors of 8 float64 lanes, (acc)a and (acc)b: entries i..i+7 of
- * each 16 into a, i+8..i+15 into b; a chunk's tail is padded with zeros, which add nothing. */
-#define ADD8(VT, p, a1, a2)                                                                     \
-    do {                                                                                        \
+/* Entry j of every 16 goes to lane j (vector j / 4); a chunk's tail is padded with zeros,
+ * which add nothing. At the end lanes j and 8 + j are added in order of j, the same on every copy. */
+#define ADD16(VT, p, acc)                                                                       \
+    for (int q_ = 0; q_ < 4; q_++) {                                                            \
         VT raw_;                                                                                \
-        memcpy(&raw_, (p), sizeof raw_);                                                        \
+        memcpy(&raw_, (p) + 4 * q_, sizeof raw_);                                               \
         lanes_t v_ = __builtin_convertvector(raw_, lanes_t);                                    \
-        (a1) += v_;                                                                             \
-        (a2) += v_ * v_;                                                                        \
-    } while (0)
+        (acc).s1[q_] += v_;                                                                     \
+        (acc).s2[q_] += v_ * v_;                                                                \
+    }
 
-#define ACCUMULATE(T, VT, x, n, s1a, s1b, s2a, s2b)                                             \
+#define ACCUMULATE(T, VT, x, n, acc)                                                            \
     do {                                                                                        \
         Py_ssize_t i_ = 0;                                                                      \
-        for (; i_ + LANES <= (n); i_ += LANES) {                                                \
-            ADD8(VT, (x) + i_, s1a, s2a);                                                       \
-            ADD8(VT, (x) + i_ + 8, s1b, s2b);                                                   \
-        }                                                                                       \
+        for (; i_ + LANES <= (n); i_ += LANES)                                                  \
+            ADD16(VT, (x) + i_, acc);                                                           \
         if (i_ < (n)) {                                                                         \
             T pad_[LANES] = {0};                                                                \
             memcpy(pad_, (x) + i_, (size_t)((n) - i_) * sizeof(T));                             \
-            ADD8(VT, pad_, s1a, s2a);                                                           \
-            ADD8(VT, pad_ + 8, s1b, s2b);                                                       \
+            ADD16(VT, pad_, acc);                                                               \
         }                                                                                       \
     } while (0)
+
+static inline void NAME(reduce)(const acc_t *acc, double *out)
+{
+    out[0] = out[1] = 0.0;
+    for (int j = 0; j < 8; j++) {
+        out[0] += acc->s1[j / 4][j % 4] + acc->s1[2 + j / 4][j % 4];
+        out[1] += acc->s2[j / 4][j % 4] + acc->s2[2 + j / 4][j % 4];
+    }
+}
 
 #define DEFINE_SUMS(T, VT, BITS)                                                                \
 static void NAME(sums##BITS)(const T *x, Py_ssize_t n, double *out)                             \
 {                                                                                               \
-    lanes_t s1a = {0}, s1b = {0}, s2a = {0}, s2b = {0};                                         \
-    ACCUMULATE(T, VT, x, n, s1a, s1b, s2a, s2b);                                                \
-    out[0] = NAME(reduce_lanes)(&s1a, &s1b);                                                    \
-    out[1] = NAME(reduce_lanes)(&s2a, &s2b);                                                    \
+    acc_t acc = {0};                                                                            \
+    ACCUMULATE(T, VT, x, n, acc);                                                               \
+    NAME(reduce)(&acc, out);                                                                    \
 }
 DEFINE_SUMS(float, floats_t, 32)
 DEFINE_SUMS(double, lanes_t, 64)
@@ -213,7 +209,7 @@ static inline double NAME(tanh_from_expm1_double)(double e, double v) { return _
 static void NAME(activate##BITS##_##KNAME)(T p1, T p2, const T *h, T *x, Py_ssize_t n,          \
                                            double *out)                                         \
 {                                                                                               \
-    lanes_t h1a = {0}, h1b = {0}, h2a = {0}, h2b = {0}, x1a = {0}, x1b = {0}, x2a = {0}, x2b = {0}; \
+    acc_t hs = {0}, xs = {0};                                                                   \
     for (Py_ssize_t start = 0; start < n; start += CHUNK) {                                     \
         Py_ssize_t len = n - start < CHUNK ? n - start : CHUNK;                                 \
         const T *hc = h + start;                                                                \
@@ -224,15 +220,13 @@ static void NAME(activate##BITS##_##KNAME)(T p1, T p2, const T *h, T *x, Py_ssiz
         }                                                                                       \
         if (!out) /* no sums asked for (the training's forward) */                             \
             continue;                                                                           \
-        ACCUMULATE(T, VT, hc, len, h1a, h1b, h2a, h2b);                                         \
-        ACCUMULATE(T, VT, xc, len, x1a, x1b, x2a, x2b);                                         \
+        ACCUMULATE(T, VT, hc, len, hs);                                                         \
+        ACCUMULATE(T, VT, xc, len, xs);                                                         \
     }                                                                                           \
     if (!out)                                                                                   \
         return;                                                                                 \
-    out[0] = NAME(reduce_lanes)(&h1a, &h1b);                                                    \
-    out[1] = NAME(reduce_lanes)(&h2a, &h2b);                                                    \
-    out[2] = NAME(reduce_lanes)(&x1a, &x1b);                                                    \
-    out[3] = NAME(reduce_lanes)(&x2a, &x2b);                                                    \
+    NAME(reduce)(&hs, out);                                                                     \
+    NAME(reduce)(&xs, out + 2);                                                                 \
 }
 
 DEFINE_ACTIVATE(float, floats_t, 32, ACT_LINEAR, linear)

@@ -13,10 +13,6 @@ _KINDS = {"linear": _kernels.LINEAR, "relu": _kernels.RELU, "leaky": _kernels.LE
           "elu": _kernels.ELU, "tanh": _kernels.TANH}
 
 
-def _state(stream: np.random.SFC64) -> np.ndarray:
-    return np.array(stream.state["state"]["state"], np.uint64)
-
-
 class CompiledBackend:
     """The same numbers as the numpy backend to within rounding (the C loops use their own
     polynomial log, sin, cos, expm1 and tanh, which vectorize and give the same bits on every
@@ -25,11 +21,11 @@ class CompiledBackend:
     name = "compiled"
 
     def normals(self, streams, out, scale):
-        states = np.stack([_state(s) for s in streams])
-        _kernels.normals(states, out, scale, backends.PAIRS)
-        for stream, words in zip(streams, states):  # the streams go on where the loop left them
-            state = stream.state
-            state["state"]["state"] = words
+        states = [s.state for s in streams]
+        words = np.array([state["state"]["state"] for state in states], np.uint64)
+        _kernels.normals(words, out, scale, backends.PAIRS)
+        for stream, state, advanced in zip(streams, states, words):  # the streams go on where the loop left them
+            state["state"]["state"] = advanced
             stream.state = state
 
     def activate(self, act, h, x, block, out):
@@ -46,7 +42,7 @@ class CompiledBackend:
         if act.kernel is None:
             act.fn(h, out=x)
         else:
-            _kernels.activate(_KINDS[act.kernel[0]], *act.kernel[1:], h, x, False)
+            _kernels.activate_many(_KINDS[act.kernel[0]], *act.kernel[1:], h, x, 1, max(h.size, 1), None)
 
     def act_grad(self, act, p, y, g, out, tmp):
         if act.kernel is None or act.kernel[0] != "elu":  # only the ELU family has a C loop (SELU's training)
