@@ -75,6 +75,6 @@ def test_a_point_off_the_chaotic_side_keeps_c_star_one_without_a_2d_quadrature(m
     """Ordered (chi_1 < 1, no dropout): c* = 1 and chi_c = chi_1, from 1-D quadratures alone."""
     monkeypatch.setattr(phase_grid, "maps", lambda *a: pytest.fail("a 2-D evaluation on the ordered side"))
     series = phase.at(phase.template("tanh"), 1.5, 0.5)
-    fp, q = phase.settle(series)
+    _, q = phase.settle(series)
     c, chi = phase_grid.correlation_fixed_point(series, q)
     assert c == 1.0 and chi == pytest.approx(theory.chi1(series, q), rel=1e-12) and chi < 1.0
