@@ -24,6 +24,9 @@ from snn_lab.theory import meanfield as theory
 # xi_c for Brent's method). Or when the excess is rounding (< meanfield._NOISE) and the steps
 # stop shrinking: c* is then as resolved as the excess allows.
 _STEP = 1e-12
+# Newton starts on gaussian.polar_pair_nodes' coarse rule (~1e-7) and moves to the full one
+# once a step is below this: then ~2 full evaluations finish (quadratic convergence).
+_COARSE = 1e-6
 _MAX_STEPS = 30  # Newton from c = 0 takes < 10 where c* is resolved; more means near-critical
 
 
@@ -44,9 +47,9 @@ def correlation_fixed_point(series: Series, q: float, near: float | None = None,
     # c_map(c) - c is convex on [0, 1] and positive below c* (meanfield.correlation_fixed_point):
     # from any c <= c* Newton's steps rise monotonically to c*. From c > c* one step lands at or
     # below c* unless the slope there is >= 0 (past the excess's minimum): then restart at 0.
-    c, last, prev = (near if near is not None and 0.0 < near < 1.0 else 0.0), math.inf, None
+    c, last, prev, coarse = (near if near is not None and 0.0 < near < 1.0 else 0.0), math.inf, None, True
     for _ in range(_MAX_STEPS):
-        cmap, chi = maps(series, act, q, c)
+        cmap, chi = maps(series, act, q, c, coarse)
         excess, slope = cmap - c, chi - 1.0
         if not (math.isfinite(excess) and math.isfinite(slope)):
             break
@@ -56,6 +59,9 @@ def correlation_fixed_point(series: Series, q: float, near: float | None = None,
             c, last, prev = 0.0, math.inf, None
             continue
         step = excess / slope
+        if coarse and abs(step) <= _COARSE:  # near the coarse rule's root: on with the full rule
+            c, last, prev, coarse = min(max(c - step, 0.0), 1.0 - 2.0 ** -40), math.inf, None, False
+            continue
         if abs(step) <= _STEP or (abs(excess) <= theory._NOISE and abs(step) > 0.5 * last):
             return c - step, chi
         if prev is not None and (moved := abs(c - prev[0])) > 0.0 and \
@@ -69,11 +75,12 @@ def correlation_fixed_point(series: Series, q: float, near: float | None = None,
     return theory.correlation_fixed_point(series, q, near)
 
 
-def maps(series: Series, act: Activation, q: float, c: float) -> tuple[float, float]:
+def maps(series: Series, act: Activation, q: float, c: float, coarse: bool = False) -> tuple[float, float]:
     """(c_map(c), chi_c(c)) at variance q from one set of polar nodes (q in (1e-12, 1e12))."""
-    u1, u2, w = gaussian.polar_pair_nodes(q, c)
+    u1, u2, w = gaussian.polar_pair_nodes(q, c, coarse)
     y1, y2 = act.fn(u1), act.fn(u2)
-    # einsum, not w @ y: a BLAS dot of ~50,000 terms may start threads, at 20x the CPU time here.
-    pair = None if act.pair_form is not None else float(np.einsum("i,i,i->", w, y1, y2))  # a closed form wins
-    slopes = float(np.einsum("i,i,i->", w, act.deriv_given(u1, y1), act.deriv_given(u2, y2)))
+    # np.sum, not w @ y (a BLAS dot of ~50,000 terms may start threads: 20x the CPU time here) nor
+    # einsum (no pairwise summation: its ~1e-14 noise in the excess moved c* by 1e-10 near chi_c = 1).
+    pair = None if act.pair_form is not None else float(np.sum(w * y1 * y2))  # a closed form wins
+    slopes = float(np.sum(w * act.deriv_given(u1, y1) * act.deriv_given(u2, y2)))
     return theory.c_map(series, c, q, act, pair), theory.chi_c(series, c, q, act, slopes)
