@@ -12,8 +12,8 @@ from snn_lab.cli import UsageProblem, _load, _stdin, main
 _SERIES_OPTIONS = (("activation", str), ("init", str), ("gain", float), ("bias_var", float),
                    ("dropout", float))
 # The --phase grids' defaults, START,STOP,N of sigma_w^2 and of sigma_b^2 (theory.phase.grid):
-# 47 s of CPU for tanh (docs/theory.md): an ordered point costs a few ms (a fixed point and a
-# quadrature or two), a chaotic one ~0.1 s (c* < 1: about eight 2-D quadratures).
+# seconds for tanh (docs/theory.md): an ordered point costs a few ms (a fixed point and a
+# quadrature or two), a chaotic one ~20 ms (c* < 1: about four Newton steps, theory/phase_grid.py).
 _PHASE_GRIDS = {"--weight-var": "0.5,4.5,41", "--bias-var-range": "0,2,21"}
 
 

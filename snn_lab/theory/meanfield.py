@@ -150,12 +150,12 @@ PROBES = ("theory_grad_ratio", "theory_correlation")
 _PAIR_RANGE = (1e-12, 1e12)
 
 
-def pair_output(series: Series, act: Activation, q: float, c: float) -> float:
-    """E[Y_a Y_b] of two inputs' outputs whose pre-activations (variance q) have correlation c."""
+def pair_output(series: Series, act: Activation, q: float, c: float, pair: float | None = None) -> float:
+    """E[Y_a Y_b] of two inputs' outputs whose pre-activations (variance q) have correlation c (`pair`: E phi phi)."""
     A, const = _dropout_affine(act, series.dropout)
     gain, shift = A[0, 0], const[0]  # averaged over independent masks: Y = gain * phi + shift
     m1 = act.moments(0.0, math.sqrt(q)).m1
-    return gain * gain * act.pair_moment(q, c) + 2.0 * gain * shift * m1 + shift * shift
+    return gain * gain * (act.pair_moment(q, c) if pair is None else pair) + 2.0 * gain * shift * m1 + shift * shift
 
 
 def input_correlation(series: Series) -> tuple[float, float]:
@@ -353,24 +353,24 @@ def find_root(f: Callable[[float], float], lo: float, hi: float, rtol: float = 4
 
 # ---- two inputs: the correlation map -------------------------------------------------------
 
-def c_map(series: Series, c: float, q: float, act: Activation | None = None) -> float:
+def c_map(series: Series, c: float, q: float, act: Activation | None = None, pair: float | None = None) -> float:
     """Correlation of two inputs' next pre-activations when theirs is c and both variances are q."""
     # q_ab = tau E[Y(u1) Y(u2)] + sigma_b^2 (Poole et al. 2016), centred for normalized weights,
     # over q_map(q) (= q at the fixed point). Distinct inputs draw independent dropout masks,
     # so with dropout c -> 1 maps below 1.
     act = act or series.make_activation()
-    both = pair_output(series, act, q, c)
+    both = pair_output(series, act, q, c, pair)
     if series.normalize_weights:
         mean_y, _ = output_moments(act, 0.0, q, series.dropout)
         both -= mean_y * mean_y
     return (weight_scale(series) * both + series.bias_var) / q_map(series, q, act)
 
 
-def chi_c(series: Series, c: float, q: float, act: Activation | None = None) -> float:
-    """d c_map / d c: tau (a keep)^2 E[phi'(u1) phi'(u2)] q / q_map(q) (Price's theorem)."""
+def chi_c(series: Series, c: float, q: float, act: Activation | None = None, pair: float | None = None) -> float:
+    """d c_map / d c: tau (a keep)^2 E[phi'(u1) phi'(u2)] (`pair` if given) q / q_map(q) (Price)."""
     act = act or series.make_activation()
     A, _ = _dropout_affine(act, series.dropout)
-    pair = gaussian.pair_expect(act.deriv, act.kinks, q, c)
+    pair = gaussian.pair_expect(act.deriv, act.kinks, q, c) if pair is None else pair
     return weight_scale(series) * A[0, 0] ** 2 * pair * q / q_map(series, q, act)
 
 

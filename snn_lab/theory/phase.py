@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from snn_lab.theory import meanfield as theory
+from snn_lab.theory import phase_grid
 from snn_lab.config import InputSpec, Series
 from snn_lab.errors import SnnLabError
 from snn_lab.statistics import json_number
@@ -169,11 +170,11 @@ def grid_point(series: Series, near: float | None = None, correlation: bool = Tr
     out = {"status": fp.status, "q_star": fp.q if fp.status == "fixed" else math.nan,
            "chi1": chi, "region": theory._phase(chi), "c_star": math.nan, "xi_c": math.nan}
     # c* needs a q* > 0. Off the chaotic side (and without dropout) c* = 1 and chi_c = chi_1: one
-    # 1-D quadrature. On the chaotic side c* < 1 (Schoenholz et al. 2017) costs ~8 2-D
-    # quadratures, ~0.1-0.3 s a point (as is any c* with dropout, which maps c = 1 below 1).
+    # 1-D quadrature. On the chaotic side c* < 1 (Schoenholz et al. 2017), as is any c* with
+    # dropout (which maps c = 1 below 1): ~3 Newton steps on the correlation map (phase_grid.py).
     cheap = out["region"] != "chaotic" and not series.dropout
     if fp.status in ("fixed", "marginal") and (correlation or cheap):
-        c, chi_c = theory.correlation_fixed_point(series, q, near)
+        c, chi_c = phase_grid.correlation_fixed_point(series, q, near, act)
         xi, _ = theory._depth_scale(chi_c, "chi_c at c*")
         out.update(c_star=c, xi_c=math.nan if xi is None else xi)
     return out
@@ -228,10 +229,7 @@ def diagram(tmpl: Series, weight_var, bias_var, correlation: bool = True) -> Pha
                     point = {"status": "grows", "q_star": math.nan, "chi1": chi,
                              "region": theory._phase(chi), "c_star": math.nan, "xi_c": math.nan}
                 else:
-                    # The search for c* < 1 starts at the left (or lower) neighbour's.
-                    near = [c for c in (grid["c_star"][i, j - 1] if j else math.nan,
-                                        grid["c_star"][i - 1, j] if i else math.nan) if 0.0 < c < 1.0]
-                    point = grid_point(series, near[0] if near else None, correlation)
+                    point = grid_point(series, _start(grid["c_star"], i, j), correlation)
                     if point["status"] == "grows":
                         first_grown = j
                 for k in keys:
@@ -241,6 +239,16 @@ def diagram(tmpl: Series, weight_var, bias_var, correlation: bool = True) -> Pha
     return PhaseDiagram(tmpl.make_activation().label, w, b, grid["status"].astype(str),
                         grid["q_star"], grid["chi1"], grid["region"].astype(str),
                         grid["c_star"], grid["xi_c"], critical, line)
+
+
+def _start(c_star: np.ndarray, i: int, j: int) -> float | None:
+    """Where the search for c*[i, j] < 1 starts: the line through the two left neighbours' c*
+    (Newton then needs ~3 steps, not ~5), else the left or the lower neighbour's; None if none."""
+    left = [c_star[i, k] for k in (j - 1, j - 2) if k >= 0 and 0.0 < c_star[i, k] < 1.0]
+    if len(left) == 2 and 0.0 < 2.0 * left[0] - left[1] < 1.0:
+        return float(2.0 * left[0] - left[1])
+    near = [c for c in (*left, c_star[i - 1, j] if i else math.nan) if 0.0 < c < 1.0]
+    return float(near[0]) if near else None
 
 
 def _dense_line(tmpl: Series, w: np.ndarray, b: np.ndarray, critical: np.ndarray) -> np.ndarray:
