@@ -336,6 +336,30 @@ def bench_engine_small() -> str:
             "| --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
 
 
+@numbers("bench-small-breakdown", "docs/engine.md", kind="measured")
+def bench_small_breakdown() -> str:
+    """benchmarks/bench_small_breakdown.py's record: each backend's parts per trial-layer."""
+    d = bench_json("bench_small_breakdown.json")
+    rows = []
+    for c in d["cases"]:
+        n, med = c["trial_layers"], c["median"]
+
+        def ns(seconds: float, per: int) -> str:
+            return f"{seconds / n / per * 1e9:.2f}"
+        rows.append(f"| {c['dtype']} | floor | 1 | {ns(med['floor'], c['outputs'])} | | | | | | |")
+        for b, ratio in c["ratio"].items():
+            p = c["parts"][b]
+            shown = ("products", "normals", "activation + sums", "streams", "finish")
+            rest = p["total"] - sum(p[k] for k in shown)
+            rows.append(f"| {c['dtype']} | {b} | {ratio:.2f} | {ns(p['products'], c['outputs'])} | "
+                        f"{ns(p['normals'], c['weights'])} | {ns(p['activation + sums'], c['outputs'])} | "
+                        f"{p['streams'] / n * 1e6:.1f} | {p['finish'] / n * 1e6:.1f} | {rest / n * 1e6:.1f} | "
+                        f"{(p['total'] - p['products']) / p['products']:.2f} |")
+    return ("\n| dtype | run | time / floor | products, ns an output | normals, ns a weight | activation + "
+            "sums, ns an output | streams, us | finish, us | the rest, us | all but the products / the "
+            "products |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
+
+
 @numbers("bench-training", "docs/training.md", kind="measured")
 def bench_training() -> str:
     d = bench_json("bench_training.json")
