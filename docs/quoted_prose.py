@@ -98,3 +98,37 @@ def results_selu_wander() -> str:
     off = np.abs(s["var"][deep] - 1)
     return (f"wanders by up to {100 * off.max():.2g}% (layer {int(s['layer'][deep][off.argmax()])}; "
             "4 trials, batch 512, depth 64, seed 0)")
+
+
+@numbers("normalization-bn-batch-var", "docs/normalization.md", kind="costly",
+         form=r"n \(E S / S - 1\) is [-\d.]+ ± [\d.]+ at layer 2, rising to [-\d.]+ ± [\d.]+ at layer 6 for ReLU "
+              r"\(tanh: [-\d.]+ ± [\d.]+, [-\d.]+ ± [\d.]+\), \d+ numpy networks at n = B = \d+")
+def normalization_bn_batch_var() -> str:
+    """The batch variance S of a batch-norm layer's input, per unit with ddof 1, against its
+    infinite-width value tau (M - C) of the previous layer (theory/blocks.walk): float64 numpy
+    networks written from the layer's definition, gain 1, shift 0 (about 20 s)."""
+    import numpy as np
+
+    from snn_lab import config
+    from snn_lab.config import NORM_EPS
+    from snn_lab.theory import blocks
+
+    n = batch = 128
+    depth, trials, cells = 6, 300, {}
+    for act, init in (("relu", "he_normal"), ("tanh", "lecun_normal")):
+        s = config.load(text=f"name: bn\nseed: 0\ntrials: 1\nwidth: {n}\ndepth: {depth}\nbatch: {batch}\nseries:\n"
+                             f"  - {{label: bn, activation: {act}, init: {init}, norm: batch}}\n").series[0]
+        walk, tau, fn = blocks.walk(s, grads=False), s.weight_var, s.make_activation().fn
+        theory = np.array([tau * (walk[k].second - walk[k].cross) for k in range(depth)])
+        rng, S = np.random.default_rng(2017), np.empty((trials, depth))
+        for t in range(trials):
+            x = rng.standard_normal((batch, n))
+            for k in range(depth):
+                h = x @ (rng.standard_normal((n, n)) * np.sqrt(tau / n))
+                S[t, k] = h.var(axis=0, ddof=1).mean()
+                x = fn((h - h.mean(axis=0)) / np.sqrt(h.var(axis=0) + NORM_EPS))
+        bias = n * (S.mean(axis=0) / theory - 1)
+        se = n * S.std(axis=0, ddof=1) / np.sqrt(trials) / theory
+        cells[act] = [f"{bias[k]:.2f} ± {se[k]:.2f}" for k in (1, 5)]
+    return (f"n (E S / S - 1) is {cells['relu'][0]} at layer 2, rising to {cells['relu'][1]} at layer 6 for ReLU "
+            f"(tanh: {cells['tanh'][0]}, {cells['tanh'][1]}), {trials} numpy networks at n = B = {n}")
