@@ -59,8 +59,8 @@ def finite_width_tanh_low() -> str:
 @numbers("finite-width-silu-late", "docs/finite-width.md", slow=True)
 def finite_width_silu_late() -> str:
     import numpy as np
-
     from quoted_runs import finite_width_run
+
     from snn_lab import config, examples
     from snn_lab.theory import meanfield
 
