@@ -21,6 +21,7 @@ import json
 import re
 import sys
 
+import quoted_prose  # noqa: F401  (registers the blocks inside the prose of finite-width, normalization, results)
 import quoted_runs  # noqa: F401  (registers the blocks of seeded runs and the costly ones)
 import quoted_samples  # noqa: F401  (registers the per-sample blocks of normalization.md)
 from quoted_base import (
