@@ -90,6 +90,11 @@ class Activation:
         """E[phi(u1) phi(u2)] for centred Gaussians of variance q and correlation c."""
         if self.pair_form is not None and q > 0:
             return self.pair_form(float(q), float(c))
+        if all(k == 0.0 for k in self.kinks) and 1e-6 <= q <= 1e3 and -0.6 <= c <= 0.9999:
+            # The polar rule, where it was checked against the nested one (within 3e-15 of
+            # E[phi^2], gaussian.py) and the closed forms: 7 to 11 times fewer nodes.
+            u1, u2, w = gaussian.polar_pair_nodes(float(q), float(c))
+            return float(np.sum(w * self.fn(u1) * self.fn(u2)))
         return gaussian.pair_expect(self.fn, self.kinks, q, c)
 
     @property
