@@ -152,7 +152,7 @@ def batch_nodes(means: np.ndarray, std: float, kinks: Sequence[float] = ()) -> t
     return x, w
 
 
-# ---- a lean pair rule in polar coordinates, for the phase grid (theory/phase_grid.py) ---------
+# ---- a lean pair rule in polar coordinates: the phase grid (theory/phase_grid.py), pair_moment --
 #
 # (u1, u2) = sqrt(q) r (cos t, cos(t - phi)), cos phi = c, with r e^(-r^2/2) dr dt / (2 pi).
 # A function that bends only at 0 bends along the four rays where u1 or u2 is 0, whatever c:
