@@ -30,13 +30,13 @@ from snn_lab.simulate import backends, blas, engine, streams  # noqa: E402
 HERE = Path(__file__).resolve().parent
 clock = time.thread_time
 PARTS = {"products": "matmul", "normals": "normals", "activation + sums": "activate", "sums": "sums",
-         "streams": "block_streams", "finish": "finish"}
+         "streams": "jobs", "finish": "finish"}
 
 
 def timed_parts(run, backend) -> dict[str, float]:
     """Thread CPU seconds of each part during run(), by wrapping it where the engine calls it."""
     spent = dict.fromkeys(PARTS, 0.0)
-    places = {"products": (np, "matmul"), "streams": (streams, "block_streams"), "finish": (engine, "finish"),
+    places = {"products": (np, "matmul"), "streams": (streams, "jobs"), "finish": (engine, "finish"),
               **{part: (backend, name) for part, name in PARTS.items() if hasattr(backend, name)
                  and part not in ("products", "streams", "finish")}}
     saved = {part: getattr(obj, name) for part, (obj, name) in places.items()}

@@ -32,9 +32,24 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(backends, "PAIRS", 50)
 
 
+def state_of(gen) -> np.ndarray:
+    """A numpy bit generator's SFC64 state as a row of the backends' state arrays."""
+    if isinstance(gen, np.random.SFC64):
+        return np.array([gen.state["state"]["state"]], np.uint64)
+    return gen
+
+
 def normals(backend: str, stream, out: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    backends.get(backend).normals([stream], out, scale)
+    """N(0, scale^2) into out from one stream (numpy's SFC64 or a state row), by the backend."""
+    backends.get(backend).normals(state_of(stream), out, scale)
     return out
+
+
+def raw(states: np.ndarray, count: int) -> np.ndarray:
+    """The next `count` raw words of the stream at states[0] (numpy's own SFC64)."""
+    gen = np.random.SFC64(0)
+    gen.state = {"bit_generator": "SFC64", "state": {"state": states[0]}, "has_uint32": 0, "uinteger": 0}
+    return gen.random_raw(count)
 
 
 def series_of(yaml_text: str):
@@ -45,27 +60,72 @@ def series_of(yaml_text: str):
 # ---- random numbers ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("seed", [0, 7, 2**32 - 1, 2**32, 2**100 + 3, 2**130 + 1])
-def test_block_stream_is_the_layer_stream_spawned(seed):
+def test_key_stream_is_the_layer_stream_spawned(seed):
     """Block b's stream is child b of the layer's SeedSequence: the spawn_key, extended; the
-    batched construction (block_streams) gives numpy's own SFC64 for every key and seed size."""
+    batched construction (key_states) gives numpy's own SFC64 for every key and seed size."""
     child = streams.seed_sequence(seed, "SELU", 3, 5).spawn(4)[2]
-    direct = streams.block_streams(seed, "SELU", [(3, 5, 2)])[0]
-    assert np.array_equal(np.random.SFC64(child).random_raw(8), direct.random_raw(8))
+    direct = streams.key_states(seed, "SELU", [(3, 5, 2)])
+    assert np.array_equal(np.random.SFC64(child).random_raw(8), raw(direct, 8))
     keys = [(0, 0, 0), (31, 64, 1), (2**31, 7, 2**32 - 1)]
-    for key, got in zip(keys, streams.block_streams(seed, "SELU", keys), strict=True):
+    got = streams.key_states(seed, "SELU", keys)
+    for i, key in enumerate(keys):
         numpy_own = np.random.SFC64(np.random.SeedSequence(seed, spawn_key=(streams._key("SELU"), *key)))
-        assert np.array_equal(got.random_raw(8), numpy_own.random_raw(8))
-    one, two = streams.block_streams(7, "SELU", [(3, 5, 1), (3, 5, 2)])
-    assert not np.array_equal(one.random_raw(8), two.random_raw(8))
+        assert np.array_equal(got[i], numpy_own.state["state"]["state"])  # numpy's own seeding, to the bit
+        assert np.array_equal(raw(got[i:i + 1], 8), numpy_own.random_raw(8))
+    one, two = streams.key_states(7, "SELU", [(3, 5, 1), (3, 5, 2)])
+    assert not np.array_equal(raw(one[None], 8), raw(two[None], 8))
 
 
-def test_block_streams_take_numpy_integer_seeds_and_refuse_what_seed_sequence_refuses():
-    numpy_seed = streams.block_streams(np.int64(9), "A", [(0, 1, 0)])[0]
-    assert np.array_equal(numpy_seed.random_raw(4), streams.block_streams(9, "A", [(0, 1, 0)])[0].random_raw(4))
-    with pytest.raises(ValueError, match="non-negative"):
-        streams.block_streams(-1, "A", [(0, 1, 0)])
-    with pytest.raises(TypeError):
-        streams.block_streams(1.5, "A", [(0, 1, 0)])
+class _Words(np.random.bit_generator.ISeedSequence):
+    """A seed sequence that hands out given words: numpy's SFC64 seeds itself from them."""
+
+    def __init__(self, words):
+        self.words = np.asarray(words, np.uint64)
+
+    def generate_state(self, n_words, dtype=np.uint32):
+        assert n_words == 3 and dtype == np.uint64
+        return self.words.copy()
+
+
+def test_sfc64_states_seed_as_numpy_does():
+    """sfc64_states from any 3 words is numpy's SFC64 seeded with those words (its 12 discarded
+    outputs included), on words that wrap every addition."""
+    words = np.array([[0, 0, 0], [1, 2, 3], [2**64 - 1, 2**64 - 1, 2**64 - 1], [2**63, 12345, 2**64 - 7]],
+                     np.uint64)
+    got = streams.sfc64_states(words)
+    for row, w in zip(got, words, strict=True):
+        assert np.array_equal(row, np.random.SFC64(_Words(w)).state["state"]["state"])
+
+
+@pytest.mark.parametrize("seed", [0, 2**100 + 3])
+def test_weight_streams_are_rows_of_one_seed_sequence_per_64(seed):
+    """Weight stream i of a trial: row i % 64 of the SeedSequence (crc32(label), trial, WEIGHTS,
+    i // 64)'s words as SFC64 seeds, whichever first and count ask for it; trials, labels and
+    seeds give other streams."""
+    def direct(label, trial, i):
+        seq = np.random.SeedSequence(seed, spawn_key=(streams._key(label), trial, streams.WEIGHTS, i // 64))
+        return np.random.SFC64(_Words(seq.generate_state(192, np.uint64)[3 * (i % 64):3 * (i % 64) + 3]))
+
+    span = streams.weight_states(seed, "SELU", 2, 60, 10)  # across two SeedSequences
+    for j, i in enumerate(range(60, 70)):
+        assert np.array_equal(span[j], direct("SELU", 2, i).state["state"]["state"])
+        assert np.array_equal(streams.weight_states(seed, "SELU", 2, i, 1)[0], span[j])
+    span[0] = 0  # a fresh array: the cache is not written through
+    assert np.array_equal(streams.weight_states(seed, "SELU", 2, 60, 1)[0], direct("SELU", 2, 60).state["state"]["state"])
+    others = [streams.weight_states(seed, "SELU", 3, 60, 1), streams.weight_states(seed, "ReLU", 2, 60, 1),
+              streams.weight_states(seed + 1, "SELU", 2, 60, 1), streams.key_states(seed, "SELU", [(2, 61, 0)])]
+    for other in others:
+        assert not np.array_equal(other[0, :3], streams.weight_states(seed, "SELU", 2, 60, 1)[0, :3])
+
+
+def test_streams_take_numpy_integer_seeds_and_refuse_what_seed_sequence_refuses():
+    for states in (streams.key_states, lambda seed, label, keys: streams.weight_states(seed, label, 0, 1, 2)):
+        numpy_seed = states(np.int64(9), "A", [(0, 1, 0)])
+        assert np.array_equal(numpy_seed, states(9, "A", [(0, 1, 0)]))
+        with pytest.raises(ValueError, match="non-negative"):
+            states(-1, "A", [(0, 1, 0)])
+        with pytest.raises(TypeError):
+            states(1.5, "A", [(0, 1, 0)])
 
 
 LONG = np.longdouble  # 64-bit mantissa on x86: a reference more precise than float64
@@ -164,9 +224,10 @@ def test_layer_weights_are_row_blocks_each_from_its_own_stream(backend, small_bl
     rows = streams.block_rows(37)
     assert rows == 96 // 37
     sd = math.sqrt(1 / 37)
+    blocks = -(-37 // rows)
     for b, start in enumerate(range(0, 37, rows)):
         block = w[start:start + rows]
-        z = normals(backend, streams.block_streams(seed, "A", [(1, 2, b)])[0], np.empty(block.shape))
+        z = normals(backend, streams.weight_states(seed, "A", 1, (2 - 1) * blocks + b, 1), np.empty(block.shape))
         np.testing.assert_allclose(block, z * sd, rtol=1e-15, atol=0)
 
 
@@ -201,7 +262,7 @@ def test_input_values_are_row_blocks_of_normals(dtype, backend, small_blocks):
     rows = streams.block_rows(21)
     for b, start in enumerate(range(0, 30, rows)):
         block = x[start:start + rows]
-        z = normals(backend, streams.block_streams(seed, "A", [(1, 0, b)])[0], np.empty(block.shape, dtype), 2.0)
+        z = normals(backend, streams.key_states(seed, "A", [(1, 0, b)]), np.empty(block.shape, dtype), 2.0)
         np.testing.assert_allclose(block, z + np.dtype(dtype).type(0.5), rtol=0, atol=0)
 
 

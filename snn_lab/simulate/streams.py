@@ -1,12 +1,13 @@
 """Random streams: every draw keyed by (seed, series label, trial, layer, block).
 
 A layer's weights and a trial's input come in fixed row blocks, each from its own SFC64
-stream (numpy's, seeded by numpy's SeedSequence), so any thread may draw any block and the
-backward pass can draw a layer's weights again; the normals themselves come from the backend.
-"""
+stream (numpy's generator, seeded from numpy's SeedSequence; the engine passes their states
+as rows of 4 words), so any thread may draw any block and the backward pass can draw a
+layer's weights again; the normals themselves come from the backend."""
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 
@@ -43,55 +44,97 @@ def block_rows(width: int) -> int:
     return max(1, RANDOM_BLOCK // width)
 
 
-def block_streams(seed: int, label: str, keys) -> list[np.random.SFC64]:
-    """The stream of each (trial, layer, block) key: the layer's spawn_key extended by the block
-    index, i.e. seed_sequence(seed, label, trial, layer).spawn(n)[block] for any n > block.
-    SFC64 makes raw words fast, and raw words are what Box-Muller eats. (numpy's SeedSequence
-    costs ~15 us a stream; redoing its hash here halves that, but re-derives numpy's seeding,
-    which this module gave up on purpose.)"""
-    return [np.random.SFC64(np.random.SeedSequence(seed, spawn_key=(_key(label), *key))) for key in keys]
+def sfc64_states(words: np.ndarray) -> np.ndarray:
+    """SFC64 states (a, b, c, counter), one row per row of 3 seed words, as numpy's SFC64 seeds
+    itself from a SeedSequence's generate_state(3): counter 1, then 12 outputs discarded."""
+    a, b, c = (np.array(words[:, i], np.uint64) for i in range(3))
+    w = np.ones_like(a)
+    for _ in range(12):
+        tmp = a + b + w
+        w += np.uint64(1)
+        a = b ^ (b >> np.uint64(11))
+        b = c + (c << np.uint64(3))
+        c = ((c << np.uint64(24)) | (c >> np.uint64(40))) + tmp
+    return np.stack([a, b, c, w], axis=1)
 
 
-def jobs(series: Series, seed: int, trials: list[int], layer: int, out: np.ndarray):
-    """(g, streams, part of out) that fill out (trials, rows, width) from layer `layer`'s row
-    blocks: one job for the whole group (g None) when a block holds a trial's rows (one backend
-    call), else one per block of trial g."""
+def key_states(seed: int, label: str, keys) -> np.ndarray:
+    """The SFC64 state of each (trial, layer, block) key's stream (a trial's input, the top
+    signal): numpy's SFC64 seeded by SeedSequence(seed, spawn_key=(crc32(label), *key)), i.e.
+    seed_sequence(seed, label, trial, layer).spawn(n)[block] for any n > block."""
+    words = [np.random.SeedSequence(seed, spawn_key=(_key(label), *key)).generate_state(3, np.uint64)
+             for key in keys]
+    return sfc64_states(np.array(words, np.uint64).reshape(-1, 3))
+
+
+WEIGHTS, KEY_STATES = 0xFFFFFFFF, 64  # the weights' spawn-key slot (beyond any layer); streams per key
+
+
+@functools.lru_cache(maxsize=1024)  # a thread's stacked trials come back every layer
+def _weight_table(seed: int, label: str, trial: int, part: int) -> np.ndarray:
+    """Weight streams 64 part .. of one trial (read-only), from one SeedSequence rather than one
+    a stream: its set-up (~15 us) was the small networks' largest cost after the products."""
+    seq = np.random.SeedSequence(seed, spawn_key=(_key(label), trial, WEIGHTS, part))
+    table = sfc64_states(seq.generate_state(3 * KEY_STATES, np.uint64).reshape(KEY_STATES, 3))
+    table.flags.writeable = False
+    return table
+
+
+def weight_states(seed: int, label: str, trial: int, first: int, count: int) -> np.ndarray:
+    """A trial's weight streams first .. first + count - 1 (a fresh array): stream i is row i % 64 of
+    _weight_table(i // 64); layer l's row block b is stream (l - 1) blocks + b."""
+    parts = range(first // KEY_STATES, (first + count - 1) // KEY_STATES + 1)
+    table = np.concatenate([_weight_table(seed, label, trial, p) for p in parts])
+    start = first - parts[0] * KEY_STATES
+    return table[start:start + count].copy()
+
+
+def jobs(series: Series, seed: int, trials: list[int], layer: int, out: np.ndarray, weights: bool = False):
+    """(g, states, part of out) that fill out (trials, rows, width) from layer `layer`'s row
+    blocks (its weights' streams if `weights`, else key_states'): one job for the whole group (g
+    None) when a block holds a trial's rows (one backend call), else one per block of trial g."""
     rows = block_rows(series.width)
-    if rows >= out.shape[1]:
-        return [(None, block_streams(seed, series.label, [(t, layer, 0) for t in trials]), out)]
-    keys = [(g, t, b) for g, t in enumerate(trials) for b in range(0, out.shape[1], rows)]
-    found = block_streams(seed, series.label, [(t, layer, b // rows) for _, t, b in keys])
-    return [(g, [stream], out[g, b:b + rows]) for (g, _, b), stream in zip(keys, found)]
+    blocks = -(-out.shape[1] // rows)
+    if weights:
+        states = np.concatenate([weight_states(seed, series.label, t, (layer - 1) * blocks, blocks)
+                                 for t in trials])
+    else:
+        states = key_states(seed, series.label, [(t, layer, b) for t in trials for b in range(blocks)])
+    if blocks == 1:
+        return [(None, states, out)]
+    return [(g, states[g * blocks + b:g * blocks + b + 1], out[g, b * rows:(b + 1) * rows])
+            for g in range(len(trials)) for b in range(blocks)]
 
 
-def fill_weights(series: Series, backend, streams: list[np.random.SFC64], out: np.ndarray) -> None:
-    """Fill out's equal slices, slice i from streams[i], with weights of the series' init (the
-    full layer's scale, whatever the number of rows)."""
+def fill_weights(series: Series, backend, states: np.ndarray, out: np.ndarray) -> None:
+    """Fill out's equal slices, slice i from the SFC64 state states[i] (advanced), with weights
+    of the series' init (the full layer's scale, whatever the number of rows)."""
     init = series.initializer
     s = series.gain * init.scale(series.width, series.width)
     if init.kind == "uniform":
-        per = out.size // len(streams)
-        for i, stream in enumerate(streams):
+        per = out.size // len(states)
+        for i, state in enumerate(states):
             flat = out.reshape(-1)[i * per:(i + 1) * per]
-            np.random.Generator(stream).random(out=flat, dtype=flat.dtype)
+            with backends.sfc64(state) as stream:
+                np.random.Generator(stream).random(out=flat, dtype=flat.dtype)
             flat *= flat.dtype.type(2.0 * s)
             flat -= flat.dtype.type(s)
     elif init.kind == "truncated":
-        backend.normals(streams, out, 1.0)
-        per = out.size // len(streams)
-        for i, stream in enumerate(streams):  # rejection: redraw from the same stream
+        backend.normals(states, out, 1.0)
+        per = out.size // len(states)
+        for i in range(len(states)):  # rejection: redraw from the same stream
             flat = out.reshape(-1)[i * per:(i + 1) * per]
             bad = np.flatnonzero(np.abs(flat) >= TRUNCATION)
             while bad.size:
                 fresh = np.empty(bad.size, flat.dtype)
-                backend.normals([stream], fresh, 1.0)
+                backend.normals(states[i:i + 1], fresh, 1.0)
                 flat[bad] = fresh
                 bad = bad[np.abs(flat[bad]) >= TRUNCATION]
         out *= out.dtype.type(s)
     elif init.kind == "orthogonal":  # N(0, 1) now; finish_weights orthogonalizes the whole layer
-        backend.normals(streams, out, 1.0)
+        backend.normals(states, out, 1.0)
     else:
-        backend.normals(streams, out, s)
+        backend.normals(states, out, s)
 
 
 def finish_weights(series: Series, w: np.ndarray) -> None:
@@ -112,7 +155,7 @@ def normalize_weights(series: Series, w: np.ndarray) -> None:
 
 def weight_tasks(series: Series, backend, seed: int, trials: list[int], layer: int, out: np.ndarray):
     """Tasks that each fill part of out (trials, width, width) with layer `layer`'s weights."""
-    return [lambda s=s, o=o: fill_weights(series, backend, s, o) for _, s, o in jobs(series, seed, trials, layer, out)]
+    return [lambda s=s, o=o: fill_weights(series, backend, s, o) for _, s, o in jobs(series, seed, trials, layer, out, weights=True)]
 
 
 def layer_weights(series: Series, seed: int, trial: int, layer: int, out: np.ndarray | None = None,
@@ -141,8 +184,8 @@ def input_tasks(series: Series, backend, seed: int, trials: list[int], out: np.n
     # Otherwise as before, so every other input keeps its bits.
     after = sd if 90.0 * sd * sd > float(np.finfo(out.dtype).max) else None
 
-    def task(g, streams, part) -> None:
-        backend.normals(streams, part, 1.0 if after else sd)
+    def task(g, states, part) -> None:
+        backend.normals(states, part, 1.0 if after else sd)
         if after:
             part *= out.dtype.type(after)
         for block, add in zip(part, shift) if g is None else [(part, shift[g])]:

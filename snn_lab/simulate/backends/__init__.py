@@ -1,6 +1,6 @@
 """Backends: the few loops of the engine that need speed, behind one small interface.
 
-A backend draws normals from keyed SFC64 streams (Box-Muller on the streams' raw words, in one
+A backend draws normals from keyed SFC64 streams (their states: rows of 4 uint64 words) (Box-Muller on the streams' raw words, in one
 documented layout) and applies an activation in place with the float64 sums of its input and
 output. `numpy` is always there; `compiled` (the optional C extension `_kernels`) is used
 automatically when it was built. Both draw the same numbers from the same streams, to within
@@ -10,7 +10,9 @@ $SNN_LAB_BACKEND: auto (the default), numpy or compiled.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from typing import Protocol
 
 import numpy as np
@@ -27,8 +29,9 @@ class Backend(Protocol):
 
     name: str
 
-    def normals(self, streams: list[np.random.SFC64], out: np.ndarray, scale: float) -> None:
-        """Fill out's len(streams) equal slices with N(0, scale^2), slice i from streams[i] (advanced)."""
+    def normals(self, states: np.ndarray, out: np.ndarray, scale: float) -> None:
+        """Fill out's len(states) equal slices with N(0, scale^2), slice i from the SFC64 state
+        states[i] (a, b, c, counter; advanced in place)."""
 
     def activate(self, act, h: np.ndarray, x: np.ndarray, block: int, sums: np.ndarray) -> None:
         """x = act(h) for (trials, entries) arrays cut into blocks of `block` entries per trial;
@@ -42,6 +45,20 @@ class Backend(Protocol):
 
     def act_grad(self, act, p, y, g, out: np.ndarray, tmp: np.ndarray) -> np.ndarray:
         """out = act's phi'(p) g from y = phi(p) (training's backward; tmp: scratch); returns it."""
+
+
+_bit_generators = threading.local()  # one numpy SFC64 per thread, its state set per use
+
+
+@contextlib.contextmanager
+def sfc64(state: np.ndarray):
+    """numpy's SFC64 at `state` (a row of 4 uint64 words), written back to it when done."""
+    gen = _bit_generators.sfc64 = getattr(_bit_generators, "sfc64", None) or np.random.SFC64(0)
+    gen.state = {"bit_generator": "SFC64", "state": {"state": state}, "has_uint32": 0, "uinteger": 0}
+    try:
+        yield gen
+    finally:
+        state[:] = gen.state["state"]["state"]
 
 
 class BackendError(SnnLabError, ValueError):

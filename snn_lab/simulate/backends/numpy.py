@@ -140,18 +140,15 @@ class NumpyBackend:
 
     name = "numpy"
 
-    def normals(self, streams, out, scale):
-        per = out.size // len(streams)
-        rows = out.reshape(len(streams), per)
-        factor = -2.0 * scale * scale
-        if per <= 2 * backends.PAIRS:  # one step a stream: every stream's step at once
-            words = np.stack([s.random_raw(words_for(per, out.dtype)) for s in streams])
-            box_muller(words, rows, factor)
-            return
-        for stream, row in zip(streams, rows):
-            for start in range(0, per, 2 * backends.PAIRS):
-                step = row[None, start:start + 2 * backends.PAIRS]
-                box_muller(stream.random_raw(words_for(step.size, out.dtype))[None], step, factor)
+    def normals(self, states, out, scale):
+        rows, step = out.reshape(len(states), -1), 2 * backends.PAIRS
+        for start in range(0, rows.shape[1], step):  # a step of every stream at once (small trials: one)
+            part = rows[:, start:start + step]
+            words = np.empty((len(states), words_for(part.shape[1], out.dtype)), np.uint64)
+            for state, w in zip(states, words):
+                with backends.sfc64(state) as stream:
+                    w[:] = stream.random_raw(w.size)
+            box_muller(words, part, -2.0 * scale * scale)
 
     def activate(self, act, h, x, block, out):
         activate_blocks(act, h, x, block, out, sums, _fn(act, h.dtype))
