@@ -295,8 +295,8 @@ def check_k() -> str:
 
 
 @numbers("check-width-bias", "docs/check.md", kind="costly",
-         form=r"at layer 20, ReLU \(He\)'s mean sits\n(-?[\d.]+ ± [\d.]+% below the theory at width 64, |-?[\d.]+ ± [\d.]+% at \d+(, |; ))"
-              r"{3}tanh's variance\n([+-][\d.]+ ± [\d.]+%(, |; )){3}SELU's ([+-][\d.]+ ± [\d.]+%(, |)){3}")
+         form=r"at layer 20, relative to the theory, ReLU \(He\)'s mean is\n([+-][\d.]+ ± [\d.]+% at (width )?\d+(, |; )){3}"
+              r"tanh's variance\n([+-][\d.]+ ± [\d.]+%(, |; )){3}SELU's ([+-][\d.]+ ± [\d.]+%(, |)){3}")
 def check_width_bias() -> str:
     """The ci example with 48 trials at widths 64, 128, 256: the last layer's distance from the
     mean-field value, relative, with its standard error."""
@@ -310,10 +310,10 @@ def check_width_bias() -> str:
             theory = at(row, f"theory_{stat}", 20)
             cells.setdefault((label, stat), []).append((100 * (at(row, stat, 20) - theory) / theory,
                                                         100 * at(row, f"{stat}_sd", 20) / 48 ** 0.5 / abs(theory)))
-    relu = [f"{-d:.2g} ± {se:.1g}%" for d, se in cells["ReLU (He)", "mean"]]
-    tanh, selu = ([f"{d:+.2g} ± {se:.1g}%" for d, se in cells[k]] for k in (("tanh", "var"), ("SELU", "var")))
-    return (f"at layer 20, ReLU (He)'s mean sits\n{relu[0]} below the theory at width 64, {relu[1]} at 128, {relu[2]} at "
-            f"256; tanh's variance\n{tanh[0]}, {tanh[1]}, {tanh[2]}; SELU's {selu[0]}, {selu[1]}, {selu[2]}")
+    relu, tanh, selu = ([f"{d:+.2g} ± {se:.1g}%" for d, se in cells[k]]
+                        for k in (("ReLU (He)", "mean"), ("tanh", "var"), ("SELU", "var")))
+    return (f"at layer 20, relative to the theory, ReLU (He)'s mean is\n{relu[0]} at width 64, {relu[1]} at 128, "
+            f"{relu[2]} at 256; tanh's variance\n{tanh[0]}, {tanh[1]}, {tanh[2]}; SELU's {selu[0]}, {selu[1]}, {selu[2]}")
 
 
 CI_SERIES = ("SELU", "ReLU (He)", "tanh")
@@ -427,14 +427,17 @@ def _var_se(j: dict, label: str, layer: int) -> tuple[float, float, float]:
 
 
 @numbers("isometry-selu-mean", "docs/isometry.md", kind="costly",
-         form=r"theory \d+ at layer 128; measured \d+ from 4 \(trial, input\) pairs, \d+ from 16")
+         form=r"theory \d+ at layer 128; measured \d+ ± [\d.e+]+ from 4 \(trial, input\) pairs, \d+ ± [\d.e+]+ from 16")
 def isometry_selu_mean() -> str:
     import numpy as np
 
     (four, _, _), (sixteen, _, _) = isometry_run(()), isometry_run(("trials=8",))
-    mean = [float(np.mean(j["mean"][_pick(j, "SELU", 128)])) for j in (four, sixteen)]
-    return (f"theory {four['theory_mean'][_pick(four, 'SELU', 128)][0]:.0f} at layer 128; measured {mean[0]:.0f} "
-            f"from 4 (trial, input) pairs, {mean[1]:.0f} from 16")
+    cells = []
+    for j in (four, sixteen):
+        means = j["mean"][_pick(j, "SELU", 128)]  # one per (trial, input) pair
+        cells.append(f"{np.mean(means):.0f} ± {np.std(means, ddof=1) / len(means) ** 0.5:.2g}")
+    return (f"theory {four['theory_mean'][_pick(four, 'SELU', 128)][0]:.0f} at layer 128; measured {cells[0]} "
+            f"from 4 (trial, input) pairs, {cells[1]} from 16")
 
 
 @numbers("isometry-variance-fit", "docs/isometry.md", kind="costly",

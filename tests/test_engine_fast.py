@@ -436,7 +436,7 @@ def test_small_network_groups_equal_each_trial_alone(text, threads, backend, mon
     into groups (7 trials: groups of 4, 8 or 12 split over the threads)."""
     monkeypatch.setenv("SNN_LAB_THREADS", threads)
     s, seed = series_of(text)
-    assert engine._small(s)
+    assert engine.trials_stacked(s) == engine.GROUP_PER_THREAD
     run = engine.run_series(s, seed, 7, backend=backend)
     stats, samples = trial_by_trial(s, seed, 7, backend)
     assert np.array_equal(run.stats, stats, equal_nan=True)
@@ -457,7 +457,7 @@ def test_larger_trials_side_by_side_equal_each_trial_alone(text, threads, backen
     monkeypatch.setattr(engine, "PRODUCT_BLOCK", 64 * 256)
     monkeypatch.setattr(engine, "STATS_BLOCK", 64 * 64)
     s, seed = series_of(text)
-    assert not engine._small(s) and engine.trials_stacked(s) == 1
+    assert engine.trials_stacked(s) == 1
     run = engine.run_series(s, seed, 5, measure=("dead", "correlation"), backend=backend)
     stats, samples = trial_by_trial(s, seed, 5, backend, ("dead", "correlation"))
     assert np.array_equal(run.stats, stats, equal_nan=True)

@@ -308,21 +308,16 @@ def top_signal(series: Series, seed: int, trial: int, backend=None, threads: int
     return top
 
 
-def _small(series: Series, measure: tuple[str, ...] = ()) -> bool:
-    """Layers too small to split and no backward pass: groups of trials side by side."""
-    n = series.width
-    return "gradients" not in measure and series.batch * n + n * n < SERIAL_BELOW
-
-
 def trials_stacked(series: Series, measure: tuple[str, ...] = ()) -> int:
     """Trials a thread runs stacked, side by side with the other threads' (0: one trial at a
     time, its chunks shared out). Side by side needs no barrier per layer and no repacking of
     W per chunk, so it wins wherever there are trials enough and their buffers are modest."""
-    if _small(series, measure):
+    entries = series.batch * series.width + series.width ** 2
+    if "gradients" in measure:  # the backward pass keeps one trial's forward pass
+        return 0
+    if entries < SERIAL_BELOW:  # layers too small to split: a group of trials per thread
         return GROUP_PER_THREAD
-    n, item = series.width, np.dtype(series.dtype).itemsize
-    per_trial = 2 * (series.batch * n + n * n) * item
-    return 1 if "gradients" not in measure and per_trial <= SIDE_BY_SIDE_BYTES else 0
+    return 1 if 2 * entries * np.dtype(series.dtype).itemsize <= SIDE_BY_SIDE_BYTES else 0
 
 
 def run_series(series: Series, seed: int, trials: int, progress: Progress | None = None,

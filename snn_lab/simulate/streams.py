@@ -26,11 +26,8 @@ def _key(label: str) -> int:
 
 
 def seed_sequence(seed: int, label: str, trial: int, layer: int) -> np.random.SeedSequence:
-    """The stream of one (series, trial, layer): keyed by label, so series are independent.
-
-    Keying on the label rather than the position means that adding, removing or reordering
-    series, or changing the trial count, leaves every other series' numbers unchanged.
-    """
+    """The stream of one (series, trial, layer): keyed by label, not position, so adding, removing or
+    reordering series, or changing the trial count, leaves every other series' numbers unchanged."""
     return np.random.SeedSequence(seed, spawn_key=(_key(label), trial, layer))
 
 

@@ -52,13 +52,11 @@ _bit_generators = threading.local()  # one numpy SFC64 per thread, its state set
 
 @contextlib.contextmanager
 def sfc64(state: np.ndarray):
-    """numpy's SFC64 at `state` (a row of 4 uint64 words), written back to it when done."""
+    """numpy's SFC64 at `state` (a row of 4 uint64 words), written back to it when done (not on an error)."""
     gen = _bit_generators.sfc64 = getattr(_bit_generators, "sfc64", None) or np.random.SFC64(0)
     gen.state = {"bit_generator": "SFC64", "state": {"state": state}, "has_uint32": 0, "uinteger": 0}
-    try:
-        yield gen
-    finally:
-        state[:] = gen.state["state"]["state"]
+    yield gen
+    state[:] = gen.state["state"]["state"]
 
 
 class BackendError(SnnLabError, ValueError):
