@@ -118,6 +118,22 @@ def test_weight_streams_are_rows_of_one_seed_sequence_per_64(seed):
         assert not np.array_equal(other[0, :3], streams.weight_states(seed, "SELU", 2, 60, 1)[0, :3])
 
 
+def test_normals_advance_each_state_by_the_raw_words_they_took(backend):
+    """After normals, each state row is where numpy's own SFC64 is after the step's raw words
+    (words_for): a stream drawn again (the truncated init's redraws) goes on, never repeats."""
+    from snn_lab.simulate.backends.numpy import words_for
+
+    states = streams.key_states(3, "A", [(0, 0, 0), (0, 0, 1)])
+    for dtype, per in ((np.float32, 100), (np.float64, 101), (np.float64, 1)):
+        start = states.copy()
+        backends.get(backend).normals(states, np.empty(2 * per, dtype), 1.0)
+        for row, first in zip(states, start, strict=True):
+            gen = np.random.SFC64(0)
+            gen.state = {"bit_generator": "SFC64", "state": {"state": first}, "has_uint32": 0, "uinteger": 0}
+            gen.random_raw(words_for(per, np.dtype(dtype)))
+            assert np.array_equal(row, gen.state["state"]["state"])
+
+
 def test_streams_take_numpy_integer_seeds_and_refuse_what_seed_sequence_refuses():
     for states in (streams.key_states, lambda seed, label, keys: streams.weight_states(seed, label, 0, 1, 2)):
         numpy_seed = states(np.int64(9), "A", [(0, 1, 0)])
