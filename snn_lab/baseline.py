@@ -17,7 +17,7 @@ from snn_lab.statistics import SUMMARY_STATS
 BASELINE_FORMAT, BASELINE_VERSION = "snn-lab baseline", 1
 BASELINE_COLUMNS = ("layer", "trials", *SUMMARY_STATS)
 # backend: exact mode refuses to compare bits across backends (see compare).
-PROVENANCE = ("snn_lab", "numpy", "python", "platform", "git_commit", "finished_utc", "backend")
+PROVENANCE = ("snn_lab", "numpy", "python", "platform", "git_commit", "finished_utc", "backend", "streams")
 
 
 class BaselineError(BaselineProblem):

@@ -305,7 +305,8 @@ def compare(base: Snapshot, cur: Snapshot, mode: str = "statistical", sigmas: fl
     statistical: each per-layer statistic (mean across trials) against the baseline's, within
     k standard errors of the difference, k from Welch's t so that all values together
     false-alarm with probability <= false_alarm; exact: every summary column within rtol/atol,
-    WrongMode if both sides record their backend (meta "backend") and the two differ.
+    WrongMode if both sides record their backend (meta "backend") and the two differ, or if they
+    drew their weights from different random streams (meta "streams"; a side without it, 1).
     """
     if mode not in ("statistical", "exact"):
         raise ValueError(f"mode must be 'statistical' or 'exact', not {mode!r}")
@@ -314,6 +315,12 @@ def compare(base: Snapshot, cur: Snapshot, mode: str = "statistical", sigmas: fl
         raise WrongMode(f"the baseline and the results come from different backends "
                         f"({backends[0]} vs {backends[1]}); exact mode compares bits, which differ "
                         "between backends in the last digits: use --mode statistical (or --mode theory)")
+    schemes = base.meta.get("streams", 1), cur.meta.get("streams", 1)  # folders before the key: scheme 1
+    if mode == "exact" and schemes[0] != schemes[1]:
+        raise WrongMode(f"the baseline and the results draw their weights from different random streams "
+                        f"({schemes[0]} vs {schemes[1]}: meta.json's streams, changed when snn-lab changed how it "
+                        "seeds them); exact mode compares bits: use --mode statistical (or --mode theory), or "
+                        "rewrite the baseline with --update")
     problems = differences(base, cur)
     if not problems and mode == "statistical":
         problems = too_few_trials(base, "baseline") + too_few_trials(cur, "results")

@@ -17,6 +17,7 @@ import yaml
 from snn_lab import theory
 from snn_lab.config import Experiment
 from snn_lab.simulate.engine import SeriesRun
+from snn_lab.simulate.streams import SCHEME
 from snn_lab.simulate.threads import default_threads
 from snn_lab import safefs, spectrum_results, training_results, validate
 from snn_lab.statistics import (MEASURED, PROBES, SETTLED, SUMMARY_STATS, json_number, overflow, settle_layer,
@@ -362,7 +363,7 @@ def environment(backend: str = "numpy") -> dict:
     return {"snn_lab": __version__, "numpy": np.__version__, "python": sys.version.split()[0],
             "platform": platform.platform(), "host": socket.gethostname(), "blas": blas,
             "threads": {"engine": default_threads()}, "backend": backend, "kernels": kernels,
-            "git_commit": commit}
+            "streams": SCHEME, "git_commit": commit}
 
 
 def to_json(results: Results) -> dict:

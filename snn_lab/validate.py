@@ -20,7 +20,7 @@ TEXT_COLUMNS = {"series", "activation", "init", "point"}
 # meta.json keys that readers use, and the JSON types each may hold (None: null).
 META_TYPES = {"complete": (bool,), "results_version": (int,), "overflow": (list,),
               "backend": (str, type(None)), "finished_utc": (str, type(None)), "rows": (dict,),
-              "sha256": (dict,), "finite_width_notes": (dict,), "fixed_points": (dict,)}
+              "sha256": (dict,), "finite_width_notes": (dict,), "fixed_points": (dict,), "streams": (int,)}
 MAX_BYTES = 2**31  # a results file larger than this is not one snn-lab wrote (and would not fit)
 
 

@@ -14,6 +14,7 @@ import pytest
 from conftest import cli_runner
 
 from snn_lab import compare, config, results
+from snn_lab.simulate import streams
 from snn_lab.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -397,3 +398,25 @@ def test_ci_config_passes_other_seeds_and_catches_a_five_percent_gain_change(tmp
                                           {"key": f"{label} gain", "baseline": 1.0, "current": 1.05}]
         caught[label] = (len(data["drifted"]), round(data["drifted"][0]["z"], 1))
     print(f"false alarms: {len(alarms)} of 10; gain 1.05 (drifted values, worst z): {caught}")
+
+
+def test_exact_mode_across_random_streams_is_a_usage_error_not_drift(small, tmp_path):
+    """A folder from before meta.json's `streams` (scheme 1: other weights) against one of this
+    version: exact mode says so and exits 2; statistical mode compares them; a baseline file
+    keeps the scheme under written_by."""
+    assert json.loads((small / "meta.json").read_text("utf-8"))["streams"] == streams.SCHEME == 2
+    old = tmp_path / "old"
+    shutil.copytree(small, old)
+    meta = json.loads((old / "meta.json").read_text("utf-8"))
+    del meta["streams"]
+    (old / "meta.json").write_text(json.dumps(meta, indent=2), "utf-8")
+    done = invoke("check", small, "--baseline", old, "--mode", "exact")
+    assert done.exit_code == 2 and done.stdout == ""
+    assert done.stderr.startswith("error: the baseline and the results draw their weights from different random "
+                                  "streams (1 vs 2: ")
+    assert invoke("check", small, "--baseline", old).exit_code == 0
+    assert invoke("check", small, "--baseline", small, "--mode", "exact").exit_code == 0
+    base = tmp_path / "b.json"
+    assert invoke("check", small, "--baseline", base, "--update").exit_code == 0
+    assert json.loads(base.read_text("utf-8"))["written_by"]["streams"] == 2
+    assert invoke("check", old, "--baseline", base, "--mode", "exact").exit_code == 2

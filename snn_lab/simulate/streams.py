@@ -19,6 +19,7 @@ from snn_lab.simulate import backends
 from snn_lab.simulate.threads import run_tasks, threads_for
 
 RANDOM_BLOCK = 1 << 18  # entries per random block: each has its own stream, any thread draws it
+SCHEME = 2  # meta.json's `streams`: 1 was one SeedSequence per weight stream (weight_states), before 2026-12
 
 
 def _key(label: str) -> int:

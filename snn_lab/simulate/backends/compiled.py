@@ -3,8 +3,6 @@ activations fused with their float64 sums), which release the GIL."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from snn_lab.simulate import backends
 from snn_lab.simulate.backends import _kernels
 from snn_lab.simulate.backends import numpy as numpy_backend
