@@ -111,7 +111,8 @@ def test_weight_streams_are_rows_of_one_seed_sequence_per_64(seed):
         assert np.array_equal(span[j], direct("SELU", 2, i).state["state"]["state"])
         assert np.array_equal(streams.weight_states(seed, "SELU", 2, i, 1)[0], span[j])
     span[0] = 0  # a fresh array: the cache is not written through
-    assert np.array_equal(streams.weight_states(seed, "SELU", 2, 60, 1)[0], direct("SELU", 2, 60).state["state"]["state"])
+    fresh = streams.weight_states(seed, "SELU", 2, 60, 1)[0]
+    assert np.array_equal(fresh, direct("SELU", 2, 60).state["state"]["state"])
     others = [streams.weight_states(seed, "SELU", 3, 60, 1), streams.weight_states(seed, "ReLU", 2, 60, 1),
               streams.weight_states(seed + 1, "SELU", 2, 60, 1), streams.key_states(seed, "SELU", [(2, 61, 0)])]
     for other in others:

@@ -153,7 +153,8 @@ def normalize_weights(series: Series, w: np.ndarray) -> None:
 
 def weight_tasks(series: Series, backend, seed: int, trials: list[int], layer: int, out: np.ndarray):
     """Tasks that each fill part of out (trials, width, width) with layer `layer`'s weights."""
-    return [lambda s=s, o=o: fill_weights(series, backend, s, o) for _, s, o in jobs(series, seed, trials, layer, out, weights=True)]
+    found = jobs(series, seed, trials, layer, out, weights=True)
+    return [lambda s=s, o=o: fill_weights(series, backend, s, o) for _, s, o in found]
 
 
 def layer_weights(series: Series, seed: int, trial: int, layer: int, out: np.ndarray | None = None,

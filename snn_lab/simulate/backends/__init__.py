@@ -1,11 +1,11 @@
 """Backends: the few loops of the engine that need speed, behind one small interface.
 
-A backend draws normals from keyed SFC64 streams (their states: rows of 4 uint64 words) (Box-Muller on the streams' raw words, in one
-documented layout) and applies an activation in place with the float64 sums of its input and
-output. `numpy` is always there; `compiled` (the optional C extension `_kernels`) is used
-automatically when it was built. Both draw the same numbers from the same streams, to within
-rounding (docs/engine.md, "Backends"). Choose one with `snn-lab run --backend` or
-$SNN_LAB_BACKEND: auto (the default), numpy or compiled.
+A backend draws normals from keyed SFC64 streams, handed over as their states (rows of 4 uint64
+words), by Box-Muller on their raw words in one documented layout, and applies an activation in
+place with the float64 sums of its input and output. `numpy` is always there; `compiled` (the
+optional C extension `_kernels`) is used automatically when it was built. Both draw the same
+numbers from the same streams, to within rounding (docs/engine.md, "Backends"). Choose one with
+`snn-lab run --backend` or $SNN_LAB_BACKEND: auto (the default), numpy or compiled.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ _bit_generators = threading.local()  # one numpy SFC64 per thread, its state set
 
 @contextlib.contextmanager
 def sfc64(state: np.ndarray):
-    """numpy's SFC64 at `state` (a row of 4 uint64 words), written back to it when done (not on an error)."""
+    """numpy's SFC64 at `state` (a row of 4 uint64 words), written back to it when done."""
     gen = _bit_generators.sfc64 = getattr(_bit_generators, "sfc64", None) or np.random.SFC64(0)
     gen.state = {"bit_generator": "SFC64", "state": {"state": state}, "has_uint32": 0, "uinteger": 0}
     yield gen
