@@ -177,7 +177,7 @@ _RUNS = iter(range(1 << 62))  # a new results folder per whole run
 
 def whole_fn(case: Case, backend: str, tmp: Path):
     """`snn-lab run -q --backend B --set ... --out DIR` in this process, into a fresh folder."""
-    from snn_lab import cli
+    from snn_lab import cli, interrupts
 
     def run():
         out = tmp / f"{backend}-{case.dtype}-{next(_RUNS)}"
@@ -186,6 +186,8 @@ def whole_fn(case: Case, backend: str, tmp: Path):
             args += ["--set", o]
         with contextlib.redirect_stdout(io.StringIO()):
             cli.main(args, standalone_mode=False)
+        if interrupts.received():  # the run caught Ctrl-C or SIGTERM (exit 130): so does the benchmark
+            raise KeyboardInterrupt
     return run
 
 
