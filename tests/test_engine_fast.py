@@ -45,11 +45,16 @@ def normals(backend: str, stream, out: np.ndarray, scale: float = 1.0) -> np.nda
     return out
 
 
+def numpy_sfc64(state: np.ndarray) -> np.random.SFC64:
+    """numpy's own SFC64 at a state row (a, b, c, counter), set here rather than by the backends."""
+    gen = np.random.SFC64(0)
+    gen.state = {"bit_generator": "SFC64", "state": {"state": state}, "has_uint32": 0, "uinteger": 0}
+    return gen
+
+
 def raw(states: np.ndarray, count: int) -> np.ndarray:
     """The next `count` raw words of the stream at states[0] (numpy's own SFC64)."""
-    gen = np.random.SFC64(0)
-    gen.state = {"bit_generator": "SFC64", "state": {"state": states[0]}, "has_uint32": 0, "uinteger": 0}
-    return gen.random_raw(count)
+    return numpy_sfc64(states[0]).random_raw(count)
 
 
 def series_of(yaml_text: str):
@@ -129,8 +134,7 @@ def test_normals_advance_each_state_by_the_raw_words_they_took(backend):
         start = states.copy()
         backends.get(backend).normals(states, np.empty(2 * per, dtype), 1.0)
         for row, first in zip(states, start, strict=True):
-            gen = np.random.SFC64(0)
-            gen.state = {"bit_generator": "SFC64", "state": {"state": first}, "has_uint32": 0, "uinteger": 0}
+            gen = numpy_sfc64(first)
             gen.random_raw(words_for(per, np.dtype(dtype)))
             assert np.array_equal(row, gen.state["state"]["state"])
 
