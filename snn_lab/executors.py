@@ -204,9 +204,10 @@ def _dask(points: list, jobs: int, scheduler: str | None, backend: str | None) -
             client = Client(scheduler, timeout="5s")
         else:
             # A local cluster on loopback: `jobs` worker processes with one task at a time each.
+            # Its HTTP server on a free port: with None it still takes 8787, and warns when taken.
             with _environment(env):
                 cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None, env=env)
+                                       host="127.0.0.1", dashboard_address=":0", env=env)
             client = Client(cluster)
     except (OSError, TimeoutError) as exc:
         if cluster is not None:

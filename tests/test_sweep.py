@@ -392,12 +392,35 @@ def test_the_dask_executor_gives_the_same_table_as_the_local_pool(tmp_path):
     assert json.loads((tmp_path / "dask" / "sweep.json").read_text())["executor"] == "dask"
 
 
+def test_a_local_dask_cluster_takes_a_free_port_without_a_warning(tmp_path):
+    """With 8787 taken (another cluster, or a second CI job's), the local cluster's HTTP server
+    goes to a free port quietly: distributed's "Port 8787 is already in use" warned before."""
+    import socket
+    import warnings
+
+    taken = socket.socket()
+    try:
+        taken.bind(("127.0.0.1", 8787))
+        taken.listen()
+    except OSError:
+        pass  # taken already, which is the case under test too
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = invoke("run", write(tmp_path, GRID), "--out", tmp_path / "dask", "-q",
+                         "--executor", "dask", "--jobs", "1")
+    finally:
+        taken.close()
+    assert out.exit_code == 0, out.output
+    assert not [w for w in caught if "already in use" in str(w.message)]
+
+
 def test_a_dask_scheduler_address_runs_the_points_on_that_cluster(tmp_path):
     from distributed import LocalCluster
 
     path = write(tmp_path, GRID)
     assert invoke("run", path, "--out", tmp_path / "local", "-q").exit_code == 0
-    with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as cluster:
         out = invoke("run", path, "--out", tmp_path / "remote", "-q", "--scheduler", cluster.scheduler_address)
         assert out.exit_code == 0, out.output
     assert (tmp_path / "local" / "sweep.csv").read_bytes() == (tmp_path / "remote" / "sweep.csv").read_bytes()
