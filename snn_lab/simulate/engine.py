@@ -66,16 +66,21 @@ def finish(sums: np.ndarray, count: int, data) -> np.ndarray:
     One pass loses eps * mean^2 / var of the variance: past _ILL_CONDITIONED, that array of that
     trial is read again around its mean (exact two-pass).
     """
-    with np.errstate(all="ignore"):
-        out = sums.sum(axis=1) / count
+    with np.errstate(all="ignore"):  # the fewest numpy calls: this runs once a layer, on a few numbers
+        out = np.add.reduce(sums, axis=1)
+        out /= count
         mean, var = out[:, 0::2], out[:, 1::2]  # views of out
-        var -= mean * mean
-        for t, k in zip(*np.nonzero(np.isfinite(mean) & ~(var * _ILL_CONDITIONED > mean * mean))):
+        square = mean * mean
+        var -= square
+        finite = np.isfinite(mean)
+        ill = finite & ~(var * _ILL_CONDITIONED > square)
+        for t, k in zip(*np.nonzero(ill)) if ill.any() else ():
             v = data[k][t].reshape(-1).astype(np.float64) - mean[t, k]
             shift = np.add.reduce(v)  # numpy float64: squares to inf, not OverflowError (float ** 2)
             var[t, k] = (np.dot(v, v) - shift * shift / count) / count
         np.maximum(var, 0.0, out=var)  # NaN stays NaN
-        var[~np.isfinite(mean)] = math.nan
+        if not finite.all():
+            var[~finite] = math.nan
     return out
 
 
@@ -108,10 +113,10 @@ class _Plan:
                 self.drop = self.dtype.type(a), self.dtype.type(b), self.dtype.type(self.act.saturation)
 
 
-def _propagate(plan: _Plan, trials: list[int], rows: list[np.ndarray], samples: dict | None,
+def _propagate(plan: _Plan, trials: list[int], rows: np.ndarray, samples: dict | None,
                threads: int, report: Progress, stop: threading.Event) -> None:
-    """The one loop: trials (stacked) through every layer; rows[g] receives trial g's
-    (depth + 1, STATS + PROBES) columns, samples (if given) trial trials[0]'s values.
+    """The one loop: trials (stacked) through every layer; rows (trials, depth + 1, STATS +
+    PROBES) receives their columns, samples (if given) trial trials[0]'s values.
 
     A layer: h = x W / beta (+ bias); p = norm(h) (or h); y = phi(p), alpha dropout; x = y, or
     x + alpha y in a residual block. The pre-activation columns describe p, the others x."""
@@ -125,8 +130,7 @@ def _propagate(plan: _Plan, trials: list[int], rows: list[np.ndarray], samples: 
     keep = set(sample_layers(depth)) if samples is not None else set()
     grads = _Backward(plan, depth, batch, n) if plan.grads else None
     jac = JacobianProbe(plan.jacobian, trials, n, depth, plan.act, plan.alpha) if plan.jacobian else None
-    for r in rows:
-        r[:, len(STATS):] = math.nan
+    rows[:, :, len(STATS):] = math.nan
     count = batch * n
 
     def draw(layer: int, out: np.ndarray) -> list[Callable[[], None]]:
@@ -136,12 +140,12 @@ def _propagate(plan: _Plan, trials: list[int], rows: list[np.ndarray], samples: 
     _normalize(plan, W)
     for g in range(g_count):
         x_sums = np.array([plan.backend.sums(xb) for xb in _blocks(plan, X[g])])
-        rows[g][0, :4] = np.tile(finish(x_sums[None], count, (X[g:g + 1],))[0], 2)
+        rows[g, 0, :4] = np.tile(finish(x_sums[None], count, (X[g:g + 1],))[0], 2)
         if plan.corr:
             probe = probing.LayerProbe(n, plan.blocks, False, True, plan.act)
             for i, xb in enumerate(_blocks(plan, X[g])):
                 probe.samples(i, xb)
-            rows[g][0, len(STATS) + 3] = probe.result()[1]
+            rows[g, 0, len(STATS) + 3] = probe.result()[1]
     if 0 in keep:
         samples[0] = _sample(X[0])
     chunks = [(g, g + 1, r) for g in range(g_count) for r in range(0, batch, plan.chunk_rows)]
@@ -212,11 +216,11 @@ def _propagate(plan: _Plan, trials: list[int], rows: list[np.ndarray], samples: 
                           threads)
             if jac is not None:  # H holds this layer's pre-activations, W its weights
                 run_tasks(jac.tasks(layer, W, H, inv_beta), threads)
-            layer_stats = finish(sums, count, (H, X))[:, [2, 3, 0, 1]]  # post's, then pre's
-            for g in range(g_count):
-                rows[g][layer, :4] = layer_stats[g]
+            layer_stats = finish(sums, count, (H, X))  # pre's, then post's
+            rows[:, layer, :2], rows[:, layer, 2:4] = layer_stats[:, 2:], layer_stats[:, :2]
+            for g in range(g_count) if probes[0] is not None else ():
                 if probes[g] is not None:
-                    rows[g][layer, len(STATS) + 2:] = probes[g].result()
+                    rows[g, layer, len(STATS) + 2:] = probes[g].result()
             if layer in keep:
                 samples[layer] = _sample(X[0])
             if layer < depth:
@@ -226,7 +230,7 @@ def _propagate(plan: _Plan, trials: list[int], rows: list[np.ndarray], samples: 
     if jac is not None:
         plan.spectra.extend(jac.spectra)
     if grads:
-        rows[0][:, len(STATS):len(STATS) + 2] = _gradients(plan, trials[0], grads, threads)
+        rows[0, :, len(STATS):len(STATS) + 2] = _gradients(plan, trials[0], grads, threads)
 
 
 class _Backward:
@@ -364,7 +368,7 @@ def _run(series, seed, trials, progress, measure, backend, threads, keep_samples
     with blas.single_threaded():
         if not stacked:
             for i, t in enumerate(trials):
-                _propagate(plan, [t], [stats[i]], samples if i == 0 and keep_samples else None,
+                _propagate(plan, [t], stats[i:i + 1], samples if i == 0 and keep_samples else None,
                            workers, report, stop)
             return SeriesRun(stats, samples, _ordered(plan.spectra))
         group = max(1, min(len(trials), stacked * workers))
@@ -374,7 +378,7 @@ def _run(series, seed, trials, progress, measure, backend, threads, keep_samples
             parts = [p for p in parts if p]
             inner = max(1, workers // len(parts))  # a last round of fewer trials shares their chunks out
             parallel(len(parts), lambda p: _propagate(
-                plan, [trials[i] for i in parts[p]], [stats[i] for i in parts[p]],
+                plan, [trials[i] for i in parts[p]], stats[parts[p][0]:parts[p][-1] + 1],
                 samples if p == 0 and first == 0 and keep_samples else None, inner, report, stop), workers, stop)
     return SeriesRun(stats, samples, _ordered(plan.spectra))
 

@@ -93,7 +93,10 @@ def jobs(series: Series, seed: int, trials: list[int], layer: int, out: np.ndarr
     None) when a block holds a trial's rows (one backend call), else one per block of trial g."""
     rows = block_rows(series.width)
     blocks = -(-out.shape[1] // rows)
-    if weights:
+    part, start = divmod((layer - 1) * blocks, KEY_STATES)
+    if weights and start + blocks <= KEY_STATES:  # one table a trial: one copy for the group
+        states = np.concatenate([_weight_table(seed, series.label, t, part)[start:start + blocks] for t in trials])
+    elif weights:
         states = np.concatenate([weight_states(seed, series.label, t, (layer - 1) * blocks, blocks)
                                  for t in trials])
     else:

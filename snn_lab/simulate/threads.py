@@ -55,11 +55,11 @@ def parallel(count: int, task: Callable[[int], None], threads: int,
     and long tasks may watch it to end early.
     """
     threads = min(threads, count)
-    stop = threading.Event() if stop is None else stop
     if threads <= 1:
         for i in range(count):
             task(i)
         return
+    stop = threading.Event() if stop is None else stop
     pool = _get_pool(threads - 1)
     items = itertools.count()  # next() on a count is atomic under the GIL
 
