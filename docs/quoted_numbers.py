@@ -361,6 +361,21 @@ def bench_small_breakdown() -> str:
             "products |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
 
 
+@numbers("bench-numpy-bound", "docs/engine.md", kind="measured")
+def bench_numpy_bound() -> str:
+    """benchmarks/bench_numpy_bound.py's record: the numpy backend's small case bounded from below."""
+    d = bench_json("bench_numpy_bound.json")
+    rows = []
+    for c in d["cases"]:
+        ns = c["ns"]
+        rows.append(f"| {c['dtype']} | {ns['floor (the product)']:.2f} | {ns['exp']:.2f} | "
+                    f"{ns['float64 sums']:.2f} | {c['box_muller_ns_a_normal']:.2f} | {c['bound']:.2f} | "
+                    f"{c['bound_ziggurat']:.2f} |")
+    return ("\n| dtype | product, ns an output | exp, ns | float64 sums, ns | Box-Muller's four passes, ns a "
+            "normal | at least (x the floor) | with numpy's ziggurat |\n| --- | --- | --- | --- | --- | --- | --- |\n"
+            + "\n".join(rows) + "\n")
+
+
 @numbers("bench-training", "docs/training.md", kind="measured")
 def bench_training() -> str:
     d = bench_json("bench_training.json")
