@@ -67,8 +67,7 @@ def finish(sums: np.ndarray, count: int, data) -> np.ndarray:
     trial is read again around its mean (exact two-pass).
     """
     with np.errstate(all="ignore"):  # the fewest numpy calls: this runs once a layer, on a few numbers
-        out = np.add.reduce(sums, axis=1)
-        out /= count
+        out = np.add.reduce(sums, axis=1) / count
         mean, var = out[:, 0::2], out[:, 1::2]  # views of out
         square = mean * mean
         var -= square
@@ -79,8 +78,7 @@ def finish(sums: np.ndarray, count: int, data) -> np.ndarray:
             shift = np.add.reduce(v)  # numpy float64: squares to inf, not OverflowError (float ** 2)
             var[t, k] = (np.dot(v, v) - shift * shift / count) / count
         np.maximum(var, 0.0, out=var)  # NaN stays NaN
-        if not finite.all():
-            var[~finite] = math.nan
+        var[~finite] = math.nan
     return out
 
 
@@ -219,8 +217,7 @@ def _propagate(plan: _Plan, trials: list[int], rows: np.ndarray, samples: dict |
             layer_stats = finish(sums, count, (H, X))  # pre's, then post's
             rows[:, layer, :2], rows[:, layer, 2:4] = layer_stats[:, 2:], layer_stats[:, :2]
             for g in range(g_count) if probes[0] is not None else ():
-                if probes[g] is not None:
-                    rows[g, layer, len(STATS) + 2:] = probes[g].result()
+                rows[g, layer, len(STATS) + 2:] = probes[g].result()
             if layer in keep:
                 samples[layer] = _sample(X[0])
             if layer < depth:

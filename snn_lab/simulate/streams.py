@@ -81,10 +81,9 @@ def _weight_table(seed: int, label: str, trial: int, part: int) -> np.ndarray:
 def weight_states(seed: int, label: str, trial: int, first: int, count: int) -> np.ndarray:
     """A trial's weight streams first .. first + count - 1 (a fresh array): stream i is row i % 64 of
     _weight_table(i // 64); layer l's row block b is stream (l - 1) blocks + b."""
-    parts = range(first // KEY_STATES, (first + count - 1) // KEY_STATES + 1)
-    table = np.concatenate([_weight_table(seed, label, trial, p) for p in parts])
-    start = first - parts[0] * KEY_STATES
-    return table[start:start + count].copy()
+    part, start = divmod(first, KEY_STATES)
+    tables = [_weight_table(seed, label, trial, p) for p in range(part, (first + count - 1) // KEY_STATES + 1)]
+    return (tables[0] if len(tables) == 1 else np.concatenate(tables))[start:start + count].copy()
 
 
 def jobs(series: Series, seed: int, trials: list[int], layer: int, out: np.ndarray, weights: bool = False):
@@ -93,10 +92,7 @@ def jobs(series: Series, seed: int, trials: list[int], layer: int, out: np.ndarr
     None) when a block holds a trial's rows (one backend call), else one per block of trial g."""
     rows = block_rows(series.width)
     blocks = -(-out.shape[1] // rows)
-    part, start = divmod((layer - 1) * blocks, KEY_STATES)
-    if weights and start + blocks <= KEY_STATES:  # one table a trial: one copy for the group
-        states = np.concatenate([_weight_table(seed, series.label, t, part)[start:start + blocks] for t in trials])
-    elif weights:
+    if weights:
         states = np.concatenate([weight_states(seed, series.label, t, (layer - 1) * blocks, blocks)
                                  for t in trials])
     else:

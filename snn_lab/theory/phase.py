@@ -77,10 +77,10 @@ def widen(axis: np.ndarray, values, positive: bool) -> np.ndarray:
 # Where q grows without bound, chi_1 is taken in the limit q -> infinity, evaluated here (the
 # mirror of theory's q -> 0+ limit at 1e-200): for ReLU-like activations E[phi'^2] has settled.
 _HUGE_Q = 1e200
-# theory.fixed_point walks to q = 1e+-300 by doublings before it calls q grown or collapsed:
-# ~1000 q-map evaluations, up to 5 s a point for gelu. A grid scans by factors of 16 and calls
-# q grown (collapsed) once it passes _FAR (1 / _FAR) with no change of sign: a fixed point
-# beyond needs |chi_1(infinity) - 1| < ~1e-40 for the unbounded activations.
+# theory.fixed_point walks to q = 1e+-300, its stride squared every 4 steps (meanfield.walk),
+# before it calls q grown or collapsed. A grid scans from factors of 16 and calls q grown
+# (collapsed) once it passes _FAR (1 / _FAR) with no change of sign: a fixed point beyond
+# needs |chi_1(infinity) - 1| < ~1e-40 for the unbounded activations.
 _FAR = 1e40
 _SCAN = 16.0
 
