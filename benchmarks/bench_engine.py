@@ -340,6 +340,13 @@ def openblas_pool() -> dict:
     return next((p for p in pools if p.get("internal_api") == "openblas"), {})
 
 
+def write_record(path: Path, script: str, **fields) -> None:
+    """A one-thread benchmark's JSON record (its command first), and say where it went."""
+    record = {"command": f"env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/{script}", **fields}
+    path.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    print(f"wrote {path}")
+
+
 def git_state() -> dict:
     """The checkout's commit and whether snn_lab/ had uncommitted changes (what was measured)."""
     root = Path(snn_lab.__file__).resolve().parent.parent

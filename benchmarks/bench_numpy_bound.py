@@ -18,7 +18,6 @@ the compiled backend's). Not a test; writes --json (default: beside this script)
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -99,10 +98,7 @@ def main(argv=None) -> int:
         print(f"{c['dtype']}: ns an entry: {shown}")
         print(f"  the numpy backend's small case is at least {c['bound']:.2f}x the floor "
               f"({c['bound_ziggurat']:.2f}x with numpy's ziggurat normals); the target is 2x")
-    record = {"command": "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_numpy_bound.py",
-              "repeats": args.repeats, "environment": env, "cases": cases}
-    args.json.write_text(json.dumps(record, indent=1, default=str) + "\n")
-    print(f"wrote {args.json}")
+    be.write_record(args.json, "bench_numpy_bound.py", repeats=args.repeats, environment=env, cases=cases)
     return 0
 
 

@@ -13,7 +13,6 @@ set-up and the statistics' finish. Not a test; writes --json (default: beside th
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -108,10 +107,7 @@ def main(argv=None) -> int:
             shown = ", ".join(f"{k} {v / n * 1e6:.1f} us" for k, v in part.items() if v and k != "total")
             print(f"  {b}: {c['median'][b]:.3f} s ({c['ratio'][b]:.2f}x the floor); a trial-layer: {shown}")
     print(f"load average before {env['loadavg_before'][0]:.2f}, after {env['loadavg_after'][0]:.2f}")
-    record = {"command": "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/bench_small_breakdown.py",
-              "repeats": args.repeats, "environment": env, "cases": cases}
-    args.json.write_text(json.dumps(record, indent=1, default=str) + "\n")
-    print(f"wrote {args.json}")
+    be.write_record(args.json, "bench_small_breakdown.py", repeats=args.repeats, environment=env, cases=cases)
     return 0
 
 
