@@ -75,8 +75,9 @@ def box_muller(words: np.ndarray, out: np.ndarray, factor: float) -> None:
         t *= r
         out[:, k:] = t[:, :size - k]
         return
-    # numpy's float64 sine and cosine are scalar libm calls (12 ns each here), its tangent is
-    # vectorized (1.4 ns): cos t and sin t from w = tan(t/2), within a few ulps of 1 absolute.
+    # Where numpy vectorizes the float64 tangent (AVX-512: 1.4 ns) its sine and cosine are still
+    # scalar libm calls (12 ns each); on AVX2 all three are scalar and this costs what they do:
+    # cos t and sin t from w = tan(t/2), within a few ulps of 1 absolute.
     t *= 0.5
     np.tan(t, out=t)
     q = np.square(t)
