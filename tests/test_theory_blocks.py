@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 
+import mpmath
 import numpy as np
 import pytest
 from conftest import assert_matches, cli_runner, experiment
@@ -104,10 +105,33 @@ def test_tanh_pair_on_the_sphere_matches_monte_carlo(K):
 
 # ---- the eps term --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("a", [1e-5, 1e-3, 0.3, 30.0])
+@pytest.mark.parametrize("a", [1e-300, 1e-100, 1e-12, 1e-5, 1e-3, 0.3, 30.0])
 def test_eps_deficit_with_two_degrees_of_freedom_is_the_exponential_integral(a):
     """X ~ chi^2_2 = Exp(mean 2): E[a/(X + a)] = (a/2) e^(a/2) E1(a/2)."""
-    assert blocks.deficit(a, 2) == pytest.approx(a / 2 * math.exp(a / 2) * special.exp1(a / 2), rel=1e-13)
+    assert blocks.deficit(a, 2) == pytest.approx(a / 2 * math.exp(a / 2) * special.exp1(a / 2), rel=1e-13, abs=0)
+
+
+@pytest.mark.parametrize("a", [1e-300, 1e-100, 1e-12, 1e-5, 0.3, 30.0, 1e6])
+def test_eps_deficit_with_one_degree_of_freedom_is_the_scaled_erfc(a):
+    """X = Z^2: E[a/(Z^2 + a)] = sqrt(pi a / 2) e^(a/2) erfc(sqrt(a/2)); for small a that is
+    sqrt(pi a / 2), far above a (quad's window missed the slow tail and returned -a)."""
+    exact = math.sqrt(math.pi * a / 2) * special.erfcx(math.sqrt(a / 2))
+    assert blocks.deficit(a, 1) == pytest.approx(exact, rel=1e-13, abs=0)
+
+
+@pytest.mark.parametrize("dof", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("a", [1e-30, 1e-10, 1e-3, 2.0, 1e4])
+def test_eps_deficit_of_few_degrees_of_freedom_is_its_definition(dof, a):
+    """E[a/(X + a)] integrated against the chi^2_dof density by mpmath (40 digits, cut at a, every
+    5 decades up to 1, and at the density's bulk): where the slow tail of small dof matters most."""
+    mpmath.mp.dps = 40
+    k, am = mpmath.mpf(dof), mpmath.mpf(a)
+
+    def density(x):
+        return x ** (k / 2 - 1) * mpmath.exp(-x / 2) / (2 ** (k / 2) * mpmath.gamma(k / 2))
+    cuts = sorted({am * mpmath.mpf(10) ** j for j in range(0, 305, 5) if am * 10.0 ** j < 1} | {am})
+    exact = mpmath.quad(lambda x: am / (x + am) * density(x), [0, *cuts, 1, k, 10 * k + 100, mpmath.inf])
+    assert blocks.deficit(a, dof) == pytest.approx(float(exact), rel=1e-12, abs=0)
 
 
 @pytest.mark.parametrize("dof", [9, 511, 1023])
@@ -115,7 +139,7 @@ def test_eps_deficit_is_eps_times_the_mean_inverse_chi_square(dof):
     """E[a/(X + a)] = a E[1/X] - a^2 E[1/X^2] + ..., E[1/X] = 1/(dof - 2), E[1/X^2] = 1/((dof-2)(dof-4))."""
     a = NORM_EPS * (dof + 1)
     series_sum = a / (dof - 2) - a * a / ((dof - 2) * (dof - 4)) + a**3 / ((dof - 2) * (dof - 4) * (dof - 6))
-    assert blocks.deficit(a, dof) == pytest.approx(series_sum, rel=1e-12)
+    assert blocks.deficit(a, dof) == pytest.approx(series_sum, rel=1e-12, abs=0)
 
 
 def test_norm_preact_var_is_one_minus_eps_times_the_mean_inverse_variance():

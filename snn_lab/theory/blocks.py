@@ -81,8 +81,10 @@ def deficit(a: float, dof: int) -> float:
     """E[a / (X + a)], X ~ chi^2_dof: the share of a normalized variance lost to eps.
 
     With v = V X / K and a = eps K / V this is E[eps / (v + eps)] (first order: a / (dof - 2)).
-    Exact by the Laplace transform of chi^2: a * int_0^inf exp(-a t) (1 + 2 t)^(-dof/2) dt,
-    integrated by scipy's quad in t = u / (a + dof), where the integrand decays on a unit scale.
+    Exact by the Laplace transform of chi^2: a * int_0^inf exp(-a t) (1 + 2 t)^(-dof/2) dt =
+    (a/2) U(1, 2 - dof/2, a/2), Tricomi's U. For dof <= 3 the power (1 + 2 t)^(-dof/2) decays too
+    slowly for a window of quad's and scipy's hyperu is exact; from dof = 4 (where hyperu gives
+    NaN) scipy's quad integrates in t = u / (a + dof), where the integrand decays on a unit scale.
     """
     if dof <= 0 or not a < math.inf:
         return 1.0  # nothing is left to normalize: v = 0 and p = 0
@@ -90,6 +92,10 @@ def deficit(a: float, dof: int) -> float:
         return 0.0
     # Imported when needed, as scipy.optimize in meanfield.
     from scipy.integrate import quad
+    from scipy.special import hyperu
+
+    if dof <= 3:
+        return min(1.0, 0.5 * a * float(hyperu(1.0, 2.0 - 0.5 * dof, 0.5 * a)))
 
     unit = 1.0 / (a + dof)
 
