@@ -152,78 +152,74 @@ def _propagate(plan: _Plan, trials: list[int], rows: np.ndarray, samples: dict |
     # Batch norm needs the whole batch's product first; its units are split in fixed columns.
     columns = [(g, c, min(n, c + _NORM_COLUMNS)) for g in range(g_count) for c in range(0, n, _NORM_COLUMNS)]
 
-    with np.errstate(all="ignore"):  # overflow is data here: recorded, then reported
-        for layer in range(1, depth + 1):
-            if stop.is_set():
-                return
-            rngs = [streams.rng_for(plan.seed, s.label, t, layer) for t in trials] if s.bias_var or s.dropout else None
-            bias = [(r.standard_normal(n) * math.sqrt(s.bias_var)).astype(dt) for r in rngs] if s.bias_var else None
-            inv_beta = dt.type(1.0 / plan.betas[layer])
-            probes = [probing.LayerProbe(n, plan.blocks, plan.dead, plan.corr, plan.act)
-                      if plan.dead or plan.corr else None for _ in trials]
+    for layer in range(1, depth + 1):
+        if stop.is_set():
+            return
+        rngs = [streams.rng_for(plan.seed, s.label, t, layer) for t in trials] if s.bias_var or s.dropout else None
+        bias = [(r.standard_normal(n) * math.sqrt(s.bias_var)).astype(dt) for r in rngs] if s.bias_var else None
+        inv_beta = dt.type(1.0 / plan.betas[layer])
+        probes = [probing.LayerProbe(n, plan.blocks, plan.dead, plan.corr, plan.act)
+                  if plan.dead or plan.corr else None for _ in trials]
 
-            def product(a: int, b: int, r0: int) -> None:
-                """Rows r0.. of trials a..b: the product, beta, bias, a layer norm, and unless the
-                batch must be seen first, the activation."""
-                r1 = min(batch, r0 + plan.chunk_rows)
-                with np.errstate(all="ignore"):  # per thread: overflow is data, recorded and reported
-                    np.matmul(X[a:b, r0:r1], W[a:b], out=H[a:b, r0:r1])  # one BLAS call per trial
-                    if inv_beta != 1:
-                        H[a:b, r0:r1] *= inv_beta
-                    if bias is not None:
-                        H[a:b, r0:r1] += np.stack(bias[a:b])[:, None]
-                    if s.norm == "layer":
-                        for g in range(a, b):
-                            scale = norms.normalize("layer", H[g, r0:r1], plan.norm_rows)
-                            if grads and g == 0:
-                                grads.scales[layer - 1][r0:r1] = scale
-                if s.norm != "batch":
-                    activate(a, b, r0)
+        def product(a: int, b: int, r0: int) -> None:
+            """Rows r0.. of trials a..b: the product, beta, bias, a layer norm, and unless the
+            batch must be seen first, the activation."""
+            r1 = min(batch, r0 + plan.chunk_rows)
+            np.matmul(X[a:b, r0:r1], W[a:b], out=H[a:b, r0:r1])  # one BLAS call per trial
+            if inv_beta != 1:
+                H[a:b, r0:r1] *= inv_beta
+            if bias is not None:
+                H[a:b, r0:r1] += np.stack(bias[a:b])[:, None]
+            if s.norm == "layer":
+                for g in range(a, b):
+                    scale = norms.normalize("layer", H[g, r0:r1], plan.norm_rows)
+                    if grads and g == 0:
+                        grads.scales[layer - 1][r0:r1] = scale
+            if s.norm != "batch":
+                activate(a, b, r0)
 
-            def batch_norm(g: int, c0: int, c1: int) -> None:
-                with np.errstate(all="ignore"):
-                    scale = norms.normalize("batch", H[g, :, c0:c1], plan.norm_rows)
-                if grads and g == 0:
-                    grads.scales[layer - 1][c0:c1] = scale
+        def batch_norm(g: int, c0: int, c1: int) -> None:
+            scale = norms.normalize("batch", H[g, :, c0:c1], plan.norm_rows)
+            if grads and g == 0:
+                grads.scales[layer - 1][c0:c1] = scale
 
-            def activate(a: int, b: int, r0: int) -> None:
-                """The activation of rows r0.. of trials a..b, with the sums, phi' and the probes."""
-                r1 = min(batch, r0 + plan.chunk_rows)
-                b0, b1 = r0 // plan.stats_rows, -(-r1 // plan.stats_rows)
-                with np.errstate(all="ignore"):
-                    plan.backend.activate(plan.act, H[a:b, r0:r1].reshape(b - a, -1),
-                                          Y[a:b, r0:r1].reshape(b - a, -1), plan.stats_rows * n, sums[a:b, b0:b1])
-                    if grads:
-                        grads.keep(layer, r0, r1, H[0, r0:r1])
-                    for g in range(a, b):
-                        if probes[g] is not None:
-                            for i, (hb, xb) in enumerate(zip(_blocks(plan, H[g, r0:r1]), _blocks(plan, Y[g, r0:r1]))):
-                                probes[g].units(b0 + i, hb)
-                                if not s.dropout and not plan.alpha:
-                                    probes[g].samples(b0 + i, xb)
+        def activate(a: int, b: int, r0: int) -> None:
+            """The activation of rows r0.. of trials a..b, with the sums, phi' and the probes."""
+            r1 = min(batch, r0 + plan.chunk_rows)
+            b0, b1 = r0 // plan.stats_rows, -(-r1 // plan.stats_rows)
+            plan.backend.activate(plan.act, H[a:b, r0:r1].reshape(b - a, -1),
+                                  Y[a:b, r0:r1].reshape(b - a, -1), plan.stats_rows * n, sums[a:b, b0:b1])
+            if grads:
+                grads.keep(layer, r0, r1, H[0, r0:r1])
+            for g in range(a, b):
+                if probes[g] is not None:
+                    for i, (hb, xb) in enumerate(zip(_blocks(plan, H[g, r0:r1]), _blocks(plan, Y[g, r0:r1]))):
+                        probes[g].units(b0 + i, hb)
+                        if not s.dropout and not plan.alpha:
+                            probes[g].samples(b0 + i, xb)
 
-            run_tasks(draw(layer + 1, W_next) + [lambda c=c: product(*c) for c in chunks], threads)
-            if s.norm == "batch":
-                run_tasks([lambda c=c: batch_norm(*c) for c in columns], threads)
-                run_tasks([lambda c=c: activate(*c) for c in chunks], threads)
-            if s.dropout:
-                _dropout(plan, Y, sums, rngs, [None] * g_count if plan.alpha else probes,
-                         grads.derivs[layer - 1] if grads else None)
-            if plan.alpha:
-                run_tasks([lambda g=g: _add_branch(plan, X[g], Y[g], sums[g], probes[g]) for g in range(g_count)],
-                          threads)
-            if jac is not None:  # H holds this layer's pre-activations, W its weights
-                run_tasks(jac.tasks(layer, W, H, inv_beta), threads)
-            layer_stats = finish(sums, count, (H, X))  # pre's, then post's
-            rows[:, layer, :2], rows[:, layer, 2:4] = layer_stats[:, 2:], layer_stats[:, :2]
-            for g in range(g_count) if probes[0] is not None else ():
-                rows[g, layer, len(STATS) + 2:] = probes[g].result()
-            if layer in keep:
-                samples[layer] = _sample(X[0])
-            if layer < depth:
-                _normalize(plan, W_next)
-                W, W_next = W_next, W
-            report(g_count)
+        run_tasks(draw(layer + 1, W_next) + [lambda c=c: product(*c) for c in chunks], threads)
+        if s.norm == "batch":
+            run_tasks([lambda c=c: batch_norm(*c) for c in columns], threads)
+            run_tasks([lambda c=c: activate(*c) for c in chunks], threads)
+        if s.dropout:
+            _dropout(plan, Y, sums, rngs, [None] * g_count if plan.alpha else probes,
+                     grads.derivs[layer - 1] if grads else None)
+        if plan.alpha:
+            run_tasks([lambda g=g: _add_branch(plan, X[g], Y[g], sums[g], probes[g]) for g in range(g_count)],
+                      threads)
+        if jac is not None:  # H holds this layer's pre-activations, W its weights
+            run_tasks(jac.tasks(layer, W, H, inv_beta), threads)
+        layer_stats = finish(sums, count, (H, X))  # pre's, then post's
+        rows[:, layer, :2], rows[:, layer, 2:4] = layer_stats[:, 2:], layer_stats[:, :2]
+        for g in range(g_count) if probes[0] is not None else ():
+            rows[g, layer, len(STATS) + 2:] = probes[g].result()
+        if layer in keep:
+            samples[layer] = _sample(X[0])
+        if layer < depth:
+            _normalize(plan, W_next)
+            W, W_next = W_next, W
+        report(g_count)
     if jac is not None:
         plan.spectra.extend(jac.spectra)
     if grads:
@@ -364,9 +360,10 @@ def _run(series, seed, trials, progress, measure, backend, threads, keep_samples
     workers = max(1, int(threads)) if threads is not None else default_threads()
     with blas.single_threaded():
         if not stacked:
-            for i, t in enumerate(trials):
-                _propagate(plan, [t], stats[i:i + 1], samples if i == 0 and keep_samples else None,
-                           workers, report, stop)
+            with np.errstate(all="ignore"):  # as in parallel()'s tasks: overflow is data
+                for i, t in enumerate(trials):
+                    _propagate(plan, [t], stats[i:i + 1], samples if i == 0 and keep_samples else None,
+                               workers, report, stop)
             return SeriesRun(stats, samples, _ordered(plan.spectra))
         group = max(1, min(len(trials), stacked * workers))
         for first in range(0, len(trials), group):

@@ -8,6 +8,8 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 
+import numpy as np
+
 SERIAL_BELOW = 1 << 17  # entries per layer under which threads cost more than they save
 
 _pool: ThreadPoolExecutor | None = None
@@ -52,26 +54,29 @@ def parallel(count: int, task: Callable[[int], None], threads: int,
     """task(0) ... task(count - 1), on `threads` threads (the caller's included), any order.
 
     `stop` is set when a task raises (or the caller is interrupted): no task starts after it,
-    and long tasks may watch it to end early.
+    and long tasks may watch it to end early. Tasks run with numpy's floating-point warnings off:
+    they are the simulation's, whose overflow is data, recorded and reported by the run.
     """
     threads = min(threads, count)
     if threads <= 1:
-        for i in range(count):
-            task(i)
+        with np.errstate(all="ignore"):
+            for i in range(count):
+                task(i)
         return
     stop = threading.Event() if stop is None else stop
     pool = _get_pool(threads - 1)
     items = itertools.count()  # next() on a count is atomic under the GIL
 
     def work() -> None:
-        for i in items:
-            if i >= count or stop.is_set():
-                return
-            try:
-                task(i)
-            except BaseException:
-                stop.set()
-                raise
+        with np.errstate(all="ignore"):  # per thread (numpy's errstate is): see above
+            for i in items:
+                if i >= count or stop.is_set():
+                    return
+                try:
+                    task(i)
+                except BaseException:
+                    stop.set()
+                    raise
     helpers = [pool.submit(work) for _ in range(threads - 1)]
     try:
         work()  # returns when no item is left (the helpers may still be running one)
