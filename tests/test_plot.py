@@ -314,3 +314,22 @@ def test_last_finite():
     assert plot.last_finite([1.0, 2.0, 3.0]) is None
     assert plot.last_finite([1.0, 2.0, np.inf, np.nan]) == 1
     assert plot.last_finite([np.nan, 1.0]) is None  # nothing finite before it: nothing to mark
+
+
+def test_an_overflowed_run_plots_without_numpys_warnings(tmp_path):
+    """Statistics past float32 (inf, NaN, 1e38 beside 1): matplotlib's scales overflow while
+    autoscaling; the figures are drawn and no RuntimeWarning escapes (before: two, from
+    matplotlib's scale.py, on the command line)."""
+    import warnings
+
+    from snn_lab import api
+
+    run = api.run({"seed": 0, "trials": 2, "width": 16, "depth": 6, "batch": 8, "dtype": "float32",
+                   "input": {"mean": 1e300, "var": 1e300},
+                   "series": [{"label": "a", "activation": "selu"},
+                              {"label": "b", "activation": "relu", "residual": 1.0, "gain": 1e20},
+                              {"label": "c", "activation": "tanh", "gain": 1e30, "bias_var": 1e30}]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        written = plot.save_figures(run.run, tmp_path)
+    assert written and all(p.stat().st_size > 0 for p in written)
