@@ -1,4 +1,4 @@
-"""The theory's bracket search (meanfield.walk) and the q-map fixed point that walks with it:
+"""The theory's bracket search (brackets.walk) and the q-map fixed point that walks with it:
 closed forms, and how few steps a long walk takes with its stride growing."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from snn_lab import theory
-from snn_lab.theory import meanfield, phase
+from snn_lab.theory import brackets, meanfield, phase
 
 EPS = float(np.finfo(np.float64).eps)
 
@@ -29,19 +29,19 @@ def test_a_growing_stride_still_brackets_the_first_root(root):
     """One sign change anywhere in (1, 1e40), the last stretch included (16^33 < 0.95e40 <
     16^34: a plain walk by 16 steps past it)."""
     f, calls = counted(lambda x: math.log(root) - math.log(x))
-    lo, hi = meanfield.walk(f, 1.0, f(1.0), 16.0, (1e-40, 1e40), lambda x: 0.0, speedup=4)
+    lo, hi = brackets.walk(f, 1.0, f(1.0), 16.0, (1e-40, 1e40), lambda x: 0.0, speedup=4)
     assert lo <= root <= hi
     assert len(calls) <= 20
-    assert meanfield.walk(lambda x: math.log(0.95e40) - math.log(x), 1.0, 1.0, 16.0, (1e-40, 1e40),
+    assert brackets.walk(lambda x: math.log(0.95e40) - math.log(x), 1.0, 1.0, 16.0, (1e-40, 1e40),
                           lambda x: 0.0) == "beyond"
 
 
 def test_a_growing_stride_reports_beyond_after_the_bound():
     f, calls = counted(lambda x: 1.0)
-    assert meanfield.walk(f, 1.0, 1.0, 2.0, (1e-300, 1e300), lambda x: 0.0, speedup=4) == "beyond"
+    assert brackets.walk(f, 1.0, 1.0, 2.0, (1e-300, 1e300), lambda x: 0.0, speedup=4) == "beyond"
     assert calls[-1] == 1e300 and len(calls) < 40  # by doublings alone: 997 calls
     f, calls = counted(lambda x: 1.0)
-    assert meanfield.walk(f, 1.0, 1.0, 0.5, (1e-300, 1e300), lambda x: 0.0, speedup=4) == "beyond"
+    assert brackets.walk(f, 1.0, 1.0, 0.5, (1e-300, 1e300), lambda x: 0.0, speedup=4) == "beyond"
     assert calls[-1] == 1e-300 and len(calls) < 40
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from snn_lab import gaussian
 from snn_lab.activations import Activation, alpha_dropout_affine
 from snn_lab.config import Series
 from snn_lab.statistics import json_number
+from snn_lab.theory.brackets import walk
 
 # Columns of predict(), in order: what engine.run_trial records as mean, var, preact_var.
 THEORY = ("theory_mean", "theory_var", "theory_preact_var")
@@ -319,36 +319,6 @@ def fixed_point(series: Series, act: Activation | None = None, *, step: float = 
 def _unresolved(q: float, excess: float) -> bool:
     """Whether q_map(q) - q is within rounding of 0."""
     return abs(excess) <= _NOISE * q
-
-
-def walk(f: Callable[[float], float], x0: float, f0: float, factor: float,
-         bounds: tuple[float, float], noise: Callable[[float], float],
-         speedup: int = 0) -> tuple[float, float] | str:
-    """(a, b), a < b, around the first resolved change of sign of f on x0 * factor^k, k = 1, 2, ...
-
-    f0 = f(x0) must be resolved (|f0| > noise(x0)); values within noise(x) of 0 are stepped
-    over. "beyond" if x leaves bounds first, "overflow" if f stops being finite. The one
-    bracket search of the theory: q* (here and in phase.settle) and c* walk with it. speedup
-    k > 0 squares the factor every k steps, the bound itself the last point looked at: q's walk
-    to 1e+-300 (a q-map that grows or collapses) takes ~20 steps, not ~1000.
-    """
-    x = x_next = x0
-    for step in itertools.count(1):
-        if speedup and step % speedup == 0:
-            factor *= factor
-        at_bound, x_next = x_next in bounds, x_next * factor
-        if speedup and not at_bound:  # a long stride looks at the bound itself before "beyond"
-            x_next = min(max(x_next, bounds[0]), bounds[1])
-        if not bounds[0] <= x_next <= bounds[1]:
-            return "beyond"
-        f_next = f(x_next)
-        if not math.isfinite(f_next):
-            return "overflow"
-        if abs(f_next) <= noise(x_next):
-            continue
-        if (f_next > 0) != (f0 > 0):
-            return (x, x_next) if x < x_next else (x_next, x)
-        x = x_next
 
 
 def find_root(f: Callable[[float], float], lo: float, hi: float, rtol: float = 4 * _EPS) -> float:

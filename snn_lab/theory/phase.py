@@ -77,7 +77,7 @@ def widen(axis: np.ndarray, values, positive: bool) -> np.ndarray:
 # Where q grows without bound, chi_1 is taken in the limit q -> infinity, evaluated here (the
 # mirror of theory's q -> 0+ limit at 1e-200): for ReLU-like activations E[phi'^2] has settled.
 _HUGE_Q = 1e200
-# theory.fixed_point walks to q = 1e+-300, its stride squared every 4 steps (meanfield.walk),
+# theory.fixed_point walks to q = 1e+-300, its stride squared every 4 steps (brackets.walk),
 # before it calls q grown or collapsed. A grid scans from factors of 16 and calls q grown
 # (collapsed) once it passes _FAR (1 / _FAR) with no change of sign: a fixed point beyond
 # needs |chi_1(infinity) - 1| < ~1e-40 for the unbounded activations.
